@@ -1,0 +1,3 @@
+from dscalc.cli import main
+
+main()

@@ -1,0 +1,52 @@
+"""Units, dtypes and the one number formatter of the package."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+from dscalc.errors import BadInput
+
+#: bytes per element of each dtype dscalc can cost
+DTYPE_BYTES: dict[str, int] = {"float32": 4, "float16": 2, "bfloat16": 2, "int8": 1}
+
+_SI = ((10**12, "T"), (10**9, "G"), (10**6, "M"), (10**3, "K"))
+
+
+def itemsize(dtype: str) -> int:
+    """Bytes per element of `dtype` (float32, float16, bfloat16, int8)."""
+    try:
+        return DTYPE_BYTES[dtype]
+    except KeyError:
+        raise BadInput(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPE_BYTES)}", "dtype") from None
+
+
+def exact(n: int) -> str:
+    """An exact integer with thousands separators: 462,422,016."""
+    return f"{n:,}"
+
+
+def si(n: int | float, digits: int = 2) -> str:
+    """A count in K/M/G/T (powers of 1000): 462.42M. Below 1000 it stays as is."""
+    for scale, suffix in _SI:
+        if abs(n) >= scale:
+            return f"{n / scale:.{digits}f}{suffix}"
+    return f"{n:,}" if isinstance(n, int) else f"{n:.{digits}f}"
+
+
+def ratio(r: Fraction | float | None, digits: int = 4) -> str:
+    """A ratio as a decimal (0.1189) and, when below one, as 'N.NNx fewer'."""
+    if r is None:
+        return "-"
+    return f"{float(r):.{digits}f}"
+
+
+def times(r: Fraction | float | None) -> str:
+    """A ratio as a factor of reduction: 1/r, e.g. '8.84x'."""
+    if r is None or r == 0:
+        return "-"
+    return f"{1 / float(r):.2f}x"
+
+
+def shape(dims: tuple[int, ...] | list[int]) -> str:
+    """A tensor shape as 1x64x56x56."""
+    return "x".join(str(d) for d in dims)
