@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -23,6 +23,7 @@ app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -67,10 +68,8 @@ OutputOpt = Annotated[
 ]
 
 
-def parse_per_dim(text: str | None, option: str) -> int | tuple[int, ...] | None:
+def parse_per_dim(text: str, option: str) -> int | tuple[int, ...]:
     """'3' -> 3; '3x5' or '3,5' -> (3, 5). A non-number is bad input naming the option."""
-    if text is None:
-        return None
     parts = text.replace(",", "x").lower().split("x")
     try:
         values = tuple(int(p) for p in parts)
@@ -84,9 +83,11 @@ def parse_padding(text: str) -> int | str | tuple[int, ...]:
     lowered = text.strip().lower()
     if lowered in ("same", "valid"):
         return lowered
-    value = parse_per_dim(lowered, "padding")
-    assert value is not None
-    return value
+    parts = lowered.replace(",", "x").split("x")
+    if not all(p.strip().isdigit() for p in parts):
+        raise BadInput(f"expected same, valid, N or one per dimension like 1x2, got {text!r}", "padding")
+    values = tuple(int(p) for p in parts)
+    return values[0] if len(values) == 1 else values
 
 
 def _deliver(report, fmt: Format, output: Path | None) -> None:
@@ -101,18 +102,19 @@ def layer(
     cin: Annotated[int, typer.Option(help="Input channels (M).", show_default=False)],
     cout: Annotated[int | None, typer.Option(help="Output channels (N); a depthwise conv has cin x depth-multiplier.",
                                              show_default=False)] = None,
-    k: Annotated[str | None, typer.Option("--k", help="Kernel size D_K: 3, or one per dimension: 3x5.",
+    k: Annotated[str | None, typer.Option("--k", help="Kernel size D_K: 3, or one per dimension: 3x5.", metavar="K",
                                           show_default=False)] = None,
-    size: Annotated[str | None, typer.Option(help="Input spatial size D_F: 56, or 28x56 (default 56).",
+    size: Annotated[str | None, typer.Option(help="Input spatial size D_F: 56, or 28x56 (default 56).", metavar="SIZE",
                                              show_default=False)] = None,
     height: Annotated[int | None, typer.Option(help="Input height (2D; with --width).", show_default=False)] = None,
     width: Annotated[int | None, typer.Option(help="Input width (2D; with --height).", show_default=False)] = None,
-    stride: Annotated[str, typer.Option(help="Stride: 2, or 1x2.")] = "1",
-    padding: Annotated[str, typer.Option(help="same (Keras/TF, out = ceil(in/stride)), valid, N or NxM.")] = "same",
-    dilation: Annotated[str, typer.Option(help="Dilation: 1, or 1x2.")] = "1",
+    stride: Annotated[str, typer.Option(help="Stride: 2, or 1x2.", metavar="S")] = "1",
+    padding: Annotated[str, typer.Option(help="same (Keras/TF, out = ceil(in/stride)), valid, N or NxM.",
+                                         metavar="P")] = "same",
+    dilation: Annotated[str, typer.Option(help="Dilation: 1, or 1x2.", metavar="D")] = "1",
     groups: Annotated[int, typer.Option(help="Groups (C_in and C_out divisible by it).")] = 1,
     depth_multiplier: Annotated[int, typer.Option(help="Depthwise outputs per input channel (Keras).")] = 1,
-    output_padding: Annotated[str, typer.Option(help="Transposed conv only: extra output size.")] = "0",
+    output_padding: Annotated[str, typer.Option(help="Transposed conv only: extra output size.", metavar="N")] = "0",
     bias: Annotated[bool, typer.Option("--bias/--no-bias", help="Add a bias (off, as under BatchNorm).")] = False,
     dims: Annotated[int | None, typer.Option(help="1, 2 or 3 spatial dimensions (default: from --size/--k, else 2).",
                                              show_default=False)] = None,
@@ -129,8 +131,8 @@ def layer(
     from dscalc.views import layer_report
 
     chosen = kind.value if kind else ("grouped" if groups > 1 else "standard")
-    k_val = parse_per_dim(k, "k")
-    size_val = parse_per_dim(size, "size")
+    k_val = parse_per_dim(k, "k") if k is not None else None
+    size_val = parse_per_dim(size, "size") if size is not None else None
     assumptions: list[str] = []
     if height is not None or width is not None:
         if size is not None:
@@ -162,7 +164,7 @@ def layer(
     dilation_val = parse_per_dim(dilation, "dilation")
     out_pad_val = parse_per_dim(output_padding, "output_padding")
     pad_val = parse_padding(padding)
-    common = dict(batch=batch, stride=stride_val, padding=pad_val, dilation=dilation_val, dims=n_dims,
+    common: dict[str, Any] = dict(batch=batch, stride=stride_val, padding=pad_val, dilation=dilation_val, dims=n_dims,
                   dtype=dtype.value)
     if chosen == "depthwise":
         dm = depth_multiplier
@@ -200,7 +202,7 @@ def main(argv: list[str] | None = None) -> None:
     except DscalcError as e:
         _fail(str(e), e.exit_code)
     except typer.TyperException as e:  # click's usage errors: missing option, not an integer, bad choice
-        _fail(e.format_message(), e.exit_code)
+        _fail(e.format_message().replace("Value error, ", ""), e.exit_code)
     except typer.Abort:
         _fail("aborted", 1)
     except KeyboardInterrupt:

@@ -14,15 +14,14 @@ int (the same on every dimension) or a tuple (one per dimension, outermost first
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Union
 
 from dscalc import formulas as F
 from dscalc.errors import BadInput
 from dscalc.records import LayerCost, SeparableComparison
 from dscalc.units import itemsize
 
-PerDim = Union[int, Sequence[int]]
-Padding = Union[int, str, Sequence[int], Sequence[Sequence[int]]]
+PerDim = int | Sequence[int]
+Padding = int | str | Sequence[int] | Sequence[Sequence[int]]
 
 DEFAULT_SIZE = 56
 
@@ -69,7 +68,7 @@ def _padding(
             return tuple(F.same_padding(n, k, s, d) for n, k, s, d in zip(size, kernel, stride, dilation))
         raise BadInput(f"expected 'same', 'valid' or a non-negative integer, got {padding!r}", "padding")
     if not isinstance(padding, int) and padding and isinstance(padding[0], (tuple, list)):
-        pairs = tuple(tuple(p) for p in padding)  # type: ignore[union-attr]
+        pairs = tuple(tuple(p) for p in padding)  # type: ignore[arg-type]
         if len(pairs) != dims or any(len(p) != 2 for p in pairs):
             raise BadInput(f"expected {dims} (before, after) pairs", "padding")
         for p in pairs:
@@ -124,17 +123,20 @@ def conv(
         raise BadInput(f"{cout} output channels are not divisible by groups={groups}", "cout")
     pads = _padding(padding, spatial, kernel, strides, dilations, transposed)
     if transposed:
-        if padding == "same":  # Keras: out = in * s; a kernel shorter than the stride needs output padding
-            out_pad = tuple(max(s - d * (kk - 1) - 1, 0) for kk, s, d in zip(kernel, strides, dilations))
         for op, s, d in zip(out_pad, strides, dilations):
             if op >= max(s, d):
                 raise BadInput(f"{op} must be smaller than stride or dilation (PyTorch's rule)", "output_padding")
+        if padding == "same":  # Keras: out = in * s; a kernel shorter than the stride needs output padding
+            if any(out_pad):
+                raise BadInput("does not combine with padding 'same', which makes the output in x stride",
+                               "output_padding")
+            out_pad = tuple(max(s - d * (kk - 1) - 1, 0) for kk, s, d in zip(kernel, strides, dilations))
         out = tuple(
             F.transposed_output_length(n, kk, s, pb, pa, d, op)
             for n, kk, s, (pb, pa), d, op in zip(spatial, kernel, strides, pads, dilations, out_pad)
         )
         if any(o < 1 for o in out):
-            raise BadInput(f"crops the output to {'x'.join(map(str, out))}: nothing is left", "padding")
+            raise BadInput(f"crops away the whole output (size {'x'.join(map(str, out))} would be left)", "padding")
         weight_shape = F.transposed_weight_shape(cin, cout, kernel, groups)
         macs = F.transposed_conv_macs(weight_shape, spatial, batch)
         kind = "transposed"

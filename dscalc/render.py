@@ -5,13 +5,9 @@ Commands build a `Report` (machine data + a human grid) and hand it here; nothin
 
 from __future__ import annotations
 
-import csv
 import io
-import json
 import os
-import shutil
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -63,6 +59,8 @@ class Report:
 def render(report: Report, fmt: Format, *, width: int | None = None, color: bool = False) -> str:
     """The report as text in the chosen format."""
     if fmt is Format.json:
+        import json
+
         return json.dumps(report.data, indent=2) + "\n"
     if fmt is Format.csv:
         return _csv(report.records)
@@ -72,6 +70,8 @@ def render(report: Report, fmt: Format, *, width: int | None = None, color: bool
 
 
 def _csv(records: list[dict[str, Any]]) -> str:
+    import csv
+
     buf = io.StringIO()
     columns: list[str] = []
     for r in records:
@@ -103,6 +103,8 @@ def _markdown(grid: Grid) -> str:
 
 
 def _rich(grids: list[Grid], *, width: int | None, color: bool) -> str:
+    import shutil
+
     from rich import box
     from rich.console import Console
     from rich.table import Table
@@ -124,8 +126,7 @@ def _rich(grids: list[Grid], *, width: int | None, color: bool) -> str:
         for j, row in enumerate(grid.rows):
             table.add_row(*row, end_section=j in grid.sections)
         console.print(table)
-        for note in grid.notes:
-            console.print(note, soft_wrap=True)
+        buf.writelines(note + "\n" for note in grid.notes)
     return buf.getvalue()
 
 
@@ -145,6 +146,8 @@ def emit(text: str, output: Path | None) -> None:
     target = Path(output)
     if target.is_dir():
         raise BadInput(f"{target} is a directory", "output")
+    import tempfile
+
     parent = target.parent if str(target.parent) else Path(".")
     if not parent.is_dir():
         raise BadInput(f"directory {parent} does not exist", "output")

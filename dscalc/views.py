@@ -112,7 +112,7 @@ def layer_report(layer: LayerCost, comparison: SeparableComparison | None, assum
             f"separable {dw_sym} + {pw_sym}",
             f"          = {dw_num} + {pw_num}",
             f"          = {exact(dw.macs)} + {exact(pw.macs)} = {exact(comparison.macs)} MACs",
-            f"ratio     {closed_sym} = {closed_num} = {ratio(comparison.closed_form)}"
-            f" (closed form; the counts above give {ratio(comparison.macs_ratio)})",
+            f"ratio     {closed_sym} = {closed_num} = {ratio(comparison.closed_form)} (closed form)",
+            f"          exact counts: {exact(comparison.macs)} / {exact(layer.macs)} = {ratio(comparison.macs_ratio)}",
         ]
     return Report(data=data, records=records, grids=[grid])

@@ -1,0 +1,56 @@
+"""Cold start of `dscalc layer` as a whole process, against a one-layer fvcore script, in the same run.
+
+    python benchmarks/bench_layer_startup.py [--runs 15]
+
+Prints the median wall time of each command over --runs runs (after one warm-up run each, so the
+OS file cache is warm for both) and the ratio. Target (issue #2): dscalc <= 0.25 s and >= 8x faster.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import time
+
+FVCORE_ONE_LAYER = """
+import torch
+from fvcore.nn import FlopCountAnalysis
+conv = torch.nn.Conv2d(64, 128, 3, padding=1, bias=False)
+a = FlopCountAnalysis(conv, torch.zeros(1, 64, 56, 56))
+a.unsupported_ops_warnings(False)
+print(a.total())
+"""
+
+COMMANDS = {
+    "python (empty)": [sys.executable, "-c", "pass"],
+    "python -c 'import typer' (floor)": [sys.executable, "-c", "import typer"],
+    "dscalc layer": [sys.executable, "-m", "dscalc", "layer", "--k", "3", "--cin", "64", "--cout", "128"],
+    "fvcore one-layer script": [sys.executable, "-c", FVCORE_ONE_LAYER],
+}
+
+
+def wall(cmd: list[str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=15)
+    args = parser.parse_args()
+    medians = {}
+    for name, cmd in COMMANDS.items():
+        wall(cmd)  # warm-up: page cache, .pyc files
+        times = [wall(cmd) for _ in range(args.runs)]
+        medians[name] = statistics.median(times)
+        q = statistics.quantiles(times, n=4)
+        print(f"{name:<36} median {medians[name]:.3f} s   IQR {q[2] - q[0]:.3f} s   ({args.runs} runs)")
+    ratio = medians["fvcore one-layer script"] / medians["dscalc layer"]
+    print(f"\nfvcore / dscalc layer: {ratio:.1f}x   (target >= 8x; dscalc target <= 0.25 s)")
+
+
+if __name__ == "__main__":
+    main()
