@@ -193,6 +193,47 @@ def layer(
     _deliver(layer_report(result, comparison, assumptions), fmt, output)
 
 
+class As(str, Enum):
+    separable = "separable"
+    standard = "standard"
+
+
+@app.command()
+def network(
+    name: Annotated[str | None, typer.Argument(help="A built-in network (see --list) or a spec file (.yaml).",
+                                               show_default=False)] = None,
+    alpha: Annotated[float, typer.Option(help="Width multiplier: channels scaled by the network's rule.")] = 1.0,
+    resolution: Annotated[int | None, typer.Option(help="Input resolution rho (default: the network's).",
+                                                   show_default=False)] = None,
+    as_: Annotated[As | None, typer.Option("--as", help="Every separable pair as a standard conv, or every "
+                                           "standard k>1 conv as depthwise + pointwise.", show_default=False)] = None,
+    batch: Annotated[int, typer.Option(help="Batch size.")] = 1,
+    dtype: Annotated[Dtype, typer.Option(help="Element type for bytes.", case_sensitive=False)] = Dtype.float32,
+    all_layers: Annotated[bool, typer.Option("--all-layers", help="Also show BN, activation, dropout rows.")] = False,
+    list_: Annotated[bool, typer.Option("--list", help="List the built-in networks and exit.")] = False,
+    fmt: FormatOpt = Format.table,
+    output: OutputOpt = None,
+) -> None:
+    """A declared network, layer by layer: params, MACs, share; totals and the paper's Table 2 by kind."""
+    from dscalc import network as N
+    from dscalc.views import network_report
+
+    if list_:
+        for builtin in N.builtin_names():
+            spec = N.load(builtin)
+            typer.echo(f"{builtin:<18} {spec.description}")
+        return
+    if name is None:
+        raise BadInput("give a built-in network name (see --list) or a spec file", "network")
+    spec = N.load(name)
+    rows = N.build(spec, alpha=alpha, resolution=resolution, as_=as_.value if as_ else None, batch=batch,
+                   dtype=dtype.value)
+    meta = {"network": spec.name, "source": spec.source, "alpha": alpha,
+            "resolution": resolution if resolution is not None else spec.input[1],
+            "as": as_.value if as_ else None, "batch": batch, "dtype": dtype.value}
+    _deliver(network_report(rows, meta, all_layers), fmt, output)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: one clear line and exit 2 for bad input, exit 1 for a runtime failure."""
     try:

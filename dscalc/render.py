@@ -121,8 +121,12 @@ def _rich(grids: list[Grid], *, width: int | None, color: bool) -> str:
             title=grid.title or None, caption=grid.caption or None, box=box.SIMPLE_HEAD,
             title_style="bold", caption_justify="left", pad_edge=False,
         )
-        for col in grid.columns:
-            table.add_column(col.header, justify=col.justify, no_wrap=True)  # type: ignore[arg-type]
+        for i, col in enumerate(grid.columns):
+            widest = max([len(col.header)] + [len(row[i]) for row in grid.rows])
+            if i == 0:  # the name column folds when the terminal is narrow; numbers never get cut
+                table.add_column(col.header, justify=col.justify, overflow="fold")  # type: ignore[arg-type]
+            else:
+                table.add_column(col.header, justify=col.justify, no_wrap=True, min_width=widest)  # type: ignore[arg-type]
         for j, row in enumerate(grid.rows):
             table.add_row(*row, end_section=j in grid.sections)
         console.print(table)

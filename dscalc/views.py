@@ -116,3 +116,83 @@ def layer_report(layer: LayerCost, comparison: SeparableComparison | None, assum
             f"          exact counts: {exact(comparison.macs)} / {exact(layer.macs)} = {ratio(comparison.macs_ratio)}",
         ]
     return Report(data=data, records=records, grids=[grid])
+
+
+# --------------------------------------------------------------------------------------------- network
+
+#: the paper's Table 2 labels, in its order; everything else is "other"
+KIND_LABELS = {
+    "pointwise": "Conv 1x1", "depthwise": "Conv DW", "standard": "Conv", "grouped": "Conv grouped",
+    "transposed": "Conv transposed", "linear": "Fully connected",
+}
+COMPUTE_KINDS = set(KIND_LABELS) | {"maxpool", "avgpool", "gap", "add", "concat"}
+_SHORT = {"pointwise": "pw", "depthwise": "dw", "standard": "conv", "grouped": "gconv", "transposed": "tconv",
+          "linear": "fc"}
+
+
+def totals(rows: list[LayerCost]) -> dict[str, int]:
+    """Sums over rows: params, weights, bias, norm, buffers, macs, flops, bytes."""
+    keys = ("params", "weights", "bias", "norm", "buffers", "macs", "flops", "bytes")
+    return {k: sum(getattr(r, k) for r in rows) for k in keys}
+
+
+def by_kind(rows: list[LayerCost]) -> dict[str, dict[str, int]]:
+    """Per kind (pointwise, depthwise, standard, ..., other): params, weights, macs."""
+    out: dict[str, dict[str, int]] = {}
+    for r in rows:
+        kind = r.kind if r.kind in KIND_LABELS else "other"
+        slot = out.setdefault(kind, {"params": 0, "weights": 0, "macs": 0})
+        slot["params"] += r.params
+        slot["weights"] += r.weights
+        slot["macs"] += r.macs
+    order = [*KIND_LABELS, "other"]
+    return {k: out[k] for k in order if k in out}
+
+
+def _share(part: int, whole: int) -> str:
+    return f"{100 * part / whole:.2f}%" if whole else "-"
+
+
+def network_report(rows: list[LayerCost], meta: dict[str, Any], all_layers: bool = False) -> Report:
+    """The `dscalc network` report: per-layer table, totals, and the paper's Table 2 breakdown by kind."""
+    from dscalc.render import bar
+
+    tot = totals(rows)
+    kinds = by_kind(rows)
+    data: dict[str, Any] = {"command": "network", **meta, "conventions": CONVENTIONS,
+                            "rows": [r.to_dict() for r in rows], "totals": tot, "by_kind": kinds}
+    records = [r.to_dict() for r in rows] + [{"name": "total", "kind": "total", **tot}]
+
+    grid = Grid(
+        title=f"{meta['network']}: {shape(rows[0].input_shape)} -> {shape(rows[-1].output_shape)}",
+        columns=[Column("layer", "left"), Column("type", "left"), Column("output", "left"), Column("params"),
+                 Column("MACs"), Column("share of MACs", "left")],
+        caption=(f"alpha {meta['alpha']}, resolution {meta['resolution']}"
+                 + (f", every conv as {meta['as']}" if meta.get("as") else "")
+                 + ("" if all_layers else "; BN/activation/dropout rows: --all-layers or --format json")),
+    )
+    for r in rows:
+        if not all_layers and r.kind not in COMPUTE_KINDS:
+            continue
+        geo = r.geometry()
+        kind = _SHORT.get(r.kind, r.kind)
+        share = r.macs / tot["macs"] if tot["macs"] else 0.0
+        grid.add(r.name, f"{kind} {geo}".strip(), shape(r.output_shape[1:]), exact(r.params), exact(r.macs),
+                 f"{bar(share, 8):<8} {100 * share:4.1f}%" if r.macs else "")
+
+    summary = Grid(title="totals", columns=[Column("", "left"), Column("count"), Column("")])
+    summary.add("MACs (conv + linear, bias excluded)", exact(tot["macs"]), si(tot["macs"]))
+    summary.add("FLOPs (2 x MACs)", exact(tot["flops"]), si(tot["flops"]))
+    summary.add("params (learnable: weights + bias + BN affine)", exact(tot["params"]), si(tot["params"]))
+    summary.add("weights (conv/linear only: the paper's count)", exact(tot["weights"]), si(tot["weights"]))
+    summary.add("buffers (BN running mean/var; Keras adds them)", exact(tot["buffers"]), si(tot["buffers"]))
+    summary.add("params + buffers (Keras 'Total params')", exact(tot["params"] + tot["buffers"]),
+                si(tot["params"] + tot["buffers"]))
+
+    table2 = Grid(title="by kind (MobileNets paper, Table 2)",
+                  columns=[Column("type", "left"), Column("MACs"), Column("share"), Column("weights"),
+                           Column("share"), Column("params")])
+    for kind, v in kinds.items():
+        table2.add(KIND_LABELS.get(kind, "other (BN, pool, ...)"), exact(v["macs"]), _share(v["macs"], tot["macs"]),
+                   exact(v["weights"]), _share(v["weights"], tot["weights"]), exact(v["params"]))
+    return Report(data=data, records=records, grids=[grid, summary, table2])
