@@ -234,6 +234,43 @@ def network(
     _deliver(network_report(rows, meta, all_layers), fmt, output)
 
 
+class Check(str, Enum):
+    fvcore = "fvcore"
+
+
+@app.command()
+def profile(
+    model: Annotated[str, typer.Argument(help="path.py[:Name], model.pt (TorchScript), model.pt2 (torch.export), "
+                                         "torchvision:NAME or timm:NAME.", show_default=False)],
+    input: Annotated[list[str], typer.Option("--input", "-i", help="Input shape, e.g. 1x3x224x224; repeat for "
+                                             "several inputs.", show_default=False)],
+    depth: Annotated[int | None, typer.Option(help="Collapse module paths to N components.",
+                                              show_default=False)] = None,
+    check: Annotated[Check | None, typer.Option(help="Cross-check every layer against fvcore (materializes the "
+                                                "model on the CPU).", show_default=False)] = None,
+    kwargs: Annotated[str | None, typer.Option(help="Constructor keyword arguments as JSON.",
+                                               show_default=False)] = None,
+    trust_pickle: Annotated[bool, typer.Option("--trust-pickle", help="Allow loading a pickled whole model "
+                                               "(unpickling can run code).")] = False,
+    fmt: FormatOpt = Format.table,
+    output: OutputOpt = None,
+) -> None:
+    """A real PyTorch model, traced per layer on the meta device (no weights), optionally checked against fvcore."""
+    from dscalc import loaders
+    from dscalc.profile import check_fvcore, profile_model
+    from dscalc.views import profile_report
+
+    if depth is not None and depth < 1:
+        raise BadInput(f"must be positive, got {depth}", "depth")
+    shapes = [loaders.parse_input(s) for s in input]
+    net = loaders.load(model, kwargs=kwargs, trust_pickle=trust_pickle)
+    result = profile_model(net, shapes, depth)
+    if check is Check.fvcore:
+        check_fvcore(result, lambda: loaders.load(model, kwargs=kwargs, trust_pickle=trust_pickle, device="cpu"))
+    meta = {"model": model, "depth": depth}
+    _deliver(profile_report(result, meta), fmt, output)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: one clear line and exit 2 for bad input, exit 1 for a runtime failure."""
     try:

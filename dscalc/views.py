@@ -196,3 +196,66 @@ def network_report(rows: list[LayerCost], meta: dict[str, Any], all_layers: bool
         table2.add(KIND_LABELS.get(kind, "other (BN, pool, ...)"), exact(v["macs"]), _share(v["macs"], tot["macs"]),
                    exact(v["weights"]), _share(v["weights"], tot["weights"]), exact(v["params"]))
     return Report(data=data, records=records, grids=[grid, summary, table2])
+
+
+# --------------------------------------------------------------------------------------------- profile
+
+def profile_report(result: Any, meta: dict[str, Any]) -> Report:
+    """The `dscalc profile` report: per-module rows, totals by op kind, uncounted ops, the fvcore check."""
+    from dscalc.profile import explain
+    from dscalc.render import bar
+
+    tot = result.totals
+    data: dict[str, Any] = {"command": "profile", **meta, "conventions": CONVENTIONS,
+                            "inputs": [list(s) for s in result.inputs], "outputs": [list(s) for s in result.outputs],
+                            "rows": [r.to_dict() for r in result.rows], "totals": tot,
+                            "by_op_kind": result.by_op_kind, "uncounted": result.uncounted}
+    if result.fvcore is not None:
+        data["fvcore"] = result.fvcore
+    records = [r.to_dict() for r in result.rows] + [{"name": "total", "kind": "total", **tot}]
+    checked = result.fvcore is not None and "total" in result.fvcore
+    columns = [Column("module", "left"), Column("type", "left"), Column("output", "left"), Column("params"),
+               Column("MACs"), Column("share", "left"), Column("as separable")]
+    if checked:
+        columns.append(Column("fvcore", "left"))
+    grid = Grid(title=f"{meta['model']}: " + ", ".join(shape(s) for s in result.inputs), columns=columns,
+                caption="MACs: conv + linear + matmul, bias excluded (torchvision's _ops convention)")
+    for r in result.rows:
+        share = r.macs / tot["macs"] if tot["macs"] else 0.0
+        cells = [r.name, f"{r.type} {r.geometry}".strip(), shape(r.output_shape[1:]) if r.output_shape else "",
+                 exact(r.params), exact(r.macs), f"{bar(share, 6):<6} {100 * share:4.1f}%" if r.macs else "",
+                 exact(r.separable["macs"]) if r.separable else ""]
+        if checked:
+            if r.fvcore is None:
+                cells.append("")
+            elif r.fvcore == r.macs:
+                cells.append("✓")
+            else:
+                cells.append(f"✗ {exact(r.fvcore)}: {explain(r.fvcore_ops)}")
+        grid.add(*cells)
+
+    summary = Grid(title="totals", columns=[Column("", "left"), Column("count"), Column("")])
+    summary.add("MACs (conv + linear + matmul)", exact(tot["macs"]), si(tot["macs"]))
+    summary.add("FLOPs (2 x MACs)", exact(tot["flops"]), si(tot["flops"]))
+    summary.add("params (sum of p.numel())", exact(tot["params"]), si(tot["params"]))
+    if "separable_macs" in tot:
+        summary.add("MACs if every k>1 standard conv were separable", exact(tot["separable_macs"]),
+                    si(tot["separable_macs"]))
+    if checked:
+        summary.add("fvcore total (its 'flops' are MACs)", exact(result.fvcore["total"]), si(result.fvcore["total"]))
+    elif result.fvcore is not None:
+        summary.notes.append(f"fvcore check skipped: {result.fvcore['skipped']}")
+
+    kinds = Grid(title="by op kind", columns=[Column("kind", "left"), Column("ops"), Column("MACs"),
+                                                  Column("output elements")])
+    for kind, v in result.by_op_kind.items():
+        kinds.add(kind, exact(v["ops"]), exact(v["macs"]) if v["macs"] else "-", exact(v["elements"]))
+    if result.uncounted:
+        listed = ", ".join(f"{k} x{v}" for k, v in sorted(result.uncounted.items()))
+        kinds.notes.append(f"not counted (no MACs): {listed}")
+    if checked:
+        extra = {k: v for k, v in result.fvcore["by_operator"].items() if k not in ("conv", "linear", "addmm",
+                                                                                     "matmul", "bmm", "einsum")}
+        if extra:
+            kinds.notes.append("fvcore also counts: " + ", ".join(f"{k} {exact(v)}" for k, v in sorted(extra.items())))
+    return Report(data=data, records=records, grids=[grid, summary, kinds])

@@ -1,0 +1,230 @@
+"""Trace a PyTorch model per layer without its weights: a dispatch mode records every aten op with
+its shapes and the module that issued it; the op registry turns conv/matmul ops into exact MACs.
+
+The model is never changed: it runs through torch.func.functional_call on meta copies of its
+parameters and buffers, and the module hooks that attribute ops live only inside `_module_stack()`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from dscalc import formulas as F
+from dscalc.errors import BadInput, RuntimeFailure
+
+aten = torch.ops.aten
+
+
+@dataclass
+class OpRecord:
+    """One aten op as the model ran it."""
+
+    module: str  # path of the innermost module that issued it ("" = the model itself)
+    op: str
+    kind: str  # conv | linear | matmul | batchnorm | pooling | elementwise | other
+    macs: int
+    elements: int  # output elements
+    layer: Any = None  # LayerCost for a convolution (so its separable what-if is one call away)
+
+
+@dataclass
+class OpHandler:
+    kind: str
+    macs: Callable[[tuple, dict, Any], int] | None = None
+
+
+REGISTRY: dict[Any, OpHandler] = {}
+
+
+def register(*ops: Any, kind: str) -> Callable:
+    """Decorator: the MAC count of these aten ops. Registering an op twice is an error."""
+
+    def wrap(fn: Callable | None) -> Callable | None:
+        for op in ops:
+            if op in REGISTRY:
+                raise RuntimeError(f"{op} is registered twice")
+            REGISTRY[op] = OpHandler(kind, fn)
+        return fn
+
+    return wrap
+
+
+def _shape(t: Any) -> tuple[int, ...]:
+    return tuple(int(s) for s in t.shape)
+
+
+@register(aten.convolution.default, aten._convolution.default, kind="conv")
+def _conv(args: tuple, kwargs: dict, out: Any) -> int:
+    x, w = args[0], args[1]
+    transposed = bool(args[6])
+    xs, ws = _shape(x), _shape(w)
+    batch = xs[0] if len(xs) == len(ws) else 1
+    if transposed:
+        return F.transposed_conv_macs(ws, xs[-(len(ws) - 2):], batch)
+    return F.conv_macs(ws, _shape(out)[-(len(ws) - 2):], batch)
+
+
+@register(aten.mm.default, kind="matmul")
+def _mm(args: tuple, kwargs: dict, out: Any) -> int:
+    (m, k), (_, n) = _shape(args[0]), _shape(args[1])
+    return m * k * n
+
+
+@register(aten.addmm.default, kind="linear")
+def _addmm(args: tuple, kwargs: dict, out: Any) -> int:
+    (m, k), (_, n) = _shape(args[1]), _shape(args[2])
+    return m * k * n
+
+
+@register(aten.bmm.default, kind="matmul")
+def _bmm(args: tuple, kwargs: dict, out: Any) -> int:
+    (b, m, k), (_, _, n) = _shape(args[0]), _shape(args[1])
+    return b * m * k * n
+
+
+@register(aten.baddbmm.default, kind="matmul")
+def _baddbmm(args: tuple, kwargs: dict, out: Any) -> int:
+    (b, m, k), (_, _, n) = _shape(args[1]), _shape(args[2])
+    return b * m * k * n
+
+
+register(aten._native_batch_norm_legit_no_training.default, aten._native_batch_norm_legit.default,
+         aten.native_batch_norm.default, aten._native_batch_norm_legit_functional.default,
+         aten.native_layer_norm.default, aten.native_group_norm.default, kind="batchnorm")(None)
+register(aten.max_pool2d_with_indices.default, aten.avg_pool2d.default, aten._adaptive_avg_pool2d.default,
+         aten.max_pool3d_with_indices.default, aten.avg_pool3d.default, aten._adaptive_avg_pool3d.default,
+         aten.adaptive_max_pool2d.default, aten.mean.dim, kind="pooling")(None)
+register(aten.add.Tensor, aten.add_.Tensor, aten.mul.Tensor, aten.mul_.Tensor, aten.relu.default,
+         aten.relu_.default, aten.hardtanh.default, aten.hardtanh_.default, aten.sigmoid.default,
+         aten.hardswish.default, aten.hardswish_.default, aten.hardsigmoid.default, aten.silu.default,
+         aten.silu_.default, aten.gelu.default, aten.clamp_min.default, aten.div.Tensor, aten.sub.Tensor,
+         aten._softmax.default, aten.tanh.default, kind="elementwise")(None)
+
+#: ops that move or reshape data and compute nothing: not listed as uncounted
+SHAPE_OPS = {
+    "view", "_unsafe_view", "reshape", "flatten", "t", "transpose", "permute", "expand", "clone", "cat",
+    "split", "split_with_sizes", "slice", "select", "unsqueeze", "squeeze", "detach", "alias", "_to_copy",
+    "copy_", "empty", "zeros", "ones", "constant_pad_nd", "contiguous", "chunk", "stack", "unbind", "native_dropout",
+    "dropout", "empty_like", "zeros_like", "ones_like", "new_empty", "new_zeros", "lift_fresh", "as_strided",
+    "fill_", "zero_", "_reshape_alias", "narrow", "index", "roll", "pad", "channel_shuffle", "pixel_shuffle",
+    "flip", "arange", "full", "repeat", "_log_softmax", "t_", "view_as", "detach_",
+}
+
+
+class _Recorder(TorchDispatchMode):
+    def __init__(self, stack: list[str]) -> None:
+        super().__init__()
+        self.stack = stack
+        self.records: list[OpRecord] = []
+        self.uncounted: dict[str, int] = {}
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        handler = REGISTRY.get(func)
+        first = out[0] if isinstance(out, (tuple, list)) else out
+        elements = math.prod(first.shape) if isinstance(first, torch.Tensor) else 0
+        module = self.stack[-1] if self.stack else ""
+        if handler is not None:
+            macs = handler.macs(args, kwargs, first) if handler.macs else 0
+            layer = _conv_layer(args, first, module) if handler.kind == "conv" else None
+            self.records.append(OpRecord(module, func.__name__, handler.kind, macs, elements, layer))
+        else:
+            name = func.__name__.split(".")[0]
+            if name not in SHAPE_OPS:
+                self.uncounted[name] = self.uncounted.get(name, 0) + 1
+                self.records.append(OpRecord(module, func.__name__, "other", 0, elements))
+        return out
+
+
+def _conv_layer(args: tuple, out: Any, module: str) -> Any:
+    """The engine's LayerCost of a traced convolution (so `separable_of` works on it)."""
+    from dscalc.layers import conv
+
+    x, w, bias, stride, padding, dilation, transposed, output_padding, groups = args[:9]
+    xs, ws = _shape(x), _shape(w)
+    dims = len(ws) - 2
+    if len(xs) == dims + 1:
+        xs = (1, *xs)
+    cout = ws[1] * groups if transposed else ws[0]
+    return conv(xs[1], cout, ws[2:], xs[2:], batch=xs[0], stride=tuple(stride), padding=tuple(padding),
+                dilation=tuple(dilation), groups=int(groups), bias=bias is not None, transposed=bool(transposed),
+                output_padding=tuple(output_padding) if transposed else 0, name=module or "conv")
+
+
+@contextlib.contextmanager
+def _module_stack(model: torch.nn.Module) -> Iterator[list[str]]:
+    """Global forward hooks that keep the path of the running module; removed on exit, whatever happens."""
+    names = {id(m): n for n, m in model.named_modules()}
+    stack: list[str] = []
+
+    def pre(module: torch.nn.Module, inputs: Any) -> None:
+        stack.append(names.get(id(module), stack[-1] if stack else ""))
+
+    def post(module: torch.nn.Module, inputs: Any, output: Any) -> None:
+        if stack:
+            stack.pop()
+
+    from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
+
+    handles = [register_module_forward_pre_hook(pre), register_module_forward_hook(post)]
+    try:
+        yield stack
+    finally:
+        for h in handles:
+            h.remove()
+
+
+@dataclass
+class Trace:
+    """What one forward pass did: every counted op, and the names of ops that were not counted."""
+
+    records: list[OpRecord]
+    uncounted: dict[str, int]
+    module_types: dict[str, str]
+    module_params: dict[str, int]  # own parameters of each module (not its children's)
+    params: int
+    input_shapes: list[tuple[int, ...]]
+    output_shapes: list[tuple[int, ...]] = field(default_factory=list)
+
+
+def trace(model: torch.nn.Module, input_shapes: list[tuple[int, ...]], dtype: torch.dtype = torch.float32) -> Trace:
+    """Run `model` once on meta tensors of these shapes and record every op. The model is not modified."""
+    from torch.func import functional_call
+
+    scripted = isinstance(model, torch.jit.ScriptModule)  # TorchScript: no stateless call, no module hooks
+    device = "cpu" if scripted else "meta"
+    state = {n: torch.empty_like(t, device="meta") for n, t in
+             [*model.named_parameters(remove_duplicate=False), *model.named_buffers(remove_duplicate=False)]}
+    inputs = [torch.zeros(s, dtype=dtype, device=device) for s in input_shapes]
+    with _module_stack(model) as stack:
+        recorder = _Recorder(stack)
+        try:
+            with torch.no_grad(), recorder:
+                if scripted:
+                    out = model(*inputs)
+                else:
+                    out = functional_call(model, state, tuple(inputs), tie_weights=True, strict=False)
+        except BadInput:
+            raise
+        except Exception as e:  # the user's forward raised: name the module it was in
+            where = f" in module '{(stack[-1] if stack else '') or type(model).__name__}'"
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise RuntimeFailure(f"the model's forward raised{where}: {type(e).__name__}: {first}") from None
+    outs = out if isinstance(out, (tuple, list)) else [out]
+    return Trace(
+        records=recorder.records,
+        uncounted=recorder.uncounted,
+        module_types={n: type(m).__name__ for n, m in model.named_modules()},
+        module_params={n: sum(p.numel() for p in m.parameters(recurse=False)) for n, m in model.named_modules()},
+        params=sum(p.numel() for p in model.parameters()),
+        input_shapes=[tuple(s) for s in input_shapes],
+        output_shapes=[_shape(o) for o in outs if isinstance(o, torch.Tensor)],
+    )

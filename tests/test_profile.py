@@ -1,0 +1,160 @@
+"""`dscalc profile` against independent figures: torchvision's published `_ops` and `num_params`,
+FlopCounterMode, fvcore per layer, a functional/transposed model worked by hand, and every bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from torch_oracles import torch_macs
+
+from dscalc.profile import check_fvcore, profile_model
+
+tv = pytest.importorskip("torchvision")
+
+MODELS = ["resnet18", "resnet50", "mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large", "alexnet", "vgg11",
+          "squeezenet1_0", "shufflenet_v2_x1_0", "densenet121", "mnasnet1_0", "efficientnet_b0", "resnet34",
+          "resnext50_32x4d", "convnext_tiny", "wide_resnet50_2"]
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_torchvision_totals(name):
+    weights = tv.models.get_model_weights(name).DEFAULT
+    size = weights.transforms().crop_size[0] if hasattr(weights.transforms(), "crop_size") else 224
+    with torch.device("meta"):
+        model = tv.models.get_model(name, weights=None).eval()
+    result = profile_model(model, [(1, 3, size, size)])
+    assert result.totals["params"] == weights.meta["num_params"] == sum(p.numel() for p in model.parameters())
+    assert round(result.totals["macs"] / 1e9, 3) == weights.meta["_ops"]
+    flop_counter_macs, _ = torch_macs(model, torch.zeros(1, 3, size, size, device="meta"))
+    assert result.totals["macs"] == flop_counter_macs
+
+
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v3_small", "shufflenet_v2_x1_0", "regnet_x_400mf"])
+def test_every_conv_and_linear_matches_fvcore(name):
+    model = tv.models.get_model(name, weights=None).eval()
+    result = profile_model(model, [(1, 3, 224, 224)])
+    check_fvcore(result, lambda: model)
+    checked = [r for r in result.rows if r.kind in ("standard", "grouped", "depthwise", "pointwise", "linear")]
+    assert len(checked) > 10
+    for row in checked:
+        assert row.fvcore == row.macs, row.name
+
+
+MIXED = textwrap.dedent("""
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    class Mixed(nn.Module):
+        def __init__(self, width=32):
+            super().__init__()
+            self.w = nn.Parameter(torch.randn(width, 16, 3, 3))
+            self.up = nn.ConvTranspose2d(width, 64, 4, stride=2, padding=1, groups=4)
+            self.pw = nn.Conv2d(64, 8, 1)
+
+        def forward(self, x):
+            return self.pw(self.up(F.conv2d(x, self.w, padding=1)))
+""")
+
+
+@pytest.fixture
+def mixed_file(tmp_path):
+    path = tmp_path / "mixed.py"
+    path.write_text(MIXED)
+    return path
+
+
+def dscalc(*args):
+    return subprocess.run([sys.executable, "-m", "dscalc", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_mixed_functional_transposed_pointwise(mixed_file):
+    # F.conv2d 16->32 k3 pad 1 on 8x8:        32*16*9*64          = 294,912
+    # ConvTranspose2d 32->64 k4 s2 g4 on 8x8: 32*(64/4)*16*(8*8)  = 524,288 (scattered from the input)
+    # Conv2d 1x1 64->8 on 16x16:              64*8*256            = 131,072      total 950,272 MACs
+    # params: 4,608 + (32*16*16 + 64) + (512 + 8) = 13,384
+    r = dscalc("profile", str(mixed_file), "--input", "1x16x8x8", "-f", "json")
+    assert r.returncode == 0, r.stderr
+    data = json.loads(r.stdout)
+    assert data["totals"]["macs"] == 294_912 + 524_288 + 131_072 == 950_272
+    assert data["totals"]["params"] == 13_384
+    by_name = {row["name"]: row for row in data["rows"]}
+    assert by_name["up"]["kind"] == "transposed" and by_name["up"]["macs"] == 524_288
+    assert by_name["(model)"]["macs"] == 294_912  # the functional conv is attributed to the model itself
+
+
+def test_kwargs_and_formats_agree(mixed_file, tmp_path):
+    # width 48: F.conv2d 48*16*9*64 = 442,368; transposed 48*16*16*64 = 786,432; pw 131,072
+    r = dscalc("profile", f"{mixed_file}:Mixed", "--input", "1x16x8x8", "--kwargs", '{"width": 48}', "-f", "json")
+    assert json.loads(r.stdout)["totals"]["macs"] == 442_368 + 786_432 + 131_072
+
+
+def test_torchscript_and_export_match_python_source(mixed_file, tmp_path):
+    sys.path.insert(0, str(mixed_file.parent))
+    try:
+        import mixed  # type: ignore[import-not-found]
+    finally:
+        sys.path.pop(0)
+    model = mixed.Mixed()
+    torch.jit.save(torch.jit.script(model), tmp_path / "m.pt")
+    torch.export.save(torch.export.export(model, (torch.zeros(1, 16, 8, 8),)), tmp_path / "m.pt2")
+    totals = [json.loads(dscalc("profile", str(p), "--input", "1x16x8x8", "-f", "json").stdout)["totals"]
+              for p in (mixed_file, tmp_path / "m.pt", tmp_path / "m.pt2")]
+    assert totals[0] == totals[1] == totals[2]
+
+
+def test_profiling_does_not_change_the_model():
+    model = tv.models.mobilenet_v2(weights=None)  # training mode: BN would update running stats if it ran
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    hooks_before = dict(torch.nn.modules.module._global_forward_hooks)
+    profile_model(model, [(2, 3, 224, 224)])
+    after = model.state_dict()
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+    assert model.training and dict(torch.nn.modules.module._global_forward_hooks) == hooks_before
+    assert all(p.device.type == "cpu" for p in model.parameters())
+
+
+def test_check_fvcore_cli():
+    r = dscalc("profile", "torchvision:resnet18", "--input", "1x3x224x224", "--check", "fvcore", "-f", "json")
+    data = json.loads(r.stdout)
+    assert data["fvcore"]["by_operator"]["conv"] == data["totals"]["conv_macs"]
+    assert data["fvcore"]["by_operator"]["linear"] == data["totals"]["linear_macs"]
+
+
+def test_large_model_on_meta(tmp_path):
+    # 4 x Conv2d(4096, 4096, 3): 4 * 4096*4096*9 = 603,979,776 params (2.4 GB in fp32) never allocated;
+    # MACs at 16x16 'same': 4 * 603,979,776/4 * 256 = 154,618,822,656
+    path = tmp_path / "big.py"
+    path.write_text("from torch import nn\ndef big():\n    return nn.Sequential(*[nn.Conv2d(4096, 4096, 3, padding=1, "
+                    "bias=False) for _ in range(4)])\n")
+    r = dscalc("profile", str(path), "--input", "1x4096x16x16", "--check", "fvcore", "-f", "json")
+    data = json.loads(r.stdout)
+    assert data["totals"]["params"] == 603_979_776
+    assert data["totals"]["macs"] == 150_994_944 * 4 * 256
+    assert "too large" in data["fvcore"]["skipped"]
+
+
+BAD = [
+    (["profile", "missing.py", "--input", "1x3x8x8"], 2, "--model: no such file: missing.py"),
+    (["profile", "{mixed}:Nope", "--input", "1x16x8x8"], 2, "defines no 'Nope'"),
+    (["profile", "{mixed}", "--input", "1xfoo"], 2, "--input: expected a shape like 1x3x224x224, got '1xfoo'"),
+    (["profile", "{mixed}", "--input", "1x3x8x8"], 1, "the model's forward raised in module"),
+    (["profile", "torchvision:nonet", "--input", "1x3x8x8"], 2, "torchvision has no model 'nonet'"),
+    (["profile", "{sd}", "--input", "1x3x8x8"], 2, "holds a state_dict"),
+    (["profile", "{pickle}", "--input", "1x3x8x8"], 2, "loads only with --trust-pickle"),
+]
+
+
+@pytest.mark.parametrize("args,code,message", BAD)
+def test_bad_input(args, code, message, mixed_file, tmp_path):
+    torch.save({"w": torch.zeros(2)}, tmp_path / "sd.pt")
+    torch.save(torch.nn.Linear(2, 2), tmp_path / "pickle.pt")
+    args = [a.format(mixed=mixed_file, sd=tmp_path / "sd.pt", pickle=tmp_path / "pickle.pt") for a in args]
+    r = dscalc(*args)
+    assert r.returncode == code, r.stderr
+    assert message in r.stderr and "Traceback" not in r.stderr and r.stderr.count("\n") == 1
