@@ -27,7 +27,6 @@ class Format(str, Enum):
 class Column:
     header: str
     justify: str = "right"  # left | right
-    ratio_bar: bool = False
 
 
 @dataclass
@@ -121,12 +120,16 @@ def _rich(grids: list[Grid], *, width: int | None, color: bool) -> str:
             title=grid.title or None, caption=grid.caption or None, box=box.SIMPLE_HEAD,
             title_style="bold", caption_justify="left", pad_edge=False,
         )
+        widths = [max([len(c.header)] + [len(row[i]) for row in grid.rows]) for i, c in enumerate(grid.columns)]
+        # numbers never get cut; the name column (first) folds to what room the others leave, 16 at least
+        rest = sum(w + 2 for w in widths[1:])
+        first = max(min(widths[0], 16), min(widths[0], console.width - rest - 2))
         for i, col in enumerate(grid.columns):
-            widest = max([len(col.header)] + [len(row[i]) for row in grid.rows])
-            if i == 0:  # the name column folds when the terminal is narrow; numbers never get cut
-                table.add_column(col.header, justify=col.justify, overflow="fold")  # type: ignore[arg-type]
+            justify: Any = col.justify
+            if i == 0:
+                table.add_column(col.header, justify=justify, overflow="fold", width=first)
             else:
-                table.add_column(col.header, justify=col.justify, no_wrap=True, min_width=widest)  # type: ignore[arg-type]
+                table.add_column(col.header, justify=justify, no_wrap=True, min_width=widths[i])
         for j, row in enumerate(grid.rows):
             table.add_row(*row, end_section=j in grid.sections)
         console.print(table)

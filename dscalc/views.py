@@ -231,7 +231,7 @@ def profile_report(result: Any, meta: dict[str, Any]) -> Report:
             elif r.fvcore == r.macs:
                 cells.append("✓")
             else:
-                cells.append(f"✗ {exact(r.fvcore)}: {explain(r.fvcore_ops)}")
+                cells.append(f"✗ {r.fvcore - r.macs:+,} ({explain(r.fvcore_ops)})")
         grid.add(*cells)
 
     summary = Grid(title="totals", columns=[Column("", "left"), Column("count"), Column("")])
