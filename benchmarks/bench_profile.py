@@ -17,7 +17,13 @@ import tempfile
 import time
 from pathlib import Path
 
-BIG = "from torch import nn\n\ndef big():\n    return nn.Sequential(*[nn.Conv2d(8192, 8192, 3, padding=1) for _ in range(20)])\n"
+BIG = """
+from torch import nn
+
+
+def big():
+    return nn.Sequential(*[nn.Conv2d(8192, 8192, 3, padding=1) for _ in range(20)])
+"""
 FVCORE = """
 import torch, torchvision, warnings
 warnings.simplefilter("ignore")
