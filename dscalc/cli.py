@@ -97,38 +97,47 @@ def _deliver(report, fmt: Format, output: Path | None) -> None:
     emit(render(report, fmt, color=color), output)
 
 
-@app.command()
-def layer(
-    cin: Annotated[int, typer.Option(help="Input channels (M).", show_default=False)],
-    cout: Annotated[int | None, typer.Option(help="Output channels (N); a depthwise conv has cin x depth-multiplier.",
-                                             show_default=False)] = None,
-    k: Annotated[str | None, typer.Option("--k", help="Kernel size D_K: 3, or one per dimension: 3x5.", metavar="K",
-                                          show_default=False)] = None,
-    size: Annotated[str | None, typer.Option(help="Input spatial size D_F: 56, or 28x56 (default 56).", metavar="SIZE",
-                                             show_default=False)] = None,
-    height: Annotated[int | None, typer.Option(help="Input height (2D; with --width).", show_default=False)] = None,
-    width: Annotated[int | None, typer.Option(help="Input width (2D; with --height).", show_default=False)] = None,
-    stride: Annotated[str, typer.Option(help="Stride: 2, or 1x2.", metavar="S")] = "1",
-    padding: Annotated[str, typer.Option(help="same (Keras/TF, out = ceil(in/stride)), valid, N or NxM.",
-                                         metavar="P")] = "same",
-    dilation: Annotated[str, typer.Option(help="Dilation: 1, or 1x2.", metavar="D")] = "1",
-    groups: Annotated[int, typer.Option(help="Groups (C_in and C_out divisible by it).")] = 1,
-    depth_multiplier: Annotated[int, typer.Option(help="Depthwise outputs per input channel (Keras).")] = 1,
-    output_padding: Annotated[str, typer.Option(help="Transposed conv only: extra output size.", metavar="N")] = "0",
-    bias: Annotated[bool, typer.Option("--bias/--no-bias", help="Add a bias (off, as under BatchNorm).")] = False,
-    dims: Annotated[int | None, typer.Option(help="1, 2 or 3 spatial dimensions (default: from --size/--k, else 2).",
-                                             show_default=False)] = None,
-    batch: Annotated[int, typer.Option(help="Batch size B.")] = 1,
-    kind: Annotated[Kind | None, typer.Option(help="Layer kind (default: standard, or grouped with --groups).",
-                                              case_sensitive=False, show_default=False)] = None,
-    dtype: Annotated[Dtype, typer.Option(help="Element type for bytes and intensity.",
-                                         case_sensitive=False)] = Dtype.float32,
-    fmt: FormatOpt = Format.table,
-    output: OutputOpt = None,
-) -> None:
-    """One layer, exactly: standard conv vs its depthwise-separable counterpart, side by side."""
+# ------------------------------------------------------------------------------ options shared by commands
+
+CinOpt = Annotated[int, typer.Option(help="Input channels (M).", show_default=False)]
+CoutOpt = Annotated[int | None, typer.Option(help="Output channels (N); a depthwise conv has cin x "
+                                             "depth-multiplier.", show_default=False)]
+KOpt = Annotated[str | None, typer.Option("--k", help="Kernel size D_K: 3, or one per dimension: 3x5.", metavar="K",
+                                          show_default=False)]
+SizeOpt = Annotated[str | None, typer.Option(help="Input spatial size D_F: 56, or 28x56 (default 56).",
+                                             metavar="SIZE", show_default=False)]
+HeightOpt = Annotated[int | None, typer.Option(help="Input height (2D; with --width).", show_default=False)]
+WidthOpt = Annotated[int | None, typer.Option(help="Input width (2D; with --height).", show_default=False)]
+StrideOpt = Annotated[str, typer.Option(help="Stride: 2, or 1x2.", metavar="S")]
+PaddingOpt = Annotated[str, typer.Option(help="same (Keras/TF, out = ceil(in/stride)), valid, N or NxM.",
+                                         metavar="P")]
+DilationOpt = Annotated[str, typer.Option(help="Dilation: 1, or 1x2.", metavar="D")]
+GroupsOpt = Annotated[int, typer.Option(help="Groups (C_in and C_out divisible by it).")]
+DmOpt = Annotated[int, typer.Option(help="Depthwise outputs per input channel (Keras).")]
+OutPadOpt = Annotated[str, typer.Option(help="Transposed conv only: extra output size.", metavar="N")]
+BiasOpt = Annotated[bool, typer.Option("--bias/--no-bias", help="Add a bias (off, as under BatchNorm).")]
+DimsOpt = Annotated[int | None, typer.Option(help="1, 2 or 3 spatial dimensions (default: from --size/--k, else 2).",
+                                             show_default=False)]
+BatchOpt = Annotated[int, typer.Option(help="Batch size B.")]
+KindOpt = Annotated[Kind | None, typer.Option(help="Layer kind (default: standard, or grouped with --groups).",
+                                              case_sensitive=False, show_default=False)]
+DtypeOpt = Annotated[Dtype, typer.Option(help="Element type for bytes, intensity and timing.", case_sensitive=False)]
+TimeOpt = Annotated[bool, typer.Option("--time", help="Also measure latency (torch.utils.benchmark) and predict it "
+                                       "from the device's ceilings (roofline).")]
+DeviceOpt = Annotated[str, typer.Option(help="cpu or cuda, for --time.")]
+ChannelsLastOpt = Annotated[bool, typer.Option("--channels-last", help="Time in channels-last memory format.")]
+ThreadsOpt = Annotated[int | None, typer.Option(help="CPU threads for timing (default: torch's).",
+                                                show_default=False)]
+Tf32Opt = Annotated[bool, typer.Option("--tf32/--no-tf32", help="Allow TF32 matmul/conv on CUDA.")]
+
+
+def build_layer(
+    *, cin: int, cout: int | None, k: str | None, size: str | None, height: int | None, width: int | None,
+    stride: str, padding: str, dilation: str, groups: int, depth_multiplier: int, output_padding: str,
+    bias: bool, dims: int | None, batch: int, kind: Kind | None, dtype: Dtype,
+) -> tuple[Any, Any, list[str]]:
+    """The layer the options describe, its separable counterpart (or None), and the assumptions made."""
     from dscalc import layers
-    from dscalc.views import layer_report
 
     chosen = kind.value if kind else ("grouped" if groups > 1 else "standard")
     k_val = parse_per_dim(k, "k") if k is not None else None
@@ -148,8 +157,7 @@ def layer(
             raise BadInput("is required", "cout")
         result = layers.linear(cin, cout, batch=batch, bias=bias, dtype=dtype.value)
         assumptions.append(f"batch {batch}, {dtype.value}, {'bias' if bias else 'no bias'}")
-        _deliver(layer_report(result, None, assumptions), fmt, output)
-        return
+        return result, None, assumptions
     if chosen == "pointwise":
         if k_val not in (None, 1) and k_val != (1,) * (len(k_val) if isinstance(k_val, tuple) else 1):
             raise BadInput(f"a pointwise conv has a 1x1 kernel, got {k}", "k")
@@ -159,13 +167,10 @@ def layer(
     if size_val is None:
         size_val = layers.DEFAULT_SIZE
         assumptions.append(f"default --size {layers.DEFAULT_SIZE}")
-    n_dims = dims if dims is not None else layers.infer_dims(size_val, k_val, parse_per_dim(stride, "stride"))
     stride_val = parse_per_dim(stride, "stride")
-    dilation_val = parse_per_dim(dilation, "dilation")
-    out_pad_val = parse_per_dim(output_padding, "output_padding")
-    pad_val = parse_padding(padding)
-    common: dict[str, Any] = dict(batch=batch, stride=stride_val, padding=pad_val, dilation=dilation_val, dims=n_dims,
-                  dtype=dtype.value)
+    n_dims = dims if dims is not None else layers.infer_dims(size_val, k_val, stride_val)
+    common: dict[str, Any] = dict(batch=batch, stride=stride_val, padding=parse_padding(padding),
+                                  dilation=parse_per_dim(dilation, "dilation"), dims=n_dims, dtype=dtype.value)
     if chosen == "depthwise":
         dm = depth_multiplier
         if cout is not None and cout != cin * dm:
@@ -180,8 +185,8 @@ def layer(
             raise BadInput(f"a {chosen} conv has groups 1; use --kind grouped", "groups")
         if chosen == "grouped" and groups == 1:
             raise BadInput("--kind grouped needs --groups > 1", "groups")
-        result = layers.conv(cin, cout, k_val, size_val, groups=groups, bias=bias,
-                             transposed=chosen == "transposed", output_padding=out_pad_val, **common)
+        result = layers.conv(cin, cout, k_val, size_val, groups=groups, bias=bias, transposed=chosen == "transposed",
+                             output_padding=parse_per_dim(output_padding, "output_padding"), **common)
     if depth_multiplier != 1 and chosen not in ("depthwise", "standard", "separable", "grouped"):
         raise BadInput(f"does not apply to --kind {chosen}", "depth_multiplier")
     comparison = layers.separable_of(result, depth_multiplier) if chosen != "depthwise" else None
@@ -190,7 +195,83 @@ def layer(
         + (", bias on the pointwise part" if bias and comparison else "")
     )
     assumptions.append("MAC = multiply-accumulate, FLOPs = 2 x MACs, FLOP/B = FLOPs per byte moved")
-    _deliver(layer_report(result, comparison, assumptions), fmt, output)
+    return result, comparison, assumptions
+
+
+def timing_settings(device: str, dtype: Dtype, channels_last: bool, threads: int | None, tf32: bool) -> Any:
+    """Checked timing settings (CUDA missing: exit 1 with one line)."""
+    from dscalc import timing
+
+    timing.check_device(device)
+    if dtype is Dtype.int8:
+        raise BadInput("timing runs float32, float16 or bfloat16", "dtype")
+    if threads is not None and threads < 1:
+        raise BadInput(f"must be positive, got {threads}", "threads")
+    return timing.Settings(device=device, dtype=dtype.value, channels_last=channels_last, threads=threads, tf32=tf32)
+
+
+def measure_layer(report: Any, result: Any, comparison: Any, settings: Any) -> None:
+    """Add predicted and measured latency of the layer (and its separable pair) to a layer report."""
+    from dscalc import device as D
+    from dscalc import timing
+    from dscalc.compare import Latency, pair_latency
+    from dscalc.roofline import predict
+    from dscalc.views import latency_grid, single_latency_grid
+
+    with _progress("measuring device ceilings and latency"):
+        ceilings, _ = D.get_ceilings(settings.device)
+        with timing.configured(settings) as context:
+            if comparison is not None:
+                pair = pair_latency(comparison, ceilings, settings)
+                report.grids.append(latency_grid(pair, context))
+                report.data["timing"] = {**context, **pair.to_dict()}
+            else:
+                lat = Latency(result.kind, result.macs, result.bytes, predict(result, ceilings),
+                              timing.time_layer(result, settings))
+                report.grids.append(single_latency_grid(lat, context))
+                report.data["timing"] = {**context, "rows": [lat.to_dict()]}
+
+
+class _progress:
+    """A rich spinner on stderr while work that takes more than a moment runs (only on a terminal)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.status: Any = None
+
+    def __enter__(self) -> _progress:
+        if sys.stderr.isatty():
+            from rich.console import Console
+
+            self.status = Console(stderr=True).status(self.text)
+            self.status.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.status is not None:
+            self.status.__exit__(*exc)
+
+
+@app.command()
+def layer(
+    cin: CinOpt, cout: CoutOpt = None, k: KOpt = None, size: SizeOpt = None, height: HeightOpt = None,
+    width: WidthOpt = None, stride: StrideOpt = "1", padding: PaddingOpt = "same", dilation: DilationOpt = "1",
+    groups: GroupsOpt = 1, depth_multiplier: DmOpt = 1, output_padding: OutPadOpt = "0", bias: BiasOpt = False,
+    dims: DimsOpt = None, batch: BatchOpt = 1, kind: KindOpt = None, dtype: DtypeOpt = Dtype.float32,
+    time: TimeOpt = False, device: DeviceOpt = "cpu", channels_last: ChannelsLastOpt = False,
+    threads: ThreadsOpt = None, tf32: Tf32Opt = False, fmt: FormatOpt = Format.table, output: OutputOpt = None,
+) -> None:
+    """One layer, exactly: standard conv vs its depthwise-separable counterpart, side by side."""
+    from dscalc.views import layer_report
+
+    result, comparison, assumptions = build_layer(
+        cin=cin, cout=cout, k=k, size=size, height=height, width=width, stride=stride, padding=padding,
+        dilation=dilation, groups=groups, depth_multiplier=depth_multiplier, output_padding=output_padding,
+        bias=bias, dims=dims, batch=batch, kind=kind, dtype=dtype)
+    report = layer_report(result, comparison, assumptions)
+    if time:
+        measure_layer(report, result, comparison, timing_settings(device, dtype, channels_last, threads, tf32))
+    _deliver(report, fmt, output)
 
 
 class As(str, Enum):
@@ -211,6 +292,8 @@ def network(
     dtype: Annotated[Dtype, typer.Option(help="Element type for bytes.", case_sensitive=False)] = Dtype.float32,
     all_layers: Annotated[bool, typer.Option("--all-layers", help="Also show BN, activation, dropout rows.")] = False,
     list_: Annotated[bool, typer.Option("--list", help="List the built-in networks and exit.")] = False,
+    time: TimeOpt = False, device: DeviceOpt = "cpu", channels_last: ChannelsLastOpt = False,
+    threads: ThreadsOpt = None, tf32: Tf32Opt = False,
     fmt: FormatOpt = Format.table,
     output: OutputOpt = None,
 ) -> None:
@@ -231,7 +314,14 @@ def network(
     meta = {"network": spec.name, "source": spec.source, "alpha": alpha,
             "resolution": resolution if resolution is not None else spec.input[1],
             "as": as_.value if as_ else None, "batch": batch, "dtype": dtype.value}
-    _deliver(network_report(rows, meta, all_layers), fmt, output)
+    latency = None
+    if time:
+        from dscalc.compare import time_rows
+
+        settings = timing_settings(device, dtype, channels_last, threads, tf32)
+        with _progress("timing every conv and linear layer"):
+            latency = {lat.name: lat for lat in time_rows(rows, settings, device)}
+    _deliver(network_report(rows, meta, all_layers, latency), fmt, output)
 
 
 class Check(str, Enum):
@@ -252,6 +342,8 @@ def profile(
                                                show_default=False)] = None,
     trust_pickle: Annotated[bool, typer.Option("--trust-pickle", help="Allow loading a pickled whole model "
                                                "(unpickling can run code).")] = False,
+    time: TimeOpt = False, device: DeviceOpt = "cpu", dtype: DtypeOpt = Dtype.float32,
+    channels_last: ChannelsLastOpt = False, threads: ThreadsOpt = None, tf32: Tf32Opt = False,
     fmt: FormatOpt = Format.table,
     output: OutputOpt = None,
 ) -> None:
@@ -268,7 +360,148 @@ def profile(
     if check is Check.fvcore:
         check_fvcore(result, lambda: loaders.load(model, kwargs=kwargs, trust_pickle=trust_pickle, device="cpu"))
     meta = {"model": model, "depth": depth}
-    _deliver(profile_report(result, meta), fmt, output)
+    report = profile_report(result, meta)
+    if time:
+        from dscalc.compare import time_model, time_rows
+        from dscalc.views import profile_latency_grid
+
+        settings = timing_settings(device, dtype, channels_last, threads, tf32)
+        with _progress("timing the model and its layers"):
+            per_layer = time_rows(result.layers, settings, device)
+            end_to_end = time_model(model, kwargs, shapes, settings)
+        report.grids.append(profile_latency_grid(per_layer, end_to_end, settings))
+        report.data["timing"] = {"end_to_end": end_to_end.to_dict(),
+                                 "layers": [lat.to_dict() for lat in per_layer]}
+    _deliver(report, fmt, output)
+
+
+@app.command("device")
+def device_cmd(
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    refresh: Annotated[bool, typer.Option("--refresh", help="Measure again instead of using the cache.")] = False,
+    fmt: FormatOpt = Format.table,
+    output: OutputOpt = None,
+) -> None:
+    """Measured ceilings of this CPU/GPU: peak matmul FLOP/s per dtype, copy bandwidth, launch floor (cached)."""
+    from dscalc import device as D
+    from dscalc import timing
+
+    timing.check_device(device)
+    with _progress(f"measuring {device} ceilings"):
+        ceilings, cached = D.get_ceilings(device, refresh=refresh)
+    _deliver(D.ceilings_report(ceilings, cached), fmt, output)
+
+
+@app.command()
+def compare(
+    target: Annotated[str | None, typer.Argument(help="Nothing (a layer from the options), a network (built-in or "
+                                                 ".yaml) or a model (.py, .pt, .pt2, torchvision:NAME).",
+                                                 show_default=False)] = None,
+    cin: Annotated[int | None, typer.Option(help="Input channels (layer).", show_default=False)] = None,
+    cout: CoutOpt = None, k: KOpt = None, size: SizeOpt = None, height: HeightOpt = None,
+    width: WidthOpt = None, stride: StrideOpt = "1", padding: PaddingOpt = "same", dilation: DilationOpt = "1",
+    groups: GroupsOpt = 1, depth_multiplier: DmOpt = 1, bias: BiasOpt = False, dims: DimsOpt = None,
+    batch: BatchOpt = 1, dtype: DtypeOpt = Dtype.float32,
+    input: Annotated[list[str] | None, typer.Option("--input", "-i", help="Model input shape(s).",
+                                                    show_default=False)] = None,
+    alpha: Annotated[float, typer.Option(help="Network width multiplier.")] = 1.0,
+    resolution: Annotated[int | None, typer.Option(help="Network input resolution.", show_default=False)] = None,
+    as_: Annotated[As, typer.Option("--as", help="The variant to compare with (networks).")] = As.separable,
+    time: TimeOpt = False, device: DeviceOpt = "cpu", channels_last: ChannelsLastOpt = False,
+    threads: ThreadsOpt = None, tf32: Tf32Opt = False, fmt: FormatOpt = Format.table, output: OutputOpt = None,
+) -> None:
+    """The original and its separable (or standard) variant side by side: params, MACs, predicted and measured."""
+    from dscalc import compare as C
+
+    settings = timing_settings(device, dtype, channels_last, threads, tf32) if time else None
+    if target is None:
+        if cin is None:
+            raise BadInput("give a layer (--cin, --cout, --k ...), a network or a model to compare", "cin")
+        result, comparison, assumptions = build_layer(
+            cin=cin, cout=cout, k=k, size=size, height=height, width=width, stride=stride, padding=padding,
+            dilation=dilation, groups=groups, depth_multiplier=depth_multiplier, output_padding="0", bias=bias,
+            dims=dims, batch=batch, kind=None, dtype=dtype)
+        if comparison is None:
+            raise BadInput("a 1x1 conv has no depthwise-separable counterpart", "k")
+        with _progress("predicting and measuring"):
+            report = C.layer_comparison(comparison, assumptions, settings, device)
+    elif C.is_model(target):
+        if not input:
+            raise BadInput("is required to compare a model", "input")
+        with _progress("tracing and measuring"):
+            report = C.model_comparison(target, input, settings, device)
+    else:
+        with _progress("costing and measuring"):
+            report = C.network_comparison(target, alpha, resolution, as_.value, batch, dtype.value, settings, device)
+    _deliver(report, fmt, output)
+
+
+@app.command()
+def sweep(
+    cin: Annotated[str, typer.Option(help="Input channels: 32,64 or 32:512:x2.")] = "32:512:x2",
+    cout: Annotated[str | None, typer.Option(help="Output channels (default: equal to cin).",
+                                             show_default=False)] = None,
+    k: Annotated[str, typer.Option("--k", help="Kernel sizes.")] = "3",
+    size: Annotated[str, typer.Option(help="Input sizes.")] = "56",
+    batch: Annotated[str, typer.Option(help="Batch sizes.")] = "1",
+    dtype: Annotated[str, typer.Option(help="Dtypes: float32,float16,bfloat16.")] = "float32",
+    channels_last: Annotated[str, typer.Option("--channels-last", help="no, yes or both.")] = "no",
+    time: Annotated[bool, typer.Option("--time/--no-time", help="Measure (default) or only predict.")] = True,
+    device: DeviceOpt = "cpu", threads: ThreadsOpt = None, tf32: Tf32Opt = False,
+    plot: Annotated[Path | None, typer.Option(help="Draw the sweep to FILE.png or FILE.svg (matplotlib).",
+                                              show_default=False, dir_okay=False)] = None,
+    fmt: FormatOpt = Format.table, output: OutputOpt = None,
+) -> None:
+    """A grid of 3x3 (or --k) configs: MAC, predicted and measured speedup; where separable actually wins."""
+    from dscalc import device as D
+    from dscalc import sweep as S
+    from dscalc import timing
+
+    cins = S.parse_values(cin, "cin")
+    couts = S.parse_values(cout, "cout") if cout else None
+    ks, sizes, batches = S.parse_values(k, "k"), S.parse_values(size, "size"), S.parse_values(batch, "batch")
+    dtypes = [d.strip() for d in dtype.split(",")]
+    for d in dtypes:
+        if d not in timing.DTYPES:
+            raise BadInput(f"expected float32, float16 or bfloat16, got {d!r}", "dtype")
+    formats = {"no": [False], "yes": [True], "both": [False, True]}.get(channels_last)
+    if formats is None:
+        raise BadInput(f"expected no, yes or both, got {channels_last!r}", "channels_last")
+    if plot is not None and plot.suffix.lower() not in (".png", ".svg"):
+        raise BadInput(f"expected a .png or .svg file, got {plot}", "plot")
+    timing.check_device(device)
+    settings = timing.Settings(device=device, threads=threads, tf32=tf32) if time else None
+    total = len(cins) * len(couts or [0]) * len(ks) * len(sizes) * len(batches) * len(dtypes) * len(formats)
+    ceilings, _ = D.get_ceilings(device)
+    with _bar(total, "sweeping") as advance:
+        rows = S.run(cins, couts, ks, sizes, batches, dtypes, formats, settings, ceilings, advance)
+    if plot is not None:
+        S.plot(rows, str(plot))
+    context = timing.describe(settings or timing.Settings(device=device))
+    _deliver(S.report(rows, {**context, "measured": time}), fmt, output)
+
+
+class _bar:
+    """A rich progress bar on stderr (only on a terminal); yields the function that advances it."""
+
+    def __init__(self, total: int, text: str) -> None:
+        self.total, self.text = total, text
+        self.progress: Any = None
+        self.task: Any = None
+
+    def __enter__(self) -> Any:
+        if sys.stderr.isatty():
+            from rich.console import Console
+            from rich.progress import Progress
+
+            self.progress = Progress(console=Console(stderr=True), transient=True)
+            self.progress.__enter__()
+            self.task = self.progress.add_task(self.text, total=self.total)
+        return lambda: self.progress.advance(self.task) if self.progress is not None else None
+
+    def __exit__(self, *exc: object) -> None:
+        if self.progress is not None:
+            self.progress.__exit__(*exc)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -56,6 +56,7 @@ class ProfileResult:
     uncounted: dict[str, int]
     inputs: list[tuple[int, ...]]
     outputs: list[tuple[int, ...]]
+    layers: list[Any] = field(default_factory=list)  # LayerCost of every traced convolution, in order
     fvcore: dict[str, Any] | None = None
 
 
@@ -110,8 +111,9 @@ def summarize(tr: Trace, depth: int | None = None) -> ProfileResult:
     what_if = [r.separable["macs"] if r.separable else r.macs for r in rows]
     if any(r.separable for r in rows):
         totals["separable_macs"] = sum(what_if) + macs - sum(r.macs for r in rows)
+    layers = [r.layer for r in tr.records if r.layer is not None]
     return ProfileResult(rows, totals, {k: v for k, v in by_kind.items() if v["ops"]}, dict(tr.uncounted),
-                         tr.input_shapes, tr.output_shapes)
+                         tr.input_shapes, tr.output_shapes, layers)
 
 
 def profile_model(model: torch.nn.Module, input_shapes: list[tuple[int, ...]], depth: int | None = None,

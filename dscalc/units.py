@@ -50,3 +50,18 @@ def times(r: Fraction | float | None) -> str:
 def shape(dims: tuple[int, ...] | list[int]) -> str:
     """A tensor shape as 1x64x56x56."""
     return "x".join(str(d) for d in dims)
+
+
+def seconds(s: float | None) -> str:
+    """A duration in s, ms or µs with 3 significant digits."""
+    if s is None:
+        return "-"
+    for scale, unit in ((1.0, "s"), (1e-3, "ms"), (1e-6, "µs")):
+        if s >= scale:
+            return f"{s / scale:.3g} {unit}"
+    return f"{s / 1e-9:.3g} ns"
+
+
+def speedup(x: float | None) -> str:
+    """A speedup factor: '2.21x' (> 1 means the separable version is faster)."""
+    return "-" if x is None else f"{x:.2f}x"

@@ -153,7 +153,8 @@ def _share(part: int, whole: int) -> str:
     return f"{100 * part / whole:.2f}%" if whole else "-"
 
 
-def network_report(rows: list[LayerCost], meta: dict[str, Any], all_layers: bool = False) -> Report:
+def network_report(rows: list[LayerCost], meta: dict[str, Any], all_layers: bool = False,
+                   latency: dict[str, Any] | None = None) -> Report:
     """The `dscalc network` report: per-layer table, totals, and the paper's Table 2 breakdown by kind."""
     from dscalc.render import bar
 
@@ -166,7 +167,8 @@ def network_report(rows: list[LayerCost], meta: dict[str, Any], all_layers: bool
     grid = Grid(
         title=f"{meta['network']}: {shape(rows[0].input_shape)} -> {shape(rows[-1].output_shape)}",
         columns=[Column("layer", "left"), Column("type", "left"), Column("output", "left"), Column("params"),
-                 Column("MACs"), Column("share of MACs", "left")],
+                 Column("MACs"), Column("share of MACs", "left")]
+        + ([Column("predicted"), Column("measured")] if latency is not None else []),
         caption=(f"alpha {meta['alpha']}, resolution {meta['resolution']}"
                  + (f", every conv as {meta['as']}" if meta.get("as") else "")
                  + ("" if all_layers else "; BN/activation/dropout rows: --all-layers or --format json")),
@@ -177,8 +179,12 @@ def network_report(rows: list[LayerCost], meta: dict[str, Any], all_layers: bool
         geo = r.geometry()
         kind = _SHORT.get(r.kind, r.kind)
         share = r.macs / tot["macs"] if tot["macs"] else 0.0
-        grid.add(r.name, f"{kind} {geo}".strip(), shape(r.output_shape[1:]), exact(r.params), exact(r.macs),
-                 f"{bar(share, 8):<8} {100 * share:4.1f}%" if r.macs else "")
+        cells = [r.name, f"{kind} {geo}".strip(), shape(r.output_shape[1:]), exact(r.params), exact(r.macs),
+                 f"{bar(share, 8):<8} {100 * share:4.1f}%" if r.macs else ""]
+        if latency is not None:
+            lat = latency.get(r.name)
+            cells += _latency_cells(lat)
+        grid.add(*cells)
 
     summary = Grid(title="totals", columns=[Column("", "left"), Column("count"), Column("")])
     summary.add("MACs (conv + linear, bias excluded)", exact(tot["macs"]), si(tot["macs"]))
@@ -195,7 +201,48 @@ def network_report(rows: list[LayerCost], meta: dict[str, Any], all_layers: bool
     for kind, v in kinds.items():
         table2.add(KIND_LABELS.get(kind, "other (BN, pool, ...)"), exact(v["macs"]), _share(v["macs"], tot["macs"]),
                    exact(v["weights"]), _share(v["weights"], tot["weights"]), exact(v["params"]))
+    if latency is not None:
+        from dscalc.units import seconds
+
+        predicted = sum(v.predicted.seconds for v in latency.values())
+        medians = [v.timing.median for v in latency.values()]
+        measured = sum(medians) if all(medians) else None
+        summary.add("latency, predicted (sum of conv/linear layers)", seconds(predicted), "")
+        summary.add("latency, measured (sum of conv/linear layers)", seconds(measured), "")
+        data["timing"] = {"layers": [v.to_dict() for v in latency.values()], "predicted_s": predicted,
+                          "measured_s": measured}
     return Report(data=data, records=records, grids=[grid, summary, table2])
+
+
+def _latency_cells(lat: Any) -> list[str]:
+    from dscalc.units import seconds
+
+    if lat is None:
+        return ["", ""]
+    t = lat.timing
+    return [seconds(lat.predicted.seconds) if lat.predicted else "-", (t.error or seconds(t.median)) if t else "-"]
+
+
+def profile_latency_grid(per_layer: list[Any], end_to_end: Any, settings: Any) -> Grid:
+    """Per-convolution and end-to-end latency of a profiled model."""
+    from dscalc.timing import describe
+    from dscalc.units import seconds
+
+    context = describe(settings)
+    grid = Grid(title=f"measured on {context['device']}", columns=[Column("layer", "left"), Column("MACs"),
+                Column("predicted"), Column("bound", "left"), Column("measured"), Column("IQR")],
+                caption=f"{settings.dtype}, {context['threads']} threads; each convolution run on its own")
+    for lat in per_layer:
+        t = lat.timing
+        grid.add(lat.name, exact(lat.macs), seconds(lat.predicted.seconds), lat.predicted.bound,
+                 t.error or seconds(t.median), "" if t.error else seconds(t.iqr))
+    total_pred = sum(v.predicted.seconds for v in per_layer)
+    medians = [v.timing.median for v in per_layer]
+    grid.add("sum of the convolutions", "", seconds(total_pred), "", seconds(sum(medians)) if all(medians) else "-",
+             "", end_section=True)
+    grid.add("end to end (whole forward)", "", "", "", end_to_end.error or seconds(end_to_end.median),
+             "" if end_to_end.error else seconds(end_to_end.iqr))
+    return grid
 
 
 # --------------------------------------------------------------------------------------------- profile
@@ -259,3 +306,42 @@ def profile_report(result: Any, meta: dict[str, Any]) -> Report:
         if extra:
             kinds.notes.append("fvcore also counts: " + ", ".join(f"{k} {exact(v)}" for k, v in sorted(extra.items())))
     return Report(data=data, records=records, grids=[grid, summary, kinds])
+
+
+# ------------------------------------------------------------------------------------ measured latency
+
+def latency_grid(pair: Any, context: dict[str, Any]) -> Grid:
+    """Theory, roofline and measurement of a layer and its separable pair, with the verdict."""
+    from dscalc.units import seconds, speedup
+
+    grid = Grid(title=f"measured on {context['device']}",
+                columns=[Column("kernel", "left"), Column("MACs"), Column("predicted"), Column("bound", "left"),
+                         Column("measured"), Column("IQR"), Column("runs")],
+                caption=(f"median of repeated runs (torch.utils.benchmark), {context['dtype']}"
+                         + (", channels-last" if context.get("channels_last") else "")
+                         + f", {context['threads']} threads, TF32 {'on' if context['tf32'] else 'off'}")
+                if pair.original.timing is not None else "predicted from the device's ceilings; --time measures")
+    rows = [pair.original, pair.depthwise, pair.pointwise, pair.pair]
+    for i, r in enumerate(rows):
+        t = r.timing
+        measured = (t.error or seconds(t.median)) if t is not None else "-"
+        grid.add(r.name, exact(r.macs), seconds(r.predicted.seconds) if r.predicted else "-",
+                 r.predicted.bound if r.predicted else "", measured,
+                 seconds(t.iqr) if t is not None and not t.error else "", str(t.runs) if t is not None else "",
+                 end_section=i in (0, 2))
+    measured = pair.measured_speedup
+    verdict = "" if measured is None else (" - separable wins" if measured > 1 else " - separable LOSES")
+    grid.notes.append(f"speedup of separable: MACs {speedup(pair.mac_speedup)}, roofline "
+                      f"{speedup(pair.predicted_speedup)}, measured {speedup(measured)}{verdict}")
+    return grid
+
+
+def single_latency_grid(latency: Any, context: dict[str, Any]) -> Grid:
+    from dscalc.units import seconds
+
+    grid = Grid(title=f"measured on {context['device']}", columns=[Column("kernel", "left"), Column("MACs"),
+                Column("predicted"), Column("bound", "left"), Column("measured"), Column("IQR"), Column("runs")])
+    t, p = latency.timing, latency.predicted
+    grid.add(latency.name, exact(latency.macs), seconds(p.seconds) if p else "-", p.bound if p else "",
+             t.error or seconds(t.median), "" if t.error else seconds(t.iqr), str(t.runs))
+    return grid

@@ -1,0 +1,47 @@
+"""Timing quality: the same layer measured several times (separate measurements) should agree.
+
+    python benchmarks/bench_timing.py [--repeats 5] [--device cpu]
+
+Prints each measurement's median and IQR and the spread of the medians, (max - min) / median of
+medians; target (issue #5): within 5%.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+
+from dscalc import timing
+from dscalc.layers import conv, separable_of
+
+CONFIGS = [("3x3 64->128 @56", dict(cin=64, cout=128, k=3, size=56)),
+           ("3x3 256->256 @14", dict(cin=256, cout=256, k=3, size=14))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    timing.check_device(args.device)
+    settings = timing.Settings(device=args.device)
+    with timing.configured(settings) as context:
+        print(f"device: {context['device']}, threads {context['threads']}")
+        for label, cfg in CONFIGS:
+            layer = conv(cfg["cin"], cfg["cout"], cfg["k"], cfg["size"], padding="same")
+            pair = separable_of(layer)
+            assert pair is not None
+            for name, measure in (
+                ("standard", lambda layer=layer: timing.time_layer(layer, settings)),
+                ("separable", lambda pair=pair: timing.time_pair(pair.depthwise, pair.pointwise, settings)),
+            ):
+                runs = [measure() for _ in range(args.repeats)]
+                medians = [t.median for t in runs if t.median]
+                mid = statistics.median(medians)
+                spread = (max(medians) - min(medians)) / mid
+                detail = ", ".join(f"{t.median * 1e6:.0f}±{t.iqr * 1e6:.0f}µs" for t in runs if t.median)
+                print(f"{label:<18} {name:<9} spread {100 * spread:4.1f}%  (median±IQR: {detail})")
+
+
+if __name__ == "__main__":
+    main()

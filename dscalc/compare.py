@@ -1,0 +1,238 @@
+"""Theory next to measurement for a layer and its depthwise-separable counterpart: exact MACs, roofline
+prediction and measured latency of the original, the depthwise part, the pointwise part and the pair."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from dscalc.records import LayerCost, SeparableComparison
+from dscalc.roofline import Ceilings, Prediction, predict, predict_pair
+
+
+@dataclass(frozen=True)
+class Latency:
+    name: str
+    macs: int
+    bytes: int
+    predicted: Prediction | None
+    timing: Any  # dscalc.timing.Timing, or None when not measured
+
+    def to_dict(self) -> dict[str, Any]:
+        row: dict[str, Any] = {"name": self.name, "macs": self.macs, "bytes": self.bytes}
+        if self.predicted:
+            row["predicted_s"] = self.predicted.seconds
+            row["bound"] = self.predicted.bound
+        if self.timing is not None:
+            row.update(self.timing.to_dict())
+        return row
+
+
+@dataclass(frozen=True)
+class PairLatency:
+    """Original vs separable: latency rows and the three speedups (theory, roofline, measured)."""
+
+    original: Latency
+    depthwise: Latency
+    pointwise: Latency
+    pair: Latency
+
+    @property
+    def mac_speedup(self) -> float:
+        return self.original.macs / self.pair.macs
+
+    @property
+    def predicted_speedup(self) -> float | None:
+        if self.original.predicted and self.pair.predicted:
+            return self.original.predicted.seconds / self.pair.predicted.seconds
+        return None
+
+    @property
+    def measured_speedup(self) -> float | None:
+        a, b = self.original.timing, self.pair.timing
+        if a is not None and b is not None and a.median and b.median:
+            return float(a.median / b.median)
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"rows": [r.to_dict() for r in (self.original, self.depthwise, self.pointwise, self.pair)],
+                "speedup": {"macs": self.mac_speedup, "predicted": self.predicted_speedup,
+                            "measured": self.measured_speedup}}
+
+
+def pair_latency(comparison: SeparableComparison, ceilings: Ceilings | None, settings: Any | None) -> PairLatency:
+    """Predict (with ceilings) and measure (with timing settings) the original and its separable pair."""
+    from dscalc import timing as T
+
+    def row(layer: LayerCost, name: str) -> Latency:
+        pred = predict(layer, ceilings) if ceilings else None
+        measured = T.time_layer(layer, settings) if settings else None
+        return Latency(name, layer.macs, layer.bytes, pred, measured)
+
+    original = row(comparison.original, comparison.original.kind)
+    dw, pw = row(comparison.depthwise, "depthwise"), row(comparison.pointwise, "pointwise")
+    pair_pred = None
+    if ceilings:
+        d, p, total = predict_pair(comparison, ceilings)
+        pair_pred = Prediction(total, f"{d.bound}+{p.bound}", d.compute_s + p.compute_s, d.memory_s + p.memory_s,
+                               d.launch_s + p.launch_s)
+    pair_timing = T.time_pair(comparison.depthwise, comparison.pointwise, settings) if settings else None
+    pair = Latency("dw then pw", comparison.macs, comparison.bytes, pair_pred, pair_timing)
+    return PairLatency(original, dw, pw, pair)
+
+
+# ------------------------------------------------------------------------------ `dscalc compare` reports
+
+def is_model(target: str) -> bool:
+    """A model file or hub name, rather than a network (built-in name or .yaml)."""
+    return target.startswith(("torchvision:", "timm:")) or target.split(":")[0].endswith((".py", ".pt", ".pt2",
+                                                                                            ".pth", ".ts"))
+
+
+def _ceilings(device: str) -> Ceilings:
+    from dscalc.device import get_ceilings
+
+    return get_ceilings(device)[0]
+
+
+def layer_comparison(comparison: SeparableComparison, assumptions: list[str], settings: Any, device: str) -> Any:
+    """The layer report with predicted (always) and measured (with settings) latency."""
+    from dscalc import timing
+    from dscalc.views import latency_grid, layer_report
+
+    report = layer_report(comparison.original, comparison, assumptions)
+    ceilings = _ceilings(device)
+    context: dict[str, Any] = {"device": ceilings.name, "dtype": comparison.original.dtype, "threads": "-",
+                               "tf32": False}
+    if settings is None:
+        pair = pair_latency(comparison, ceilings, None)
+    else:
+        with timing.configured(settings) as ctx:
+            context.update(ctx)
+            pair = pair_latency(comparison, ceilings, settings)
+    report.grids.append(latency_grid(pair, context))
+    report.data["command"] = "compare"
+    report.data["timing"] = {**context, **pair.to_dict()}
+    return report
+
+
+def _side_by_side(title: str, names: tuple[str, str], values: list[tuple[str, Any, Any, str]]) -> Any:
+    from dscalc.render import Column, Grid
+
+    grid = Grid(title=title, columns=[Column("", "left"), Column(names[0]), Column(names[1]), Column("ratio")])
+    for label, a, b, kind in values:
+        if a is None or b is None:
+            grid.add(label, "-" if a is None else _fmt(a, kind), "-" if b is None else _fmt(b, kind), "")
+        else:
+            grid.add(label, _fmt(a, kind), _fmt(b, kind), f"{b / a:.3f}" if a else "-")
+    return grid
+
+
+def _fmt(value: Any, kind: str) -> str:
+    from dscalc.units import exact, seconds
+
+    return seconds(value) if kind == "s" else exact(value)
+
+
+def network_comparison(name: str, alpha: float, resolution: int | None, as_: str, batch: int, dtype: str,
+                       settings: Any, device: str) -> Any:
+    """A network and its --as variant: totals, roofline-predicted and (with settings) measured latency,
+    each the sum over the conv/linear layers run one by one."""
+    from dscalc import network as N
+    from dscalc import timing
+    from dscalc.render import Report
+    from dscalc.roofline import predict
+    from dscalc.views import totals
+
+    spec = N.load(name)
+    original = N.build(spec, alpha=alpha, resolution=resolution, batch=batch, dtype=dtype)
+    variant = N.build(spec, alpha=alpha, resolution=resolution, as_=as_, batch=batch, dtype=dtype)
+    ceilings = _ceilings(device)
+    compute = ("standard", "grouped", "depthwise", "pointwise", "transposed", "linear")
+
+    def latency(rows: list[LayerCost]) -> tuple[float, float | None]:
+        layers = [r for r in rows if r.kind in compute]
+        predicted = sum(predict(r, ceilings).seconds for r in layers)
+        if settings is None:
+            return predicted, None
+        with timing.configured(settings):
+            measured = [timing.time_layer(r, settings) for r in layers]
+        return predicted, sum(t.median for t in measured if t.median) if all(t.median for t in measured) else None
+
+    (p0, m0), (p1, m1) = latency(original), latency(variant)
+    t0, t1 = totals(original), totals(variant)
+    names = (spec.name, f"as {as_}")
+    values = [("params", t0["params"], t1["params"], "n"), ("weights", t0["weights"], t1["weights"], "n"),
+              ("MACs", t0["macs"], t1["macs"], "n"), ("predicted (sum of layers)", p0, p1, "s"),
+              ("measured (sum of layers)", m0, m1, "s")]
+    grid = _side_by_side(f"{spec.name} vs every conv as {as_} ({ceilings.name})", names, values)
+    grid.caption = "latency: each conv/linear layer timed (or predicted) on its own, summed; BN/activations excluded"
+    first: dict[str, Any] = {**t0, "predicted_s": p0, "measured_s": m0}
+    second: dict[str, Any] = {**t1, "predicted_s": p1, "measured_s": m1}
+    data = {"command": "compare", "network": spec.name, "as": as_, "device": ceilings.name,
+            "original": first, "variant": second}
+    records = [{"name": names[0], **first}, {"name": names[1], **second}]
+    return Report(data=data, records=records, grids=[grid])
+
+
+def model_comparison(target: str, inputs: list[str], settings: Any, device: str) -> Any:
+    """A PyTorch model and its separable copy: per-model totals, and (with settings) end-to-end latency."""
+    from dscalc import loaders, timing
+    from dscalc.convert import separable_copy
+    from dscalc.profile import profile_model
+    from dscalc.render import Report
+
+    shapes = [loaders.parse_input(s) for s in inputs]
+    model = loaders.load(target)
+    converted, replaced = separable_copy(model)
+    a, b = profile_model(model, shapes), profile_model(converted, shapes)
+    m0 = m1 = None
+    if settings is not None:
+        import torch
+
+        def run(net: torch.nn.Module) -> Any:
+            dtype = timing.DTYPES[settings.dtype]
+            net = net.to_empty(device=settings.device).to(dtype).eval()
+            xs = [torch.randn(s, device=settings.device, dtype=dtype) for s in shapes]
+            return timing.measure(lambda: net(*xs), settings, target)
+
+        with timing.configured(settings):
+            t0, t1 = run(loaders.load(target, device="meta")), run(separable_copy(loaders.load(target))[0])
+        m0, m1 = t0.median, t1.median
+    values = [("params", a.totals["params"], b.totals["params"], "n"),
+              ("MACs", a.totals["macs"], b.totals["macs"], "n"), ("measured end to end", m0, m1, "s")]
+    grid = _side_by_side(f"{target} vs its separable copy ({replaced} convs replaced)", (target, "separable"), values)
+    first: dict[str, Any] = {**a.totals, "measured_s": m0}
+    second: dict[str, Any] = {**b.totals, "measured_s": m1}
+    data = {"command": "compare", "model": target, "replaced": replaced, "original": first, "variant": second}
+    return Report(data=data, records=[{"name": "original", **first}, {"name": "separable", **second}], grids=[grid])
+
+
+def time_rows(rows: list[LayerCost], settings: Any, device: str) -> list[Latency]:
+    """Predicted and measured latency of every conv/linear row, each run on its own."""
+    from dscalc import timing
+    from dscalc.roofline import predict
+
+    ceilings = _ceilings(device)
+    with timing.configured(settings):
+        return [Latency(r.name, r.macs, r.bytes, predict(r, ceilings), timing.time_layer(r, settings))
+                for r in rows if r.kind in ("standard", "grouped", "depthwise", "pointwise", "transposed", "linear")]
+
+
+def time_model(target: str, kwargs: str | None, shapes: list[tuple[int, ...]], settings: Any) -> Any:
+    """End-to-end latency of the model with random weights on the timing device."""
+    import torch
+
+    from dscalc import loaders, timing
+
+    dtype = timing.DTYPES[settings.dtype]
+    try:
+        model = loaders.load(target, kwargs=kwargs, device="cpu").to(device=settings.device, dtype=dtype).eval()
+        xs = [torch.randn(s, device=settings.device, dtype=dtype) for s in shapes]
+        if settings.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+            xs = [x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x for x in xs]
+    except torch.cuda.OutOfMemoryError:
+        return timing.Timing(None, None, 0, 0, "out of memory")
+    with timing.configured(settings):
+        return timing.measure(lambda: model(*xs), settings, target)

@@ -1,0 +1,166 @@
+"""Measured truth on the CPU: roofline arithmetic by hand, the timing engine's records, `--time` leaving the
+counts unchanged, `device`, `compare`, `sweep`, and CUDA asked for where there is none."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from dscalc import timing
+from dscalc.convert import separable_copy
+from dscalc.layers import conv, separable_of
+from dscalc.profile import profile_model
+from dscalc.roofline import Ceilings, predict, predict_pair
+from dscalc.sweep import parse_values
+
+CEIL = Ceilings("cpu", "test", {"float32": 1e11}, bandwidth=1e10, launch=5e-6)
+
+
+def test_roofline_by_hand():
+    # 3x3 64->128 on 56x56 fp32: 462,422,016 FLOPs / 1e11 FLOP/s = 4.624 ms (compute);
+    # bytes 4*(64*3136 + 128*3136 + 73,728) = 2,703,360 / 1e10 B/s = 0.27 ms -> compute-bound
+    p = predict(conv(64, 128, 3, 56, padding="same"), CEIL)
+    assert p.bound == "compute" and p.seconds == pytest.approx(462_422_016 / 1e11)
+    # depthwise 3x3 on 64x56x56: 2*1,806,336 FLOPs = 36 µs; bytes 4*(2*200,704 + 576) = 1,607,936 -> 161 µs
+    pair = separable_of(conv(64, 128, 3, 56, padding="same"))
+    dw, pw, total = predict_pair(pair, CEIL)
+    assert dw.bound == "memory" and dw.seconds == pytest.approx(1_607_936 / 1e10)
+    assert total == pytest.approx(dw.seconds + pw.seconds)  # two kernels
+    # a 1x1 conv on 1x1 input is launch-bound
+    assert predict(conv(4, 4, 1, 1), CEIL).bound == "launch"
+
+
+def test_timing_record_and_row_errors(monkeypatch):
+    settings = timing.Settings(min_run_time=0.05, max_run_time=0.5)
+    t = timing.time_layer(conv(8, 16, 3, 16, padding="same"), settings)
+    assert t.error is None and t.median > 0 and t.iqr >= 0 and t.runs >= 1 and t.per_run >= 1
+
+    def broken(layer):
+        raise RuntimeError("CUDA out of memory (simulated)\nmore text")
+
+    monkeypatch.setattr(timing, "module_for", broken)
+    t = timing.time_layer(conv(8, 16, 3, 16), settings)
+    assert t.median is None and t.error == "CUDA out of memory (simulated)"
+
+
+def test_configured_restores_global_state():
+    before = (torch.backends.cudnn.benchmark, torch.backends.cuda.matmul.allow_tf32, torch.get_num_threads())
+    with timing.configured(timing.Settings(threads=1, tf32=True)) as ctx:
+        assert torch.backends.cudnn.benchmark and ctx["threads"] == 1 and ctx["tf32"]
+    assert (torch.backends.cudnn.benchmark, torch.backends.cuda.matmul.allow_tf32, torch.get_num_threads()) == before
+
+
+def test_separable_copy_leaves_the_original():
+    # Conv2d(16, 32, 3, padding=1) on 8x8: dw 16*9*64 = 9,216 + pw 16*32*64 = 32,768 = 41,984 MACs;
+    # params 144 + (512 + 32 bias) = 688
+    model = torch.nn.Sequential(torch.nn.Conv2d(16, 32, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(32, 8, 1))
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    clone, replaced = separable_copy(model)
+    assert replaced == 1 and isinstance(model[0], torch.nn.Conv2d)
+    assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
+    result = profile_model(clone, [(1, 16, 8, 8)])
+    assert result.totals["macs"] == 41_984 + 32 * 8 * 64
+    assert result.totals["params"] == 688 + 32 * 8 + 8
+    assert clone(torch.zeros(1, 16, 8, 8)).shape == (1, 8, 8, 8)
+
+
+def test_parse_values():
+    assert parse_values("32:512:x2", "cin") == [32, 64, 128, 256, 512]
+    assert parse_values("1:7:3,9", "k") == [1, 4, 7, 9]
+    with pytest.raises(Exception, match="--cin|cin"):
+        parse_values("32:x", "cin")
+
+
+def dscalc(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "dscalc", *args], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, **(env or {})})
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    """A measured device cache, shared by the tests below (one measurement of this CPU)."""
+    home = tmp_path_factory.mktemp("cache")
+    env = {"XDG_CACHE_HOME": str(home)}
+    r = dscalc("device", "-f", "json", env=env)
+    assert r.returncode == 0, r.stderr
+    first = json.loads(r.stdout)
+    assert first["cached"] is False and first["peak_flops"]["float32"] > 0 and first["bandwidth"] > 0
+    assert 0 < first["launch"] < 1
+    again = json.loads(dscalc("device", "-f", "json", env=env).stdout)
+    assert again["cached"] is True and again["peak_flops"] == first["peak_flops"]
+    return env
+
+
+def test_time_leaves_counts_unchanged(cache):
+    args = ["layer", "--k", "3", "--cin", "32", "--cout", "64", "--size", "28", "-f", "json"]
+    plain = json.loads(dscalc(*args, env=cache).stdout)
+    timed = json.loads(dscalc(*args, "--time", env=cache).stdout)
+    assert plain["rows"] == timed["rows"] and plain["separable"] == timed["separable"]
+    speed = timed["timing"]["speedup"]
+    assert speed["macs"] == pytest.approx(plain["rows"][0]["macs"] / plain["separable"]["macs"])
+    assert speed["measured"] > 0 and speed["predicted"] > 0
+    for row in timed["timing"]["rows"]:
+        assert row["median_s"] > 0 and row["runs"] >= 1 and "iqr_s" in row
+
+
+def test_network_and_profile_time_leave_counts_unchanged(cache, tmp_path):
+    plain = json.loads(dscalc("network", "cifar_depthwise", "-f", "json", env=cache).stdout)
+    timed = json.loads(dscalc("network", "cifar_depthwise", "--time", "-f", "json", env=cache).stdout)
+    assert plain["rows"] == timed["rows"] and plain["totals"] == timed["totals"]
+    assert timed["timing"]["measured_s"] > 0
+    model = tmp_path / "m.py"
+    model.write_text("from torch import nn\ndef net():\n    return nn.Sequential(nn.Conv2d(3, 16, 3), nn.ReLU(), "
+                     "nn.Conv2d(16, 16, 3, groups=16))\n")
+    plain = json.loads(dscalc("profile", str(model), "-i", "1x3x32x32", "-f", "json", env=cache).stdout)
+    timed = json.loads(dscalc("profile", str(model), "-i", "1x3x32x32", "--time", "-f", "json", env=cache).stdout)
+    assert plain["rows"] == timed["rows"] and plain["totals"] == timed["totals"]
+    assert timed["timing"]["end_to_end"]["median_s"] > 0 and len(timed["timing"]["layers"]) == 2
+
+
+def test_compare_network_and_model(cache, tmp_path):
+    r = json.loads(dscalc("compare", "cifar_conv", "-f", "json", env=cache).stdout)
+    # --as separable of cifar_conv is exactly cifar_separable (tested in test_network): 31,623,680 MACs
+    assert r["original"]["macs"] == 230_885_888 and r["variant"]["macs"] == 31_623_680
+    model = tmp_path / "m.py"
+    model.write_text("from torch import nn\ndef net():\n    return nn.Conv2d(16, 32, 3, padding=1)\n")
+    r = json.loads(dscalc("compare", str(model), "-i", "1x16x8x8", "--time", "-f", "json", env=cache).stdout)
+    assert (r["original"]["macs"], r["variant"]["macs"], r["replaced"]) == (294_912, 41_984, 1)
+    assert r["original"]["measured_s"] > 0 and r["variant"]["measured_s"] > 0
+
+
+def test_sweep_csv_and_plot(cache, tmp_path):
+    r = dscalc("sweep", "--cin", "16,32", "--size", "8", "--batch", "1,2", "--no-time", "-f", "csv", env=cache)
+    lines = r.stdout.splitlines()
+    assert len(lines) == 5 and lines[0].startswith("cin,cout,k,size,batch,dtype")
+    # 3x3 16->16: MAC speedup 1 / (1/16 + 1/9)
+    assert float(lines[1].split(",")[lines[0].split(",").index("mac_speedup")]) == pytest.approx(1 / (1 / 16 + 1 / 9))
+    measured = json.loads(dscalc("sweep", "--cin", "16", "--size", "8", "-f", "json", env=cache).stdout)
+    assert measured["rows"][0]["measured_speedup"] > 0 and measured["measured"] == 1
+    plot = tmp_path / "sweep.png"
+    r = dscalc("sweep", "--cin", "16,32", "--size", "8", "--no-time", "--plot", str(plot), env=cache)
+    assert r.returncode == 0 and plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_without_matplotlib(monkeypatch, tmp_path):
+    from dscalc.errors import BadInput
+    from dscalc.sweep import plot
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    with pytest.raises(BadInput, match=r"needs matplotlib: pip install 'dscalc\[plot\]'"):
+        plot([], str(tmp_path / "x.png"))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
+@pytest.mark.parametrize("args", [["layer", "--k", "3", "--cin", "8", "--cout", "8", "--time", "--device", "cuda"],
+                                  ["device", "--device", "cuda"],
+                                  ["sweep", "--cin", "8", "--device", "cuda"]])
+def test_cuda_missing_is_one_line_exit_1(args):
+    r = dscalc(*args)
+    assert r.returncode == 1
+    assert r.stderr == ("dscalc: error: --device cuda: no CUDA device is available here "
+                        "(torch.cuda.is_available() is False)\n")
