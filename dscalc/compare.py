@@ -177,7 +177,7 @@ def network_comparison(name: str, alpha: float, resolution: int | None, as_: str
 
 def model_comparison(target: str, inputs: list[str], settings: Any, device: str) -> Any:
     """A PyTorch model and its separable copy: per-model totals, and (with settings) end-to-end latency."""
-    from dscalc import loaders, timing
+    from dscalc import loaders
     from dscalc.convert import separable_copy
     from dscalc.profile import profile_model
     from dscalc.render import Report
@@ -187,18 +187,10 @@ def model_comparison(target: str, inputs: list[str], settings: Any, device: str)
     converted, replaced = separable_copy(model)
     a, b = profile_model(model, shapes), profile_model(converted, shapes)
     m0 = m1 = None
-    if settings is not None:
-        import torch
-
-        def run(net: torch.nn.Module) -> Any:
-            dtype = timing.DTYPES[settings.dtype]
-            net = net.to_empty(device=settings.device).to(dtype).eval()
-            xs = [torch.randn(s, device=settings.device, dtype=dtype) for s in shapes]
-            return timing.measure(lambda: net(*xs), settings, target)
-
-        with timing.configured(settings):
-            t0, t1 = run(loaders.load(target, device="meta")), run(separable_copy(loaders.load(target))[0])
-        m0, m1 = t0.median, t1.median
+    if settings is not None:  # random-initialised CPU copies (no uninitialised memory: denormals skew CPU timings)
+        original = loaders.load(target, device="cpu")
+        m0 = time_module(original, shapes, settings, target).median
+        m1 = time_module(separable_copy(original)[0], shapes, settings, f"{target} (separable)").median
     values = [("params", a.totals["params"], b.totals["params"], "n"),
               ("MACs", a.totals["macs"], b.totals["macs"], "n"), ("measured end to end", m0, m1, "s")]
     grid = _side_by_side(f"{target} vs its separable copy ({replaced} convs replaced)", (target, "separable"), values)
@@ -220,14 +212,21 @@ def time_rows(rows: list[LayerCost], settings: Any, device: str) -> list[Latency
 
 
 def time_model(target: str, kwargs: str | None, shapes: list[tuple[int, ...]], settings: Any) -> Any:
-    """End-to-end latency of the model with random weights on the timing device."""
+    """End-to-end latency of the model, built with random weights."""
+    from dscalc import loaders
+
+    return time_module(loaders.load(target, kwargs=kwargs, device="cpu"), shapes, settings, target)
+
+
+def time_module(model: Any, shapes: list[tuple[int, ...]], settings: Any, label: str) -> Any:
+    """End-to-end latency of a materialized model on the timing device, dtype and memory format."""
     import torch
 
-    from dscalc import loaders, timing
+    from dscalc import timing
 
     dtype = timing.DTYPES[settings.dtype]
     try:
-        model = loaders.load(target, kwargs=kwargs, device="cpu").to(device=settings.device, dtype=dtype).eval()
+        model = model.to(device=settings.device, dtype=dtype).eval()
         xs = [torch.randn(s, device=settings.device, dtype=dtype) for s in shapes]
         if settings.channels_last:
             model = model.to(memory_format=torch.channels_last)
@@ -235,4 +234,4 @@ def time_model(target: str, kwargs: str | None, shapes: list[tuple[int, ...]], s
     except torch.cuda.OutOfMemoryError:
         return timing.Timing(None, None, 0, 0, "out of memory")
     with timing.configured(settings):
-        return timing.measure(lambda: model(*xs), settings, target)
+        return timing.measure(lambda: model(*xs), settings, label)
