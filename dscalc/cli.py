@@ -16,7 +16,7 @@ import typer
 from dscalc.errors import BadInput, DscalcError
 from dscalc.render import Format
 
-app = typer.Typer(
+APP_SETTINGS: dict[str, Any] = dict(
     name="dscalc",
     help="Exact cost of convolutions - params, MACs, FLOPs, bytes - standard vs depthwise-separable.\n\n"
     "Conventions: 1 MAC = one multiply-accumulate; FLOPs = 2 x MACs; bias additions are not MACs.",
@@ -26,6 +26,7 @@ app = typer.Typer(
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+app = typer.Typer(**APP_SETTINGS)
 
 
 def _version(value: bool) -> None:
@@ -504,10 +505,25 @@ class _bar:
             self.progress.__exit__(*exc)
 
 
+def _app_for(args: list[str]) -> typer.Typer:
+    """The app with only the command being run: typer builds the options of every registered command at
+    start-up, and `dscalc layer` should not pay for the other five. Help and unknown names get the full app."""
+    name = args[0] if args else None
+    chosen = [c for c in app.registered_commands
+              if name == (c.name or getattr(c.callback, "__name__", "").replace("_", "-"))]
+    if len(chosen) != 1:
+        return app
+    lean = typer.Typer(**APP_SETTINGS)
+    lean.registered_callback = app.registered_callback
+    lean.registered_commands = chosen
+    return lean
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: one clear line and exit 2 for bad input, exit 1 for a runtime failure."""
+    args = sys.argv[1:] if argv is None else list(argv)
     try:
-        rv = app(args=argv, prog_name="dscalc", standalone_mode=False)
+        rv = _app_for(args)(args=args, prog_name="dscalc", standalone_mode=False)
     except BadInput as e:
         _fail(e.for_cli(), e.exit_code)
     except DscalcError as e:

@@ -172,3 +172,13 @@ def test_layer_never_imports_torch():
 def test_python_dash_m():
     result = subprocess.run([sys.executable, "-m", "dscalc", "--version"], capture_output=True, text=True)
     assert result.returncode == 0 and result.stdout.startswith("dscalc ")
+
+
+def test_root_help_lists_every_command(capsys):
+    # main() builds only the command being run; help must still show them all
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for command in ("layer", "network", "profile", "device", "compare", "sweep"):
+        assert f"  {command} " in out
