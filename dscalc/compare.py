@@ -74,7 +74,7 @@ def pair_latency(comparison: SeparableComparison, ceilings: Ceilings | None, set
     pair_pred = None
     if ceilings:
         d, p, total = predict_pair(comparison, ceilings)
-        pair_pred = Prediction(total, f"{d.bound}+{p.bound}", d.compute_s + p.compute_s, d.memory_s + p.memory_s,
+        pair_pred = Prediction(total, "2 kernels", d.compute_s + p.compute_s, d.memory_s + p.memory_s,
                                d.launch_s + p.launch_s)
     pair_timing = T.time_pair(comparison.depthwise, comparison.pointwise, settings) if settings else None
     pair = Latency("dw then pw", comparison.macs, comparison.bytes, pair_pred, pair_timing)

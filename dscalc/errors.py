@@ -19,10 +19,15 @@ class BadInput(DscalcError):
         self.rule = message
         super().__init__(f"{option}: {message}" if option else message)
 
+    #: arguments given by position on the command line, spelled as in --help (NETWORK, MODEL)
+    POSITIONAL = frozenset({"network", "model"})
+
     def for_cli(self) -> str:
-        """The message with the option spelled as on the command line (--cin)."""
+        """The message with the option spelled as on the command line (--cin, or MODEL for an argument)."""
         if self.option is None:
             return self.rule
+        if self.option in self.POSITIONAL:
+            return f"{self.option.upper()}: {self.rule}"
         return f"--{self.option.replace('_', '-')}: {self.rule}"
 
 

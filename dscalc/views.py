@@ -331,7 +331,7 @@ def latency_grid(pair: Any, context: dict[str, Any]) -> Grid:
                  end_section=i in (0, 2))
     measured = pair.measured_speedup
     verdict = "" if measured is None else (" - separable wins" if measured > 1 else " - separable LOSES")
-    grid.notes.append(f"speedup of separable: MACs {speedup(pair.mac_speedup)}, roofline "
+    grid.notes.append(f"separable speedup: MACs {speedup(pair.mac_speedup)}, roofline "
                       f"{speedup(pair.predicted_speedup)}, measured {speedup(measured)}{verdict}")
     return grid
 

@@ -225,8 +225,8 @@ def test_bad_specs(tmp_path, text, message):
 
 @pytest.mark.parametrize("args,message", [
     (["network", "mobilenet_v1", "--alpha", "-0.5"], "--alpha: must be a positive number, got -0.5"),
-    (["network", "no/such/file.yaml"], "--network: no such spec file: no/such/file.yaml"),
-    (["network", "resnet_9000"], "--network: unknown built-in network 'resnet_9000'; known: cifar_conv"),
+    (["network", "no/such/file.yaml"], "NETWORK: no such spec file: no/such/file.yaml"),
+    (["network", "resnet_9000"], "NETWORK: unknown built-in network 'resnet_9000'; known: cifar_conv"),
 ])
 def test_bad_network_arguments(args, message):
     r = dscalc(*args)

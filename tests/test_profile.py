@@ -140,7 +140,7 @@ def test_large_model_on_meta(tmp_path):
 
 
 BAD = [
-    (["profile", "missing.py", "--input", "1x3x8x8"], 2, "--model: no such file: missing.py"),
+    (["profile", "missing.py", "--input", "1x3x8x8"], 2, "MODEL: no such file: missing.py"),
     (["profile", "{mixed}:Nope", "--input", "1x16x8x8"], 2, "defines no 'Nope'"),
     (["profile", "{mixed}", "--input", "1xfoo"], 2, "--input: expected a shape like 1x3x224x224, got '1xfoo'"),
     (["profile", "{mixed}", "--input", "1x3x8x8"], 1, "the model's forward raised in module"),
