@@ -95,6 +95,19 @@ def _baddbmm(args: tuple, kwargs: dict, out: Any) -> int:
     return b * m * k * n
 
 
+def _sdpa(args: tuple, kwargs: dict, out: Any) -> int:
+    """Attention: Q K^T (L x S x E per head) and the weighted sum of V (L x S x Ev per head)."""
+    q, k, v = _shape(args[0]), _shape(args[1]), _shape(args[2])
+    heads = math.prod(q[:-2])
+    return heads * q[-2] * k[-2] * (q[-1] + v[-1])
+
+
+for _name in ("_scaled_dot_product_flash_attention_for_cpu", "_scaled_dot_product_flash_attention",
+              "_scaled_dot_product_efficient_attention", "_scaled_dot_product_cudnn_attention"):
+    if hasattr(aten, _name):  # which fused kernels exist depends on the torch build
+        register(getattr(aten, _name).default, kind="matmul")(_sdpa)
+
+
 register(aten._native_batch_norm_legit_no_training.default, aten._native_batch_norm_legit.default,
          aten.native_batch_norm.default, aten._native_batch_norm_legit_functional.default,
          aten.native_layer_norm.default, aten.native_group_norm.default, kind="batchnorm")(None)
@@ -105,7 +118,10 @@ register(aten.add.Tensor, aten.add_.Tensor, aten.mul.Tensor, aten.mul_.Tensor, a
          aten.relu_.default, aten.hardtanh.default, aten.hardtanh_.default, aten.sigmoid.default,
          aten.hardswish.default, aten.hardswish_.default, aten.hardsigmoid.default, aten.silu.default,
          aten.silu_.default, aten.gelu.default, aten.clamp_min.default, aten.div.Tensor, aten.sub.Tensor,
-         aten._softmax.default, aten.tanh.default, kind="elementwise")(None)
+         aten._softmax.default, aten.tanh.default, aten.mul.Scalar, aten.add.Scalar, aten.div.Scalar,
+         aten.sub.Scalar, aten._safe_softmax.default, aten.masked_fill.Scalar, aten.exp.default, aten.rsqrt.default,
+         aten.sqrt.default, aten.pow.Tensor_Scalar, aten.neg.default, aten.where.self, aten.eq.Scalar, aten.ne.Scalar,
+         aten.gelu_.default if hasattr(aten, "gelu_") else aten.erf.default, kind="elementwise")(None)
 
 #: ops that move or reshape data and compute nothing: not listed as uncounted
 SHAPE_OPS = {
