@@ -243,3 +243,22 @@ def test_as_separable_turns_standard_convs_into_pairs():
     assert totals(rows)["params"] == sep["params"]
 
 
+
+
+def test_concat_and_transposed_by_hand(tmp_path):
+    # concat of pw 8->4 (8*4*256 = 8,192 MACs) and 3x3 8->6 same (9*8*6*256 = 110,592) on 16x16: 10 channels;
+    # transposed 10->5, k2, s2 on 16x16: 10*5*4*256 = 51,200 MACs (scattered from the input), output 32x32.
+    # weights 32 + 432 + 200 = 664.
+    path = tmp_path / "cat.yaml"
+    path.write_text("input: [8, 16, 16]\ndefaults: {bias: false}\nlayers:\n  - concat:\n"
+                    "    - [pointwise: {filters: 4}]\n    - [conv: {filters: 6, k: 3}]\n"
+                    "  - transposed: {filters: 5, k: 2, stride: 2, padding: 0}\n")
+    rows = N.build(N.load(str(path)))
+    tot = totals(rows)
+    assert tot["macs"] == 8_192 + 110_592 + 51_200 and tot["weights"] == 664
+    assert rows[-1].output_shape == (1, 5, 32, 32)
+    bad = tmp_path / "badcat.yaml"
+    bad.write_text("input: [8, 16, 16]\nlayers:\n  - concat:\n    - [pointwise: {filters: 4}]\n"
+                   "    - [conv: {filters: 6, k: 3, stride: 2}]\n")
+    r = dscalc("network", str(bad))
+    assert r.returncode == 2 and "concat of branches with different spatial sizes" in r.stderr
