@@ -73,12 +73,12 @@ def summarize(tr: Trace, depth: int | None = None) -> ProfileResult:
         if rec.kind in MAC_KINDS or rec.kind == "batchnorm":
             groups.setdefault(_group(rec.module, depth), []).append(rec)
     for name, count in tr.module_params.items():
-        if count and name:
+        if count:
             groups.setdefault(_group(name, depth), [])
     rows = []
     for name, recs in groups.items():
-        params = sum(c for n, c in tr.module_params.items() if n and _group(n, depth) == name
-                     and (depth is not None or n == name))
+        params = sum(c for n, c in tr.module_params.items()
+                     if (n == name if depth is None else _group(n, depth) == name))
         macs = sum(r.macs for r in recs)
         convs = [r.layer for r in recs if r.layer is not None]
         kinds = {r.kind for r in recs}

@@ -182,3 +182,12 @@ def test_root_help_lists_every_command(capsys):
     out = capsys.readouterr().out
     for command in ("layer", "network", "profile", "device", "compare", "sweep"):
         assert f"  {command} " in out
+
+
+def test_readme_layer_example_is_current():
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    marker = "    $ dscalc layer --k 3 --cin 64 --cout 128 --size 112\n\n```\n"
+    shown = readme[readme.index(marker) + len(marker):].split("```")[0]
+    result = run("layer", "--k", "3", "--cin", "64", "--cout", "128", "--size", "112")
+    assert [line.rstrip() for line in result.stdout.splitlines()] == shown.rstrip("\n").splitlines()
+    assert "924,844,032" in shown  # 3*3*64*128*112*112, worked by hand

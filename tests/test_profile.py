@@ -86,6 +86,8 @@ def test_mixed_functional_transposed_pointwise(mixed_file):
     by_name = {row["name"]: row for row in data["rows"]}
     assert by_name["up"]["kind"] == "transposed" and by_name["up"]["macs"] == 524_288
     assert by_name["(model)"]["macs"] == 294_912  # the functional conv is attributed to the model itself
+    assert by_name["(model)"]["params"] == 4_608  # and so is the parameter it uses
+    assert sum(row["params"] for row in data["rows"]) == 13_384
 
 
 def test_kwargs_and_formats_agree(mixed_file, tmp_path):
@@ -198,3 +200,14 @@ def test_functional_matmul_einsum_attention(tmp_path):
     torch.jit.save(torch.jit.script(attention.Attention()), tmp_path / "attention.pt")  # runs the CPU kernel
     scripted = json.loads(dscalc("profile", str(tmp_path / "attention.pt"), "--input", "2x10x64", "-f", "json").stdout)
     assert scripted["totals"]["macs"] == expected
+
+
+def test_depth_collapses_module_paths():
+    model = tv.models.resnet18(weights=None)
+    full = profile_model(model, [(1, 3, 224, 224)])
+    top = profile_model(model, [(1, 3, 224, 224)], depth=1)
+    assert [r.name for r in top.rows] == ["conv1", "bn1", "layer1", "layer2", "layer3", "layer4", "fc"]
+    assert sum(r.macs for r in top.rows) == full.totals["macs"] == top.totals["macs"]
+    assert sum(r.params for r in top.rows) == full.totals["params"]  # every parameter lands in one group
+    layer1 = [r for r in full.rows if r.name.startswith("layer1.")]
+    assert next(r for r in top.rows if r.name == "layer1").macs == sum(r.macs for r in layer1)
