@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from dscalc.records import LayerCost, SeparableComparison
+from dscalc.records import LAYER_KINDS, LayerCost, SeparableComparison
 from dscalc.roofline import Ceilings, Prediction, predict, predict_pair
 
 
@@ -148,10 +148,9 @@ def network_comparison(name: str, alpha: float, resolution: int | None, as_: str
     original = N.build(spec, alpha=alpha, resolution=resolution, batch=batch, dtype=dtype)
     variant = N.build(spec, alpha=alpha, resolution=resolution, as_=as_, batch=batch, dtype=dtype)
     ceilings = _ceilings(device)
-    compute = ("standard", "grouped", "depthwise", "pointwise", "transposed", "linear")
 
     def latency(rows: list[LayerCost]) -> tuple[float, float | None]:
-        layers = [r for r in rows if r.kind in compute]
+        layers = [r for r in rows if r.kind in LAYER_KINDS]
         predicted = sum(predict(r, ceilings).seconds for r in layers)
         if settings is None:
             return predicted, None
@@ -208,7 +207,7 @@ def time_rows(rows: list[LayerCost], settings: Any, device: str) -> list[Latency
     ceilings = _ceilings(device)
     with timing.configured(settings):
         return [Latency(r.name, r.macs, r.bytes, predict(r, ceilings), timing.time_layer(r, settings))
-                for r in rows if r.kind in ("standard", "grouped", "depthwise", "pointwise", "transposed", "linear")]
+                for r in rows if r.kind in LAYER_KINDS]
 
 
 def time_model(target: str, kwargs: str | None, shapes: list[tuple[int, ...]], settings: Any) -> Any:

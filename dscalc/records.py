@@ -9,7 +9,7 @@ from typing import Any
 from dscalc.formulas import flops, numel
 from dscalc.units import DTYPE_BYTES
 
-#: the kinds a conv/linear row can have in every schema
+#: the kinds a conv/linear row can have in every schema (the layers that have weights and MACs)
 LAYER_KINDS = ("standard", "grouped", "depthwise", "pointwise", "transposed", "linear")
 
 

@@ -34,7 +34,7 @@ def si(n: int | float, digits: int = 2) -> str:
 
 
 def ratio(r: Fraction | float | None, digits: int = 4) -> str:
-    """A ratio as a decimal (0.1189) and, when below one, as 'N.NNx fewer'."""
+    """A ratio as a decimal: 0.1189."""
     if r is None:
         return "-"
     return f"{float(r):.{digits}f}"
