@@ -303,9 +303,9 @@ def network(
     from dscalc.views import network_report
 
     if list_:
-        for builtin in N.builtin_names():
-            spec = N.load(builtin)
-            typer.echo(f"{builtin:<18} {spec.description}")
+        from dscalc.views import builtins_report
+
+        _deliver(builtins_report([N.load(b) for b in N.builtin_names()]), fmt, output)
         return
     if name is None:
         raise BadInput("give a built-in network name (see --list) or a spec file", "network")

@@ -27,6 +27,7 @@ class Format(str, Enum):
 class Column:
     header: str
     justify: str = "right"  # left | right
+    wrap: bool = False  # free text that folds onto more lines instead of widening the table
 
 
 @dataclass
@@ -122,12 +123,14 @@ def _rich(grids: list[Grid], *, width: int | None, color: bool) -> str:
         )
         widths = [max([len(c.header)] + [len(row[i]) for row in grid.rows]) for i, c in enumerate(grid.columns)]
         # numbers never get cut; the name column (first) folds to what room the others leave, 16 at least
-        rest = sum(w + 2 for w in widths[1:])
+        rest = sum(w + 2 for w, c in zip(widths[1:], grid.columns[1:]) if not c.wrap)
         first = max(min(widths[0], 16), min(widths[0], console.width - rest - 2))
         for i, col in enumerate(grid.columns):
             justify: Any = col.justify
             if i == 0:
                 table.add_column(col.header, justify=justify, overflow="fold", width=first)
+            elif col.wrap:
+                table.add_column(col.header, justify=justify, overflow="fold", ratio=1)
             else:
                 table.add_column(col.header, justify=justify, no_wrap=True, min_width=widths[i])
         for j, row in enumerate(grid.rows):

@@ -231,7 +231,9 @@ def trace(model: torch.nn.Module, input_shapes: list[tuple[int, ...]], dtype: to
         except BadInput:
             raise
         except Exception as e:  # the user's forward raised: name the module it was in
-            where = f" in module '{(stack[-1] if stack else '') or type(model).__name__}'"
+            path = stack[-1] if stack else ""
+            culprit = model.get_submodule(path) if path else model
+            where = f" in module '{path}' ({type(culprit).__name__})" if path else f" in {type(model).__name__}.forward"
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise RuntimeFailure(f"the model's forward raised{where}: {type(e).__name__}: {first}") from None
     outs = out if isinstance(out, (tuple, list)) else [out]

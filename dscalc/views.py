@@ -149,6 +149,18 @@ def by_kind(rows: list[LayerCost]) -> dict[str, dict[str, int]]:
     return {k: out[k] for k in order if k in out}
 
 
+def builtins_report(specs: list[Any]) -> Report:
+    """`dscalc network --list`: each built-in network, one line."""
+    grid = Grid(title="built-in networks", columns=[Column("name", "left"), Column("input", "left"),
+                                                     Column("description", "left", wrap=True)],
+                caption="dscalc network NAME [--alpha A] [--resolution R] [--as separable|standard]")
+    records = []
+    for spec in specs:
+        grid.add(spec.name, shape(spec.input), spec.description)
+        records.append({"name": spec.name, "input": list(spec.input), "description": spec.description})
+    return Report(data={"command": "network", "builtins": records}, records=records, grids=[grid])
+
+
 def _share(part: int, whole: int) -> str:
     return f"{100 * part / whole:.2f}%" if whole else "-"
 

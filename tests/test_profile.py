@@ -145,7 +145,8 @@ BAD = [
     (["profile", "missing.py", "--input", "1x3x8x8"], 2, "MODEL: no such file: missing.py"),
     (["profile", "{mixed}:Nope", "--input", "1x16x8x8"], 2, "defines no 'Nope'"),
     (["profile", "{mixed}", "--input", "1xfoo"], 2, "--input: expected a shape like 1x3x224x224, got '1xfoo'"),
-    (["profile", "{mixed}", "--input", "1x3x8x8"], 1, "the model's forward raised in module"),
+    (["profile", "{mixed}", "--input", "1x3x8x8"], 1, "the model's forward raised in Mixed.forward: RuntimeError"),
+    (["profile", "{seq}", "--input", "1x3x8x8"], 1, "the model's forward raised in module '2' (Linear): RuntimeError"),
     (["profile", "torchvision:nonet", "--input", "1x3x8x8"], 2, "torchvision has no model 'nonet'"),
     (["profile", "{sd}", "--input", "1x3x8x8"], 2, "holds a state_dict"),
     (["profile", "{pickle}", "--input", "1x3x8x8"], 2, "loads only with --trust-pickle"),
@@ -154,9 +155,12 @@ BAD = [
 
 @pytest.mark.parametrize("args,code,message", BAD)
 def test_bad_input(args, code, message, mixed_file, tmp_path):
+    (tmp_path / "seq.py").write_text("from torch import nn\ndef net():\n    return nn.Sequential(nn.Conv2d(3, 8, 3), "
+                                     "nn.Flatten(), nn.Linear(100, 10))\n")
     torch.save({"w": torch.zeros(2)}, tmp_path / "sd.pt")
     torch.save(torch.nn.Linear(2, 2), tmp_path / "pickle.pt")
-    args = [a.format(mixed=mixed_file, sd=tmp_path / "sd.pt", pickle=tmp_path / "pickle.pt") for a in args]
+    args = [a.format(mixed=mixed_file, sd=tmp_path / "sd.pt", pickle=tmp_path / "pickle.pt", seq=tmp_path / "seq.py")
+            for a in args]
     r = dscalc(*args)
     assert r.returncode == code, r.stderr
     assert message in r.stderr and "Traceback" not in r.stderr and r.stderr.count("\n") == 1
