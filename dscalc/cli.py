@@ -368,7 +368,7 @@ def profile(
 
         settings = timing_settings(device, dtype, channels_last, threads, tf32)
         with _progress("timing the model and its layers"):
-            per_layer = time_rows(result.layers, settings, device)
+            per_layer = time_rows(result.layers, settings, device, pairs=True)
             end_to_end = time_model(model, kwargs, shapes, settings)
         report.grids.append(profile_latency_grid(per_layer, end_to_end, settings))
         report.data["timing"] = {"end_to_end": end_to_end.to_dict(),

@@ -17,6 +17,7 @@ class Latency:
     bytes: int
     predicted: Prediction | None
     timing: Any  # dscalc.timing.Timing, or None when not measured
+    pair: Any = None  # PairLatency of its depthwise-separable counterpart, where one was measured
 
     def to_dict(self) -> dict[str, Any]:
         row: dict[str, Any] = {"name": self.name, "macs": self.macs, "bytes": self.bytes}
@@ -25,6 +26,11 @@ class Latency:
             row["bound"] = self.predicted.bound
         if self.timing is not None:
             row.update(self.timing.to_dict())
+        if self.pair is not None:
+            pair = self.pair.pair
+            row["separable"] = {"macs": pair.macs, **(pair.timing.to_dict() if pair.timing else {}),
+                                "speedup": {"macs": self.pair.mac_speedup, "predicted": self.pair.predicted_speedup,
+                                            "measured": self.pair.measured_speedup}}
         return row
 
 
@@ -199,15 +205,28 @@ def model_comparison(target: str, inputs: list[str], settings: Any, device: str)
     return Report(data=data, records=[{"name": "original", **first}, {"name": "separable", **second}], grids=[grid])
 
 
-def time_rows(rows: list[LayerCost], settings: Any, device: str) -> list[Latency]:
-    """Predicted and measured latency of every conv/linear row, each run on its own."""
+def time_rows(rows: list[LayerCost], settings: Any, device: str, pairs: bool = False) -> list[Latency]:
+    """Predicted and measured latency of every conv/linear row, each run on its own; with `pairs`, also of
+    the depthwise-separable counterpart of every standard conv with k > 1."""
+    from dataclasses import replace
+
     from dscalc import timing
+    from dscalc.layers import separable_of
     from dscalc.roofline import predict
 
     ceilings = _ceilings(device)
+    out = []
     with timing.configured(settings):
-        return [Latency(r.name, r.macs, r.bytes, predict(r, ceilings), timing.time_layer(r, settings))
-                for r in rows if r.kind in LAYER_KINDS]
+        for r in rows:
+            if r.kind not in LAYER_KINDS:
+                continue
+            comparison = separable_of(r) if pairs else None
+            if comparison is not None:
+                measured = pair_latency(comparison, ceilings, settings)
+                out.append(replace(measured.original, name=r.name, pair=measured))
+            else:
+                out.append(Latency(r.name, r.macs, r.bytes, predict(r, ceilings), timing.time_layer(r, settings)))
+    return out
 
 
 def time_model(target: str, kwargs: str | None, shapes: list[tuple[int, ...]], settings: Any) -> Any:

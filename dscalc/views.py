@@ -238,22 +238,27 @@ def _latency_cells(lat: Any) -> list[str]:
 def profile_latency_grid(per_layer: list[Any], end_to_end: Any, settings: Any) -> Grid:
     """Per-convolution and end-to-end latency of a profiled model."""
     from dscalc.timing import describe
-    from dscalc.units import seconds
+    from dscalc.units import seconds, speedup
 
     context = describe(settings)
-    grid = Grid(title=f"measured on {context['device']}", columns=[Column("layer", "left"), Column("MACs"),
-                Column("predicted"), Column("bound", "left"), Column("measured"), Column("IQR")],
-                caption=f"{settings.dtype}, {context['threads']} threads; each convolution run on its own")
+    grid = Grid(title=f"measured on {context['device']}", columns=[
+                Column("layer", "left"), Column("MACs"), Column("predicted"), Column("bound", "left"),
+                Column("measured"), Column("IQR"), Column("as separable"), Column("speedup (MACs)")],
+                caption=f"{settings.dtype}, {context['threads']} threads; each convolution run on its own; "
+                        "as separable: its depthwise + pointwise pair, measured")
     for lat in per_layer:
         t = lat.timing
+        pair = lat.pair
+        sep = (pair.pair.timing.error or seconds(pair.pair.timing.median)) if pair else ""
+        gain = f"{speedup(pair.measured_speedup)} ({speedup(pair.mac_speedup)})" if pair else ""
         grid.add(lat.name, exact(lat.macs), seconds(lat.predicted.seconds), lat.predicted.bound,
-                 t.error or seconds(t.median), "" if t.error else seconds(t.iqr))
+                 t.error or seconds(t.median), "" if t.error else seconds(t.iqr), sep, gain)
     total_pred = sum(v.predicted.seconds for v in per_layer)
     medians = [v.timing.median for v in per_layer]
     grid.add("sum of the convolutions", "", seconds(total_pred), "", seconds(sum(medians)) if all(medians) else "-",
-             "", end_section=True)
+             "", "", "", end_section=True)
     grid.add("end to end (whole forward)", "", "", "", end_to_end.error or seconds(end_to_end.median),
-             "" if end_to_end.error else seconds(end_to_end.iqr))
+             "" if end_to_end.error else seconds(end_to_end.iqr), "", "")
     return grid
 
 

@@ -120,6 +120,12 @@ def test_network_and_profile_time_leave_counts_unchanged(cache, tmp_path):
     timed = json.loads(dscalc("profile", str(model), "-i", "1x3x32x32", "--time", "-f", "json", env=cache).stdout)
     assert plain["rows"] == timed["rows"] and plain["totals"] == timed["totals"]
     assert timed["timing"]["end_to_end"]["median_s"] > 0 and len(timed["timing"]["layers"]) == 2
+    # Conv2d(3, 16, 3) on 32x32 -> 30x30: 3*16*9*900 = 388,800 MACs; as dw + pw 3*9*900 + 3*16*900 = 67,500
+    first = timed["timing"]["layers"][0]
+    assert first["macs"] == 388_800 and first["separable"]["macs"] == 67_500
+    assert first["separable"]["speedup"]["macs"] == pytest.approx(388_800 / 67_500)
+    assert first["separable"]["speedup"]["measured"] > 0
+    assert "separable" not in timed["timing"]["layers"][1]  # the depthwise conv has no counterpart
 
 
 def test_compare_network_and_model(cache, tmp_path):
