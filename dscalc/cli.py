@@ -125,7 +125,7 @@ KindOpt = Annotated[Kind | None, typer.Option(help="Layer kind (default: standar
 DtypeOpt = Annotated[Dtype, typer.Option(help="Element type for bytes, intensity and timing.", case_sensitive=False)]
 TimeOpt = Annotated[bool, typer.Option("--time", help="Also measure latency (torch.utils.benchmark) and predict it "
                                        "from the device's ceilings (roofline).")]
-DeviceOpt = Annotated[str, typer.Option(help="cpu or cuda, for --time.")]
+DeviceOpt = Annotated[str, typer.Option(help="cpu or cuda, for --time.", metavar="cpu|cuda")]
 ChannelsLastOpt = Annotated[bool, typer.Option("--channels-last", help="Time in channels-last memory format.")]
 ThreadsOpt = Annotated[int | None, typer.Option(help="CPU threads for timing (default: torch's).",
                                                 show_default=False)]
@@ -282,7 +282,8 @@ class As(str, Enum):
 
 @app.command()
 def network(
-    name: Annotated[str | None, typer.Argument(help="A built-in network (see --list) or a spec file (.yaml).",
+    name: Annotated[str | None, typer.Argument(metavar="NETWORK",
+                                               help="A built-in network (see --list) or a spec file (.yaml).",
                                                show_default=False)] = None,
     alpha: Annotated[float, typer.Option(help="Width multiplier: channels scaled by the network's rule.")] = 1.0,
     resolution: Annotated[int | None, typer.Option(help="Input resolution rho (default: the network's).",
@@ -331,9 +332,11 @@ class Check(str, Enum):
 
 @app.command()
 def profile(
-    model: Annotated[str, typer.Argument(help="path.py[:Name], model.pt (TorchScript), model.pt2 (torch.export), "
+    model: Annotated[str, typer.Argument(metavar="MODEL",
+                                         help="path.py[:Name], model.pt (TorchScript), model.pt2 (torch.export), "
                                          "torchvision:NAME or timm:NAME.", show_default=False)],
-    input: Annotated[list[str], typer.Option("--input", "-i", help="Input shape, e.g. 1x3x224x224; repeat for "
+    input: Annotated[list[str], typer.Option("--input", "-i", metavar="SHAPE",
+                                             help="Input shape, e.g. 1x3x224x224; repeat for "
                                              "several inputs.", show_default=False)],
     depth: Annotated[int | None, typer.Option(help="Collapse module paths to N components.",
                                               show_default=False)] = None,
@@ -378,7 +381,7 @@ def profile(
 
 @app.command("device")
 def device_cmd(
-    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    device: Annotated[str, typer.Option(help="cpu or cuda.", metavar="cpu|cuda")] = "cpu",
     refresh: Annotated[bool, typer.Option("--refresh", help="Measure again instead of using the cache.")] = False,
     fmt: FormatOpt = Format.table,
     output: OutputOpt = None,
@@ -395,7 +398,8 @@ def device_cmd(
 
 @app.command()
 def compare(
-    target: Annotated[str | None, typer.Argument(help="Nothing (a layer from the options), a network (built-in or "
+    target: Annotated[str | None, typer.Argument(
+        metavar="TARGET", help="Nothing (a layer from the options), a network (built-in or "
                                                  ".yaml) or a model (.py, .pt, .pt2, torchvision:NAME).",
                                                  show_default=False)] = None,
     cin: Annotated[int | None, typer.Option(help="Input channels (layer).", show_default=False)] = None,
@@ -403,7 +407,7 @@ def compare(
     width: WidthOpt = None, stride: StrideOpt = "1", padding: PaddingOpt = "same", dilation: DilationOpt = "1",
     groups: GroupsOpt = 1, depth_multiplier: DmOpt = 1, bias: BiasOpt = False, dims: DimsOpt = None,
     batch: BatchOpt = 1, dtype: DtypeOpt = Dtype.float32,
-    input: Annotated[list[str] | None, typer.Option("--input", "-i", help="Model input shape(s).",
+    input: Annotated[list[str] | None, typer.Option("--input", "-i", help="Model input shape(s).", metavar="SHAPE",
                                                     show_default=False)] = None,
     alpha: Annotated[float, typer.Option(help="Network width multiplier.")] = 1.0,
     resolution: Annotated[int | None, typer.Option(help="Network input resolution.", show_default=False)] = None,
