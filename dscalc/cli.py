@@ -220,7 +220,7 @@ def measure_layer(report: Any, result: Any, comparison: Any, settings: Any) -> N
     from dscalc.views import latency_grid, single_latency_grid
 
     with _progress("measuring device ceilings and latency"):
-        ceilings, _ = D.get_ceilings(settings.device)
+        ceilings, _ = D.get_ceilings(settings.device, threads=settings.threads)
         with timing.configured(settings) as context:
             if comparison is not None:
                 pair = pair_latency(comparison, ceilings, settings)
@@ -383,6 +383,7 @@ def profile(
 def device_cmd(
     device: Annotated[str, typer.Option(help="cpu or cuda.", metavar="cpu|cuda")] = "cpu",
     refresh: Annotated[bool, typer.Option("--refresh", help="Measure again instead of using the cache.")] = False,
+    threads: ThreadsOpt = None,
     fmt: FormatOpt = Format.table,
     output: OutputOpt = None,
 ) -> None:
@@ -392,7 +393,7 @@ def device_cmd(
 
     timing.check_device(device)
     with _progress(f"measuring {device} ceilings"):
-        ceilings, cached = D.get_ceilings(device, refresh=refresh)
+        ceilings, cached = D.get_ceilings(device, refresh=refresh, threads=threads)
     _deliver(D.ceilings_report(ceilings, cached), fmt, output)
 
 
@@ -477,7 +478,7 @@ def sweep(
     timing.check_device(device)
     settings = timing.Settings(device=device, threads=threads, tf32=tf32) if time else None
     total = len(cins) * len(couts or [0]) * len(ks) * len(sizes) * len(batches) * len(dtypes) * len(formats)
-    ceilings, _ = D.get_ceilings(device)
+    ceilings, _ = D.get_ceilings(device, threads=threads)
     with _bar(total, "sweeping") as advance:
         rows = S.run(cins, couts, ks, sizes, batches, dtypes, formats, settings, ceilings, advance)
     if plot is not None:

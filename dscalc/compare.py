@@ -95,10 +95,11 @@ def is_model(target: str) -> bool:
                                                                                             ".pth", ".ts"))
 
 
-def _ceilings(device: str) -> Ceilings:
+def _ceilings(device: str, settings: Any = None) -> Ceilings:
+    """The device's ceilings at the thread count the measurement will use."""
     from dscalc.device import get_ceilings
 
-    return get_ceilings(device)[0]
+    return get_ceilings(device, threads=settings.threads if settings else None)[0]
 
 
 def layer_comparison(comparison: SeparableComparison, assumptions: list[str], settings: Any, device: str) -> Any:
@@ -107,7 +108,7 @@ def layer_comparison(comparison: SeparableComparison, assumptions: list[str], se
     from dscalc.views import latency_grid, layer_report
 
     report = layer_report(comparison.original, comparison, assumptions)
-    ceilings = _ceilings(device)
+    ceilings = _ceilings(device, settings)
     context: dict[str, Any] = {"device": ceilings.name, "dtype": comparison.original.dtype, "threads": "-",
                                "tf32": False}
     if settings is None:
@@ -153,7 +154,7 @@ def network_comparison(name: str, alpha: float, resolution: int | None, as_: str
     spec = N.load(name)
     original = N.build(spec, alpha=alpha, resolution=resolution, batch=batch, dtype=dtype)
     variant = N.build(spec, alpha=alpha, resolution=resolution, as_=as_, batch=batch, dtype=dtype)
-    ceilings = _ceilings(device)
+    ceilings = _ceilings(device, settings)
 
     def latency(rows: list[LayerCost]) -> tuple[float, float | None]:
         layers = [r for r in rows if r.kind in LAYER_KINDS]
@@ -214,7 +215,7 @@ def time_rows(rows: list[LayerCost], settings: Any, device: str, pairs: bool = F
     from dscalc.layers import separable_of
     from dscalc.roofline import predict
 
-    ceilings = _ceilings(device)
+    ceilings = _ceilings(device, settings)
     out = []
     with timing.configured(settings):
         for r in rows:

@@ -83,18 +83,25 @@ def measure_ceilings(device: str, quick: bool = False) -> Ceilings:
         return Ceilings(device, device_name(device), peaks, bandwidth, launch)
 
 
-def get_ceilings(device: str, refresh: bool = False) -> tuple[Ceilings, bool]:
-    """Cached ceilings of this device, measured (and cached) when missing or when asked to refresh."""
+def get_ceilings(device: str, refresh: bool = False, threads: int | None = None) -> tuple[Ceilings, bool]:
+    """Cached ceilings of this device at this CPU thread count, measured (and cached) when missing or when
+    asked to refresh."""
     import torch
 
-    threads = torch.get_num_threads()
-    if not refresh:
-        cached = load_cached(device, threads)
-        if cached is not None:
-            return cached, True
-    ceilings = measure_ceilings(device)
-    save(ceilings, threads)
-    return ceilings, False
+    saved = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        count = torch.get_num_threads()
+        if not refresh:
+            cached = load_cached(device, count)
+            if cached is not None:
+                return cached, True
+        ceilings = measure_ceilings(device)
+        save(ceilings, count)
+        return ceilings, False
+    finally:
+        torch.set_num_threads(saved)
 
 
 def ceilings_report(c: Ceilings, cached: bool) -> Any:

@@ -170,3 +170,11 @@ def test_cuda_missing_is_one_line_exit_1(args):
     assert r.returncode == 1
     assert r.stderr == ("dscalc: error: --device cuda: no CUDA device is available here "
                         "(torch.cuda.is_available() is False)\n")
+
+
+@pytest.mark.skipif(torch.get_num_threads() == 1, reason="the default is already one thread")
+def test_ceilings_are_kept_per_thread_count(cache):
+    one = json.loads(dscalc("device", "--threads", "1", "-f", "json", env=cache).stdout)
+    assert one["cached"] is False and "(1 threads)" in one["name"]  # not the default-thread entry
+    again = json.loads(dscalc("device", "--threads", "1", "-f", "json", env=cache).stdout)
+    assert again["cached"] is True and again["peak_flops"] == one["peak_flops"]
