@@ -52,6 +52,19 @@ def shape(dims: tuple[int, ...] | list[int]) -> str:
     return "x".join(str(d) for d in dims)
 
 
+def feature_map(dims: tuple[int, ...] | list[int]) -> str:
+    """A feature map without its batch, square spatial sizes folded: (1, 64, 56, 56) -> 64x56²."""
+    channels, *spatial = dims[1:]
+    if len(spatial) > 1 and len(set(spatial)) == 1:
+        return f"{channels}x{spatial[0]}{'²' if len(spatial) == 2 else '³'}"
+    return shape((channels, *spatial))
+
+
+def in_out(inp: tuple[int, ...] | list[int], out: tuple[int, ...] | list[int]) -> str:
+    """Input -> output feature maps: 32x112² -> 64x112²."""
+    return f"{feature_map(inp)} -> {feature_map(out)}" if inp and out else ""
+
+
 def seconds(s: float | None) -> str:
     """A duration in s, ms or µs with 3 significant digits."""
     if s is None:

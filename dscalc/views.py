@@ -6,7 +6,7 @@ from typing import Any
 
 from dscalc.records import LayerCost, SeparableComparison
 from dscalc.render import Column, Grid, Report
-from dscalc.units import exact, ratio, shape, si, times
+from dscalc.units import exact, in_out, ratio, shape, si, times
 
 CONVENTIONS = {
     "macs": "multiply-accumulates; bias additions excluded",
@@ -178,7 +178,7 @@ def network_report(rows: list[LayerCost], meta: dict[str, Any], all_layers: bool
 
     grid = Grid(
         title=f"{meta['network']}: {shape(rows[0].input_shape)} -> {shape(rows[-1].output_shape)}",
-        columns=[Column("layer", "left"), Column("type", "left"), Column("output", "left"), Column("params"),
+        columns=[Column("layer", "left"), Column("type", "left"), Column("input -> output", "left"), Column("params"),
                  Column("MACs"), Column("share of MACs", "left")]
         + ([Column("predicted"), Column("measured")] if latency is not None else []),
         caption=(f"alpha {meta['alpha']}, resolution {meta['resolution']}"
@@ -191,7 +191,8 @@ def network_report(rows: list[LayerCost], meta: dict[str, Any], all_layers: bool
         geo = r.geometry()
         kind = _SHORT.get(r.kind, r.kind)
         share = r.macs / tot["macs"] if tot["macs"] else 0.0
-        cells = [r.name, f"{kind} {geo}".strip(), shape(r.output_shape[1:]), exact(r.params), exact(r.macs),
+        cells = [r.name, f"{kind} {geo}".strip(), in_out(r.input_shape, r.output_shape), exact(r.params),
+                 exact(r.macs),
                  f"{bar(share, 8):<8} {100 * share:4.1f}%" if r.macs else ""]
         if latency is not None:
             lat = latency.get(r.name)
@@ -278,7 +279,7 @@ def profile_report(result: Any, meta: dict[str, Any]) -> Report:
         data["fvcore"] = result.fvcore
     records = [r.to_dict() for r in result.rows] + [{"name": "total", "kind": "total", **tot}]
     checked = result.fvcore is not None and "total" in result.fvcore
-    columns = [Column("module", "left"), Column("type", "left"), Column("output", "left"), Column("params"),
+    columns = [Column("module", "left"), Column("type", "left"), Column("input -> output", "left"), Column("params"),
                Column("MACs"), Column("share", "left"), Column("as separable")]
     if checked:
         columns.append(Column("fvcore", "left"))
@@ -286,7 +287,7 @@ def profile_report(result: Any, meta: dict[str, Any]) -> Report:
                 caption="MACs: conv + linear + matmul, bias excluded (torchvision's _ops convention)")
     for r in result.rows:
         share = r.macs / tot["macs"] if tot["macs"] else 0.0
-        cells = [r.name, f"{r.type} {r.geometry}".strip(), shape(r.output_shape[1:]) if r.output_shape else "",
+        cells = [r.name, f"{r.type} {r.geometry}".strip(), in_out(r.input_shape, r.output_shape),
                  exact(r.params), exact(r.macs), f"{bar(share, 6):<6} {100 * share:4.1f}%" if r.macs else "",
                  exact(r.separable["macs"]) if r.separable else ""]
         if checked:
