@@ -78,6 +78,18 @@ def _padding(
     return tuple((p, p) for p in flat)
 
 
+def _window_output(spatial: tuple[int, ...], kernel: tuple[int, ...], strides: tuple[int, ...],
+                   pads: tuple[tuple[int, int], ...], dilations: tuple[int, ...]) -> tuple[int, ...]:
+    """Output size of a sliding window (convolution or pooling), checking it fits in the padded input."""
+    for n, kk, (pb, pa), d in zip(spatial, kernel, pads, dilations):
+        extent = d * (kk - 1) + 1
+        if extent > n + pb + pa:
+            what = f"kernel {kk}" + (f" (dilated extent {extent})" if d > 1 else "")
+            raise BadInput(f"{what} is larger than the padded input {n + pb + pa} ({n} + padding {pb + pa})", "k")
+    return tuple(F.conv_output_length(n, kk, s, pb, pa, d)
+                 for n, kk, s, (pb, pa), d in zip(spatial, kernel, strides, pads, dilations))
+
+
 def conv_kind(cin: int, cout: int, kernel: Sequence[int], groups: int) -> str:
     """Classify a convolution by its weight shape: pointwise, depthwise, grouped or standard."""
     if groups == 1:
@@ -143,15 +155,7 @@ def conv(
     else:
         if any(op for op in out_pad):
             raise BadInput("only applies to a transposed convolution", "output_padding")
-        for n, kk, (pb, pa), d in zip(spatial, kernel, pads, dilations):
-            extent = d * (kk - 1) + 1
-            if extent > n + pb + pa:
-                what = f"kernel {kk}" + (f" (dilated extent {extent})" if d > 1 else "")
-                raise BadInput(f"{what} is larger than the padded input {n + pb + pa} ({n} + padding {pb + pa})", "k")
-        out = tuple(
-            F.conv_output_length(n, kk, s, pb, pa, d)
-            for n, kk, s, (pb, pa), d in zip(spatial, kernel, strides, pads, dilations)
-        )
+        out = _window_output(spatial, kernel, strides, pads, dilations)
         weight_shape = F.conv_weight_shape(cin, cout, kernel, groups)
         macs = F.conv_macs(weight_shape, out, batch)
         kind = conv_kind(cin, cout, kernel, groups)
@@ -201,6 +205,19 @@ def linear(cin: int, cout: int, *, batch: int = 1, bias: bool = True, dtype: str
         dtype=_check_dtype(dtype),
         weight_shape=(cout, cin),
     )
+
+
+def pool(cin: int, k: PerDim, size: PerDim, *, kind: str = "maxpool", stride: PerDim | None = None,
+         padding: Padding = "valid", batch: int = 1, dtype: str = "float32", name: str | None = None) -> LayerCost:
+    """Max or average pooling: the convolution's window geometry, no weights, no MACs (stride defaults to k)."""
+    dims = infer_dims(size, k, stride)
+    spatial, kernel = per_dim(size, dims, "size"), per_dim(k, dims, "k")
+    strides = per_dim(stride if stride is not None else kernel, dims, "stride")
+    dilations = (1,) * dims
+    pads = _padding(padding, spatial, kernel, strides, dilations, transposed=False)
+    out = _window_output(spatial, kernel, strides, pads, dilations)
+    return LayerCost(name=name or kind, kind=kind, input_shape=(batch, cin, *spatial), output_shape=(batch, cin, *out),
+                     dtype=_check_dtype(dtype), kernel=kernel, stride=strides, padding=pads, dilation=dilations)
 
 
 def separable_of(layer: LayerCost, depth_multiplier: int = 1) -> SeparableComparison | None:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -384,11 +384,10 @@ def _layer(kind: str, opts: dict[str, Any], shape: tuple[int, ...], name: str, c
         return [LayerCost(name=name, kind="bn", input_shape=shape, output_shape=shape, norm=2 * cin,
                           buffers=2 * cin, dtype=ctx.dtype)]
     if kind in ("maxpool", "avgpool"):
-        k = _per_dim(opts.get("k", 2))
-        stride = _per_dim(opts.get("stride", k))
-        probe = L.conv(cin, cin, k, size, stride=stride, padding=_pad(opts.get("padding", "valid")),
-                       groups=cin, name=name, **common)
-        return [replace(probe, kind=kind, weights=0, macs=0, weight_shape=None, groups=1)]
+        stride = opts.get("stride")
+        return [L.pool(cin, _per_dim(opts.get("k", 2)), size, kind=kind,
+                       stride=_per_dim(stride) if stride is not None else None,
+                       padding=_pad(opts.get("padding", "valid")), batch=batch, dtype=ctx.dtype, name=name)]
     if kind == "gap":
         # Keras GlobalAveragePooling: (B, C) out, ready for a dense layer (torchvision: avgpool + flatten)
         return [LayerCost(name=name, kind="gap", input_shape=shape, output_shape=(batch, cin), dtype=ctx.dtype)]
