@@ -10,14 +10,15 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from dscalc import formulas as F
 from dscalc.errors import BadInput, RuntimeFailure
+from dscalc.layers import conv
+from dscalc.records import LayerCost
 
 aten = torch.ops.aten
 
@@ -31,13 +32,13 @@ class OpRecord:
     kind: str  # conv | linear | matmul | batchnorm | pooling | elementwise | other
     macs: int
     elements: int  # output elements
-    layer: Any = None  # LayerCost for a convolution (so its separable what-if is one call away)
+    layer: LayerCost | None = None  # a convolution's record (so its separable what-if is one call away)
 
 
 @dataclass
 class OpHandler:
     kind: str
-    macs: Callable[[tuple, dict, Any], int] | None = None
+    macs: Callable[[tuple, dict, Any], int | LayerCost] | None = None  # MACs, or a conv's full record
 
 
 REGISTRY: dict[Any, OpHandler] = {}
@@ -61,14 +62,16 @@ def _shape(t: Any) -> tuple[int, ...]:
 
 
 @register(aten.convolution.default, aten._convolution.default, kind="conv")
-def _conv(args: tuple, kwargs: dict, out: Any) -> int:
-    x, w = args[0], args[1]
-    transposed = bool(args[6])
+def _conv(args: tuple, kwargs: dict, out: Any) -> LayerCost:
+    """The engine's cost of a traced convolution: its MACs, and a record `separable_of` understands."""
+    x, w, bias, stride, padding, dilation, transposed, output_padding, groups = args[:9]
     xs, ws = _shape(x), _shape(w)
-    batch = xs[0] if len(xs) == len(ws) else 1
-    if transposed:
-        return F.transposed_conv_macs(ws, xs[-(len(ws) - 2):], batch)
-    return F.conv_macs(ws, _shape(out)[-(len(ws) - 2):], batch)
+    if len(xs) == len(ws) - 1:  # unbatched input
+        xs = (1, *xs)
+    cout = ws[1] * groups if transposed else ws[0]
+    return conv(xs[1], cout, ws[2:], xs[2:], batch=xs[0], stride=tuple(stride), padding=tuple(padding),
+                dilation=tuple(dilation), groups=int(groups), bias=bias is not None, transposed=bool(transposed),
+                output_padding=tuple(output_padding) if transposed else 0)
 
 
 @register(aten.mm.default, kind="matmul")
@@ -149,30 +152,18 @@ class _Recorder(TorchDispatchMode):
         elements = math.prod(first.shape) if isinstance(first, torch.Tensor) else 0
         module = self.stack[-1] if self.stack else ""
         if handler is not None:
-            macs = handler.macs(args, kwargs, first) if handler.macs else 0
-            layer = _conv_layer(args, first, module) if handler.kind == "conv" else None
-            self.records.append(OpRecord(module, func.__name__, handler.kind, macs, elements, layer))
+            counted = handler.macs(args, kwargs, first) if handler.macs else 0
+            if isinstance(counted, LayerCost):  # a convolution: the engine's record, named after its module
+                layer = replace(counted, name=module or "conv")
+                self.records.append(OpRecord(module, func.__name__, handler.kind, layer.macs, elements, layer))
+            else:
+                self.records.append(OpRecord(module, func.__name__, handler.kind, counted, elements))
         else:
             name = func.__name__.split(".")[0]
             if name not in SHAPE_OPS:
                 self.uncounted[name] = self.uncounted.get(name, 0) + 1
                 self.records.append(OpRecord(module, func.__name__, "other", 0, elements))
         return out
-
-
-def _conv_layer(args: tuple, out: Any, module: str) -> Any:
-    """The engine's LayerCost of a traced convolution (so `separable_of` works on it)."""
-    from dscalc.layers import conv
-
-    x, w, bias, stride, padding, dilation, transposed, output_padding, groups = args[:9]
-    xs, ws = _shape(x), _shape(w)
-    dims = len(ws) - 2
-    if len(xs) == dims + 1:
-        xs = (1, *xs)
-    cout = ws[1] * groups if transposed else ws[0]
-    return conv(xs[1], cout, ws[2:], xs[2:], batch=xs[0], stride=tuple(stride), padding=tuple(padding),
-                dilation=tuple(dilation), groups=int(groups), bias=bias is not None, transposed=bool(transposed),
-                output_padding=tuple(output_padding) if transposed else 0, name=module or "conv")
 
 
 @contextlib.contextmanager
