@@ -211,28 +211,6 @@ def timing_settings(device: str, dtype: Dtype, channels_last: bool, threads: int
     return timing.Settings(device=device, dtype=dtype.value, channels_last=channels_last, threads=threads, tf32=tf32)
 
 
-def measure_layer(report: Any, result: Any, comparison: Any, settings: Any) -> None:
-    """Add predicted and measured latency of the layer (and its separable pair) to a layer report."""
-    from dscalc import device as D
-    from dscalc import timing
-    from dscalc.compare import Latency, pair_latency
-    from dscalc.roofline import predict
-    from dscalc.views import latency_grid, single_latency_grid
-
-    with _progress("measuring device ceilings and latency"):
-        ceilings, _ = D.get_ceilings(settings.device, threads=settings.threads)
-        with timing.configured(settings) as context:
-            if comparison is not None:
-                pair = pair_latency(comparison, ceilings, settings)
-                report.grids.append(latency_grid(pair, context))
-                report.data["timing"] = {**context, **pair.to_dict()}
-            else:
-                lat = Latency(result.kind, result.macs, result.bytes, predict(result, ceilings),
-                              timing.time_layer(result, settings))
-                report.grids.append(single_latency_grid(lat, context))
-                report.data["timing"] = {**context, "rows": [lat.to_dict()]}
-
-
 class _progress:
     """A rich spinner on stderr while work that takes more than a moment runs (only on a terminal)."""
 
@@ -271,7 +249,11 @@ def layer(
         bias=bias, dims=dims, batch=batch, kind=kind, dtype=dtype)
     report = layer_report(result, comparison, assumptions)
     if time:
-        measure_layer(report, result, comparison, timing_settings(device, dtype, channels_last, threads, tf32))
+        from dscalc.compare import add_layer_latency
+
+        settings = timing_settings(device, dtype, channels_last, threads, tf32)
+        with _progress("measuring device ceilings and latency"):
+            add_layer_latency(report, result, comparison, settings, device)
     _deliver(report, fmt, output)
 
 
@@ -429,8 +411,12 @@ def compare(
             dims=dims, batch=batch, kind=None, dtype=dtype)
         if comparison is None:
             raise BadInput("a 1x1 conv has no depthwise-separable counterpart", "k")
+        from dscalc.views import layer_report
+
+        report = layer_report(result, comparison, assumptions)
+        report.data["command"] = "compare"
         with _progress("predicting and measuring"):
-            report = C.layer_comparison(comparison, assumptions, settings, device)
+            C.add_layer_latency(report, result, comparison, settings, device)
     elif C.is_model(target):
         if not input:
             raise BadInput("is required to compare a model", "input")

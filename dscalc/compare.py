@@ -102,25 +102,29 @@ def _ceilings(device: str, settings: Any = None) -> Ceilings:
     return get_ceilings(device, threads=settings.threads if settings else None)[0]
 
 
-def layer_comparison(comparison: SeparableComparison, assumptions: list[str], settings: Any, device: str) -> Any:
-    """The layer report with predicted (always) and measured (with settings) latency."""
-    from dscalc import timing
-    from dscalc.views import latency_grid, layer_report
+def add_layer_latency(report: Any, layer: LayerCost, comparison: SeparableComparison | None, settings: Any,
+                      device: str) -> None:
+    """Add to a layer report the latency of the layer and its separable pair: predicted from the device's
+    ceilings always, measured when timing settings are given (`layer --time`, `compare`)."""
+    import contextlib
 
-    report = layer_report(comparison.original, comparison, assumptions)
+    from dscalc import timing
+    from dscalc.roofline import predict
+    from dscalc.views import latency_grid
+
     ceilings = _ceilings(device, settings)
-    context: dict[str, Any] = {"device": ceilings.name, "dtype": comparison.original.dtype, "threads": "-",
-                               "tf32": False}
-    if settings is None:
-        pair = pair_latency(comparison, ceilings, None)
-    else:
-        with timing.configured(settings) as ctx:
-            context.update(ctx)
-            pair = pair_latency(comparison, ceilings, settings)
-    report.grids.append(latency_grid(pair, context))
-    report.data["command"] = "compare"
-    report.data["timing"] = {**context, **pair.to_dict()}
-    return report
+    context = timing.describe(settings) if settings else {"device": ceilings.name}
+    with timing.configured(settings) if settings else contextlib.nullcontext():
+        if comparison is not None:
+            pair: PairLatency | None = pair_latency(comparison, ceilings, settings)
+            assert pair is not None
+            rows, data = [pair.original, pair.depthwise, pair.pointwise, pair.pair], pair.to_dict()
+        else:
+            measured = timing.time_layer(layer, settings) if settings else None
+            single = Latency(layer.kind, layer.macs, layer.bytes, predict(layer, ceilings), measured)
+            pair, rows, data = None, [single], {"rows": [single.to_dict()]}
+    report.grids.append(latency_grid(rows, pair, context))
+    report.data["timing"] = {**context, **data}
 
 
 def _side_by_side(title: str, names: tuple[str, str], values: list[tuple[str, Any, Any, str]]) -> Any:

@@ -328,38 +328,28 @@ def profile_report(result: Any, meta: dict[str, Any]) -> Report:
 
 # ------------------------------------------------------------------------------------ measured latency
 
-def latency_grid(pair: Any, context: dict[str, Any]) -> Grid:
-    """Theory, roofline and measurement of a layer and its separable pair, with the verdict."""
+def latency_grid(rows: list[Any], pair: Any, context: dict[str, Any]) -> Grid:
+    """Theory, roofline and measurement of a layer (and, with `pair`, its separable pair and the verdict)."""
     from dscalc.units import seconds, speedup
 
-    grid = Grid(title=f"measured on {context['device']}",
+    measured_any = any(r.timing is not None for r in rows)
+    grid = Grid(title=f"latency on {context['device']}",
                 columns=[Column("kernel", "left"), Column("MACs"), Column("predicted"), Column("bound", "left"),
                          Column("measured"), Column("IQR"), Column("runs")],
                 caption=(f"median of repeated runs (torch.utils.benchmark), {context['dtype']}"
                          + (", channels-last" if context.get("channels_last") else "")
                          + f", {context['threads']} threads, TF32 {'on' if context['tf32'] else 'off'}")
-                if pair.original.timing is not None else "predicted from the device's ceilings; --time measures")
-    rows = [pair.original, pair.depthwise, pair.pointwise, pair.pair]
+                if measured_any else "predicted from the device's ceilings; --time measures")
     for i, r in enumerate(rows):
         t = r.timing
         measured = (t.error or seconds(t.median)) if t is not None else "-"
         grid.add(r.name, exact(r.macs), seconds(r.predicted.seconds) if r.predicted else "-",
                  r.predicted.bound if r.predicted else "", measured,
                  seconds(t.iqr) if t is not None and not t.error else "", str(t.runs) if t is not None else "",
-                 end_section=i in (0, 2))
-    measured = pair.measured_speedup
-    verdict = "" if measured is None else (" - separable wins" if measured > 1 else " - separable LOSES")
-    grid.notes.append(f"separable speedup: MACs {speedup(pair.mac_speedup)}, roofline "
-                      f"{speedup(pair.predicted_speedup)}, measured {speedup(measured)}{verdict}")
-    return grid
-
-
-def single_latency_grid(latency: Any, context: dict[str, Any]) -> Grid:
-    from dscalc.units import seconds
-
-    grid = Grid(title=f"measured on {context['device']}", columns=[Column("kernel", "left"), Column("MACs"),
-                Column("predicted"), Column("bound", "left"), Column("measured"), Column("IQR"), Column("runs")])
-    t, p = latency.timing, latency.predicted
-    grid.add(latency.name, exact(latency.macs), seconds(p.seconds) if p else "-", p.bound if p else "",
-             t.error or seconds(t.median), "" if t.error else seconds(t.iqr), str(t.runs))
+                 end_section=pair is not None and i in (0, 2))
+    if pair is not None:
+        gain = pair.measured_speedup
+        verdict = "" if gain is None else (" - separable wins" if gain > 1 else " - separable LOSES")
+        grid.notes.append(f"separable speedup: MACs {speedup(pair.mac_speedup)}, roofline "
+                          f"{speedup(pair.predicted_speedup)}, measured {speedup(gain)}{verdict}")
     return grid
