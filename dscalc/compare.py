@@ -150,26 +150,14 @@ def network_comparison(name: str, alpha: float, resolution: int | None, as_: str
     """A network and its --as variant: totals, roofline-predicted and (with settings) measured latency,
     each the sum over the conv/linear layers run one by one."""
     from dscalc import network as N
-    from dscalc import timing
     from dscalc.render import Report
-    from dscalc.roofline import predict
     from dscalc.views import totals
 
     spec = N.load(name)
     original = N.build(spec, alpha=alpha, resolution=resolution, batch=batch, dtype=dtype)
     variant = N.build(spec, alpha=alpha, resolution=resolution, as_=as_, batch=batch, dtype=dtype)
     ceilings = _ceilings(device, settings)
-
-    def latency(rows: list[LayerCost]) -> tuple[float, float | None]:
-        layers = [r for r in rows if r.kind in LAYER_KINDS]
-        predicted = sum(predict(r, ceilings).seconds for r in layers)
-        if settings is None:
-            return predicted, None
-        with timing.configured(settings):
-            measured = [timing.time_layer(r, settings) for r in layers]
-        return predicted, sum(t.median for t in measured if t.median) if all(t.median for t in measured) else None
-
-    (p0, m0), (p1, m1) = latency(original), latency(variant)
+    (p0, m0), (p1, m1) = (latency_sums(time_rows(rows, settings, device)) for rows in (original, variant))
     t0, t1 = totals(original), totals(variant)
     names = (spec.name, f"as {as_}")
     values = [("params", t0["params"], t1["params"], "n"), ("weights", t0["weights"], t1["weights"], "n"),
@@ -193,14 +181,15 @@ def model_comparison(target: str, inputs: list[str], settings: Any, device: str)
     from dscalc.render import Report
 
     shapes = [loaders.parse_input(s) for s in inputs]
-    model = loaders.load(target)
+    # one model: on meta when only counting; random-initialised on the CPU when it will also be timed
+    # (uninitialised memory could hold denormals, which skew CPU timings)
+    model = loaders.load(target, device="cpu" if settings is not None else "meta")
     converted, replaced = separable_copy(model)
     a, b = profile_model(model, shapes), profile_model(converted, shapes)
     m0 = m1 = None
-    if settings is not None:  # random-initialised CPU copies (no uninitialised memory: denormals skew CPU timings)
-        original = loaders.load(target, device="cpu")
-        m0 = time_module(original, shapes, settings, target).median
-        m1 = time_module(separable_copy(original)[0], shapes, settings, f"{target} (separable)").median
+    if settings is not None:
+        m0 = time_module(model, shapes, settings, target).median
+        m1 = time_module(converted, shapes, settings, f"{target} (separable)").median
     values = [("params", a.totals["params"], b.totals["params"], "n"),
               ("MACs", a.totals["macs"], b.totals["macs"], "n"), ("measured end to end", m0, m1, "s")]
     grid = _side_by_side(f"{target} vs its separable copy ({replaced} convs replaced)", (target, "separable"), values)
@@ -210,9 +199,17 @@ def model_comparison(target: str, inputs: list[str], settings: Any, device: str)
     return Report(data=data, records=[{"name": "original", **first}, {"name": "separable", **second}], grids=[grid])
 
 
+def latency_sums(latencies: list[Latency]) -> tuple[float, float | None]:
+    """Predicted and measured seconds summed over layers (measured: None unless every layer was measured)."""
+    predicted = sum(lat.predicted.seconds for lat in latencies if lat.predicted)
+    medians = [lat.timing.median if lat.timing is not None else None for lat in latencies]
+    return predicted, sum(m for m in medians if m) if medians and all(medians) else None
+
+
 def time_rows(rows: list[LayerCost], settings: Any, device: str, pairs: bool = False) -> list[Latency]:
-    """Predicted and measured latency of every conv/linear row, each run on its own; with `pairs`, also of
-    the depthwise-separable counterpart of every standard conv with k > 1."""
+    """Predicted latency of every conv/linear row and, with timing settings, its measured latency, each run on
+    its own; with `pairs`, also of the depthwise-separable counterpart of every standard conv with k > 1."""
+    import contextlib
     from dataclasses import replace
 
     from dscalc import timing
@@ -221,7 +218,7 @@ def time_rows(rows: list[LayerCost], settings: Any, device: str, pairs: bool = F
 
     ceilings = _ceilings(device, settings)
     out = []
-    with timing.configured(settings):
+    with timing.configured(settings) if settings else contextlib.nullcontext():
         for r in rows:
             if r.kind not in LAYER_KINDS:
                 continue
@@ -230,7 +227,8 @@ def time_rows(rows: list[LayerCost], settings: Any, device: str, pairs: bool = F
                 measured = pair_latency(comparison, ceilings, settings)
                 out.append(replace(measured.original, name=r.name, pair=measured))
             else:
-                out.append(Latency(r.name, r.macs, r.bytes, predict(r, ceilings), timing.time_layer(r, settings)))
+                timed = timing.time_layer(r, settings) if settings else None
+                out.append(Latency(r.name, r.macs, r.bytes, predict(r, ceilings), timed))
     return out
 
 

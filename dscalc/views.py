@@ -215,11 +215,10 @@ def network_report(rows: list[LayerCost], meta: dict[str, Any], all_layers: bool
         table2.add(KIND_LABELS.get(kind, "other (BN, pool, ...)"), exact(v["macs"]), _share(v["macs"], tot["macs"]),
                    exact(v["weights"]), _share(v["weights"], tot["weights"]), exact(v["params"]))
     if latency is not None:
+        from dscalc.compare import latency_sums
         from dscalc.units import seconds
 
-        predicted = sum(v.predicted.seconds for v in latency.values())
-        medians = [v.timing.median for v in latency.values()]
-        measured = sum(medians) if all(medians) else None
+        predicted, measured = latency_sums(list(latency.values()))
         summary.add("latency, predicted (sum of conv/linear layers)", seconds(predicted), "")
         summary.add("latency, measured (sum of conv/linear layers)", seconds(measured), "")
         data["timing"] = {"layers": [v.to_dict() for v in latency.values()], "predicted_s": predicted,
@@ -254,10 +253,11 @@ def profile_latency_grid(per_layer: list[Any], end_to_end: Any, settings: Any) -
         gain = f"{speedup(pair.measured_speedup)} ({speedup(pair.mac_speedup)})" if pair else ""
         grid.add(lat.name, exact(lat.macs), seconds(lat.predicted.seconds), lat.predicted.bound,
                  t.error or seconds(t.median), "" if t.error else seconds(t.iqr), sep, gain)
-    total_pred = sum(v.predicted.seconds for v in per_layer)
-    medians = [v.timing.median for v in per_layer]
-    grid.add("sum of the convolutions", "", seconds(total_pred), "", seconds(sum(medians)) if all(medians) else "-",
-             "", "", "", end_section=True)
+    from dscalc.compare import latency_sums
+
+    total_pred, total_measured = latency_sums(per_layer)
+    grid.add("sum of the convolutions", "", seconds(total_pred), "", seconds(total_measured), "", "", "",
+             end_section=True)
     grid.add("end to end (whole forward)", "", "", "", end_to_end.error or seconds(end_to_end.median),
              "" if end_to_end.error else seconds(end_to_end.iqr), "", "")
     return grid
