@@ -84,11 +84,10 @@ def parse_padding(text: str) -> int | str | tuple[int, ...]:
     lowered = text.strip().lower()
     if lowered in ("same", "valid"):
         return lowered
-    parts = lowered.replace(",", "x").split("x")
-    if not all(p.strip().isdigit() for p in parts):
-        raise BadInput(f"expected same, valid, N or one per dimension like 1x2, got {text!r}", "padding")
-    values = tuple(int(p) for p in parts)
-    return values[0] if len(values) == 1 else values
+    try:
+        return parse_per_dim(lowered, "padding")
+    except BadInput:
+        raise BadInput(f"expected same, valid, N or one per dimension like 1x2, got {text!r}", "padding") from None
 
 
 def _deliver(report, fmt: Format, output: Path | None) -> None:

@@ -155,9 +155,15 @@ def check_fvcore(result: ProfileResult, build_cpu_model: Any) -> None:
 
 
 FVCORE_SHORT = {"batch_norm": "bn", "adaptive_avg_pool2d": "pool", "upsample_nearest2d": "upsample"}
+#: fvcore's operator names for what dscalc counts as MACs (conv, linear, matmul)
+FVCORE_MAC_OPS = frozenset({"conv", "linear", "addmm", "matmul", "bmm", "einsum"})
+
+
+def fvcore_extra(fvcore_ops: dict[str, int]) -> dict[str, int]:
+    """The operators fvcore counts that are not conv/linear/matmul MACs (BatchNorm, pooling, ...)."""
+    return {k: v for k, v in fvcore_ops.items() if k not in FVCORE_MAC_OPS}
 
 
 def explain(fvcore_ops: dict[str, int]) -> str:
-    """Why fvcore's count differs, in short: the operators it counts that are not conv/linear/matmul MACs."""
-    extra = [k for k in fvcore_ops if k not in ("conv", "linear", "addmm", "matmul", "bmm", "einsum")]
-    return "+".join(sorted(FVCORE_SHORT.get(k, k) for k in extra)) or "other ops"
+    """Why fvcore's count differs, in short: the extra operators it counts."""
+    return "+".join(sorted(FVCORE_SHORT.get(k, k) for k in fvcore_extra(fvcore_ops))) or "other ops"

@@ -267,7 +267,7 @@ def profile_latency_grid(per_layer: list[Any], end_to_end: Any, settings: Any) -
 
 def profile_report(result: Any, meta: dict[str, Any]) -> Report:
     """The `dscalc profile` report: per-module rows, totals by op kind, uncounted ops, the fvcore check."""
-    from dscalc.profile import explain
+    from dscalc.profile import explain, fvcore_extra
     from dscalc.render import bar
 
     tot = result.totals
@@ -319,8 +319,7 @@ def profile_report(result: Any, meta: dict[str, Any]) -> Report:
         listed = ", ".join(f"{k} x{v}" for k, v in sorted(result.uncounted.items()))
         kinds.notes.append(f"not counted (no MACs): {listed}")
     if checked:
-        extra = {k: v for k, v in result.fvcore["by_operator"].items() if k not in ("conv", "linear", "addmm",
-                                                                                     "matmul", "bmm", "einsum")}
+        extra = fvcore_extra(result.fvcore["by_operator"])
         if extra:
             kinds.notes.append("fvcore also counts: " + ", ".join(f"{k} {exact(v)}" for k, v in sorted(extra.items())))
     return Report(data=data, records=records, grids=[grid, summary, kinds])
