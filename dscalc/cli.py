@@ -460,15 +460,15 @@ def sweep(
         raise BadInput(f"expected no, yes or both, got {channels_last!r}", "channels_last")
     if plot is not None and plot.suffix.lower() not in (".png", ".svg"):
         raise BadInput(f"expected a .png or .svg file, got {plot}", "plot")
-    timing.check_device(device)
-    settings = timing.Settings(device=device, threads=threads, tf32=tf32) if time else None
+    base = timing_settings(device, Dtype.float32, False, threads, tf32)  # checks device and threads
+    settings = base if time else None
     total = len(cins) * len(couts or [0]) * len(ks) * len(sizes) * len(batches) * len(dtypes) * len(formats)
     ceilings, _ = D.get_ceilings(device, threads=threads)
     with _bar(total, "sweeping") as advance:
         rows = S.run(cins, couts, ks, sizes, batches, dtypes, formats, settings, ceilings, advance)
     if plot is not None:
         S.plot(rows, str(plot))
-    context = timing.describe(settings or timing.Settings(device=device))
+    context = timing.describe(base)
     _deliver(S.report(rows, {**context, "measured": time}), fmt, output)
 
 

@@ -35,7 +35,7 @@ def _power(values: tuple[int, ...]) -> str:
 def layer_formula(layer: LayerCost) -> tuple[str, str]:
     """The closed form of one layer's MACs, symbolic and with its numbers."""
     d = len(layer.kernel)
-    kk, sp, batch = _SUP.get(d, ""), _SUP.get(d, ""), layer.input_shape[0]
+    sup, batch = _SUP.get(d, ""), layer.input_shape[0]
     b_sym, b_num = ("B·", f"{batch}·") if batch > 1 else ("", "")
     if layer.kind == "linear":
         cin, cout = layer.input_shape[1], layer.output_shape[1]
@@ -46,17 +46,17 @@ def layer_formula(layer: LayerCost) -> tuple[str, str]:
         inp = _power(layer.input_shape[2:])
         m = f"(N/{g})" if g > 1 else "N"
         mn = f"({cout}/{g})" if g > 1 else f"{cout}"
-        return f"{b_sym}M·{m}·D_K{kk}·D_in{sp}", f"{b_num}{cin}·{mn}·{k}·{inp}"
+        return f"{b_sym}M·{m}·D_K{sup}·D_in{sup}", f"{b_num}{cin}·{mn}·{k}·{inp}"
     out = _power(layer.output_shape[2:])
     if layer.kind == "pointwise":
-        return f"{b_sym}M·N·D_F{sp}", f"{b_num}{cin}·{cout}·{out}"
+        return f"{b_sym}M·N·D_F{sup}", f"{b_num}{cin}·{cout}·{out}"
     if layer.kind == "depthwise":
         dm = cout // cin
-        return (f"{b_sym}D_K{kk}·M·D_F{sp}" + ("·dm" if dm > 1 else ""),
+        return (f"{b_sym}D_K{sup}·M·D_F{sup}" + ("·dm" if dm > 1 else ""),
                 f"{b_num}{k}·{cin}·{out}" + (f"·{dm}" if dm > 1 else ""))
     if layer.kind == "grouped":
-        return f"{b_sym}D_K{kk}·(M/g)·N·D_F{sp}", f"{b_num}{k}·({cin}/{g})·{cout}·{out}"
-    return f"{b_sym}D_K{kk}·M·N·D_F{sp}", f"{b_num}{k}·{cin}·{cout}·{out}"
+        return f"{b_sym}D_K{sup}·(M/g)·N·D_F{sup}", f"{b_num}{k}·({cin}/{g})·{cout}·{out}"
+    return f"{b_sym}D_K{sup}·M·N·D_F{sup}", f"{b_num}{k}·{cin}·{cout}·{out}"
 
 
 def _row(layer: LayerCost, name: str | None = None) -> list[str]:
