@@ -11,8 +11,10 @@ from __future__ import annotations
 import argparse
 import statistics
 
-from dscalc import timing
-from dscalc.layers import conv, separable_of
+from dscalc.cost.kinds import separable_of
+from dscalc.cost.layers import conv
+from dscalc.measure import modules
+from dscalc.measure.settings import Settings, check_device, configured
 
 CONFIGS = [("3x3 64->128 @56", dict(cin=64, cout=128, k=3, size=56)),
            ("3x3 256->256 @14", dict(cin=256, cout=256, k=3, size=14))]
@@ -23,17 +25,17 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
-    timing.check_device(args.device)
-    settings = timing.Settings(device=args.device)
-    with timing.configured(settings) as context:
+    check_device(args.device)
+    settings = Settings(device=args.device)
+    with configured(settings) as context:
         print(f"device: {context['device']}, threads {context['threads']}")
         for label, cfg in CONFIGS:
             layer = conv(cfg["cin"], cfg["cout"], cfg["k"], cfg["size"], padding="same")
             pair = separable_of(layer)
             assert pair is not None
             for name, measure in (
-                ("standard", lambda layer=layer: timing.time_layer(layer, settings)),
-                ("separable", lambda pair=pair: timing.time_pair(pair.depthwise, pair.pointwise, settings)),
+                ("standard", lambda layer=layer: modules.time_layer(layer, settings)),
+                ("separable", lambda pair=pair: modules.time_pair(pair.depthwise, pair.pointwise, settings)),
             ):
                 runs = [measure() for _ in range(args.repeats)]
                 medians = [t.median for t in runs if t.median]

@@ -1,11 +1,14 @@
-"""The `dscalc` command line: thin typer commands over the engine; only this module prints.
+"""The `dscalc` command line: typer commands that parse options, call one report builder, and deliver the report.
+Only this module prints (progress to stderr, the report to stdout or --output).
 
-Heavy imports (torch, fvcore) happen inside the commands that need them, so `dscalc layer`
-starts as fast as Python, typer and rich allow.
+Each command imports its own report builder when it runs, so a command pays only for what it uses:
+`dscalc layer` never imports torch.
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 from enum import Enum
 from pathlib import Path
@@ -13,20 +16,37 @@ from typing import Annotated, Any
 
 import typer
 
-from dscalc.errors import BadInput, DscalcError
-from dscalc.render import Format
+from dscalc import errors
+from dscalc.cost.dtypes import DTYPES, TIMED
+from dscalc.cost.kinds import KINDS
+from dscalc.errors import BadInput, DscalcError, RuntimeFailure
+from dscalc.report.render import Format
 
 APP_SETTINGS: dict[str, Any] = dict(
     name="dscalc",
     help="Exact cost of convolutions - params, MACs, FLOPs, bytes - standard vs depthwise-separable.\n\n"
     "Conventions: 1 MAC = one multiply-accumulate; FLOPs = 2 x MACs; bias additions are not MACs.",
-    add_completion=False,
+    add_completion=True,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    rich_markup_mode=None,
+    rich_markup_mode="rich",
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app = typer.Typer(**APP_SETTINGS)
+
+# the choices come from the registries: one list of kinds (cost.kinds) and one of dtypes (cost.dtypes)
+Kind = Enum("Kind", {k: k for k in KINDS}, type=str)  # type: ignore[misc]
+Dtype = Enum("Dtype", {d: d for d in DTYPES}, type=str)  # type: ignore[misc]
+DEFAULT_DTYPE = Dtype("float32")
+
+
+class As(str, Enum):
+    separable = "separable"
+    standard = "standard"
+
+
+class Check(str, Enum):
+    fvcore = "fvcore"
 
 
 def _version(value: bool) -> None:
@@ -45,169 +65,103 @@ def root(
     """Exact cost of convolutions - params, MACs, FLOPs, bytes - standard vs depthwise-separable."""
 
 
-class Kind(str, Enum):
-    standard = "standard"
-    grouped = "grouped"
-    depthwise = "depthwise"
-    pointwise = "pointwise"
-    separable = "separable"
-    transposed = "transposed"
-    linear = "linear"
-
-
-class Dtype(str, Enum):
-    float32 = "float32"
-    float16 = "float16"
-    bfloat16 = "bfloat16"
-    int8 = "int8"
-
-
-FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format.", case_sensitive=False)]
-OutputOpt = Annotated[
-    Path | None, typer.Option("--output", "-o", help="Write to FILE (whole, atomically) instead of stdout.",
-                              dir_okay=False, metavar="FILE")
-]
-
-
-def parse_per_dim(text: str, option: str) -> int | tuple[int, ...]:
-    """'3' -> 3; '3x5' or '3,5' -> (3, 5). A non-number is bad input naming the option."""
-    parts = text.replace(",", "x").lower().split("x")
-    try:
-        values = tuple(int(p) for p in parts)
-    except ValueError:
-        raise BadInput(f"expected an integer or one per dimension like 3x5, got {text!r}", option) from None
-    return values[0] if len(values) == 1 else values
-
-
-def parse_padding(text: str) -> int | str | tuple[int, ...]:
-    """'same' | 'valid' | N | NxM."""
-    lowered = text.strip().lower()
-    if lowered in ("same", "valid"):
-        return lowered
-    try:
-        return parse_per_dim(lowered, "padding")
-    except BadInput:
-        raise BadInput(f"expected same, valid, N or one per dimension like 1x2, got {text!r}", "padding") from None
-
-
-def _deliver(report, fmt: Format, output: Path | None) -> None:
-    from dscalc.render import emit, render
-
-    color = output is None and fmt is Format.table and sys.stdout.isatty()
-    emit(render(report, fmt, color=color), output)
-
-
 # ------------------------------------------------------------------------------ options shared by commands
 
-CinOpt = Annotated[int, typer.Option(help="Input channels (M).", show_default=False)]
+LAYER, TIMING, OUTPUT, MODEL, NETWORK = "Layer", "Timing (--time)", "Output", "Model", "Network"
+
+FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format.", case_sensitive=False,
+                                           rich_help_panel=OUTPUT)]
+OutputOpt = Annotated[Path | None, typer.Option(
+    "--output", "-o", help="Write to FILE (a regular file is replaced whole, atomically; '-' is stdout).",
+    dir_okay=False, metavar="FILE", rich_help_panel=OUTPUT)]
+CinOpt = Annotated[int, typer.Option(help="Input channels (M).", show_default=False, rich_help_panel=LAYER)]
 CoutOpt = Annotated[int | None, typer.Option(help="Output channels (N); a depthwise conv has cin x "
-                                             "depth-multiplier.", show_default=False)]
+                                             "depth-multiplier.", show_default=False, rich_help_panel=LAYER)]
 KOpt = Annotated[str | None, typer.Option("--k", help="Kernel size D_K: 3, or one per dimension: 3x5.", metavar="K",
-                                          show_default=False)]
+                                          show_default=False, rich_help_panel=LAYER)]
 SizeOpt = Annotated[str | None, typer.Option(help="Input spatial size D_F: 56, or 28x56 (default 56).",
-                                             metavar="SIZE", show_default=False)]
-HeightOpt = Annotated[int | None, typer.Option(help="Input height (2D; with --width).", show_default=False)]
-WidthOpt = Annotated[int | None, typer.Option(help="Input width (2D; with --height).", show_default=False)]
-StrideOpt = Annotated[str, typer.Option(help="Stride: 2, or 1x2.", metavar="S")]
+                                             metavar="SIZE", show_default=False, rich_help_panel=LAYER)]
+HeightOpt = Annotated[int | None, typer.Option(help="Input height (2D; with --width).", show_default=False,
+                                               rich_help_panel=LAYER)]
+WidthOpt = Annotated[int | None, typer.Option(help="Input width (2D; with --height).", show_default=False,
+                                              rich_help_panel=LAYER)]
+StrideOpt = Annotated[str, typer.Option(help="Stride: 2, or 1x2.", metavar="S", rich_help_panel=LAYER)]
 PaddingOpt = Annotated[str, typer.Option(help="same (Keras/TF, out = ceil(in/stride)), valid, N or NxM.",
-                                         metavar="P")]
-DilationOpt = Annotated[str, typer.Option(help="Dilation: 1, or 1x2.", metavar="D")]
-GroupsOpt = Annotated[int, typer.Option(help="Groups (C_in and C_out divisible by it).")]
-DmOpt = Annotated[int, typer.Option(help="Depthwise outputs per input channel (Keras).")]
-OutPadOpt = Annotated[str, typer.Option(help="Transposed conv only: extra output size.", metavar="N")]
-BiasOpt = Annotated[bool, typer.Option("--bias/--no-bias", help="Add a bias (off, as under BatchNorm).")]
+                                         metavar="P", rich_help_panel=LAYER)]
+DilationOpt = Annotated[str, typer.Option(help="Dilation: 1, or 1x2.", metavar="D", rich_help_panel=LAYER)]
+GroupsOpt = Annotated[int, typer.Option(help="Groups (C_in and C_out divisible by it).", rich_help_panel=LAYER)]
+DmOpt = Annotated[int, typer.Option(help="Depthwise outputs per input channel (Keras).", rich_help_panel=LAYER)]
+OutPadOpt = Annotated[str, typer.Option(help="Transposed conv only: extra output size.", metavar="N",
+                                        rich_help_panel=LAYER)]
+BiasOpt = Annotated[bool, typer.Option("--bias/--no-bias", help="Add a bias (off, as under BatchNorm).",
+                                       rich_help_panel=LAYER)]
 DimsOpt = Annotated[int | None, typer.Option(help="1, 2 or 3 spatial dimensions (default: from --size/--k, else 2).",
-                                             show_default=False)]
-BatchOpt = Annotated[int, typer.Option(help="Batch size B.")]
+                                             show_default=False, rich_help_panel=LAYER)]
+BatchOpt = Annotated[int, typer.Option(help="Batch size B.", rich_help_panel=LAYER)]
 KindOpt = Annotated[Kind | None, typer.Option(help="Layer kind (default: standard, or grouped with --groups).",
-                                              case_sensitive=False, show_default=False)]
+                                              case_sensitive=False, show_default=False, rich_help_panel=LAYER)]
 DtypeOpt = Annotated[Dtype, typer.Option(help="Element type for bytes, intensity and timing.", case_sensitive=False)]
 TimeOpt = Annotated[bool, typer.Option("--time", help="Also measure latency (torch.utils.benchmark) and predict it "
-                                       "from the device's ceilings (roofline).")]
-DeviceOpt = Annotated[str, typer.Option(help="cpu or cuda, for --time.", metavar="cpu|cuda")]
-ChannelsLastOpt = Annotated[bool, typer.Option("--channels-last", help="Time in channels-last memory format.")]
+                                       "from the device's ceilings (roofline).", rich_help_panel=TIMING)]
+DeviceOpt = Annotated[str, typer.Option(help="cpu, cuda or cuda:N.", metavar="cpu|cuda", rich_help_panel=TIMING)]
+ChannelsLastOpt = Annotated[bool, typer.Option("--channels-last", help="Time in channels-last memory format.",
+                                               rich_help_panel=TIMING)]
 ThreadsOpt = Annotated[int | None, typer.Option(help="CPU threads for timing (default: torch's).",
-                                                show_default=False)]
-Tf32Opt = Annotated[bool, typer.Option("--tf32/--no-tf32", help="Allow TF32 matmul/conv on CUDA.")]
+                                                show_default=False, rich_help_panel=TIMING)]
+Tf32Opt = Annotated[bool, typer.Option("--tf32/--no-tf32", help="Allow TF32 matmul/conv on CUDA.",
+                                       rich_help_panel=TIMING)]
+InputOpt = Annotated[list[str] | None, typer.Option(
+    "--input", "-i", metavar="SHAPE", help="Input shape, e.g. 1x3x224x224; repeat for several inputs.",
+    show_default=False, rich_help_panel=MODEL)]
+KwargsOpt = Annotated[str | None, typer.Option(help="Constructor keyword arguments as JSON.", show_default=False,
+                                               rich_help_panel=MODEL)]
+TrustOpt = Annotated[bool, typer.Option("--trust-pickle", help="Allow loading a pickled whole model "
+                                        "(unpickling can run code).", rich_help_panel=MODEL)]
+AlphaOpt = Annotated[float, typer.Option(help="Width multiplier: channels scaled by the network's rule.",
+                                         rich_help_panel=NETWORK)]
+ResolutionOpt = Annotated[int | None, typer.Option(help="Input resolution rho (default: the network's).",
+                                                   show_default=False, rich_help_panel=NETWORK)]
 
 
-def build_layer(
-    *, cin: int, cout: int | None, k: str | None, size: str | None, height: int | None, width: int | None,
-    stride: str, padding: str, dilation: str, groups: int, depth_multiplier: int, output_padding: str,
-    bias: bool, dims: int | None, batch: int, kind: Kind | None, dtype: Dtype,
-) -> tuple[Any, Any, list[str]]:
-    """The layer the options describe, its separable counterpart (or None), and the assumptions made."""
-    from dscalc import layers
-
-    chosen = kind.value if kind else ("grouped" if groups > 1 else "standard")
-    k_val = parse_per_dim(k, "k") if k is not None else None
-    size_val = parse_per_dim(size, "size") if size is not None else None
-    assumptions: list[str] = []
-    if height is not None or width is not None:
-        if size is not None:
-            raise BadInput("give either --size or --height/--width, not both", "size")
-        if height is None or width is None:
-            raise BadInput("--height and --width go together", "height" if height is None else "width")
-        size_val = (height, width)
-    if chosen == "linear":
-        for name, given in (("k", k), ("size", size_val)):
-            if given is not None:
-                raise BadInput("does not apply to --kind linear (a linear layer maps cin to cout features)", name)
-        if cout is None:
-            raise BadInput("is required", "cout")
-        result = layers.linear(cin, cout, batch=batch, bias=bias, dtype=dtype.value)
-        assumptions.append(f"batch {batch}, {dtype.value}, {'bias' if bias else 'no bias'}")
-        return result, None, assumptions
-    if chosen == "pointwise":
-        if k_val not in (None, 1) and k_val != (1,) * (len(k_val) if isinstance(k_val, tuple) else 1):
-            raise BadInput(f"a pointwise conv has a 1x1 kernel, got {k}", "k")
-        k_val = 1
-    if k_val is None:
-        raise BadInput(f"is required for --kind {chosen}", "k")
-    if size_val is None:
-        size_val = layers.DEFAULT_SIZE
-        assumptions.append(f"default --size {layers.DEFAULT_SIZE}")
-    stride_val = parse_per_dim(stride, "stride")
-    n_dims = dims if dims is not None else layers.infer_dims(size_val, k_val, stride_val)
-    common: dict[str, Any] = dict(batch=batch, stride=stride_val, padding=parse_padding(padding),
-                                  dilation=parse_per_dim(dilation, "dilation"), dims=n_dims, dtype=dtype.value)
-    if chosen == "depthwise":
-        dm = depth_multiplier
-        if cout is not None and cout != cin * dm:
-            raise BadInput(f"a depthwise conv has cin x depth-multiplier = {cin * dm} outputs, got {cout}", "cout")
-        if groups not in (1, cin):
-            raise BadInput(f"a depthwise conv has groups = cin = {cin}", "groups")
-        result = layers.depthwise(cin, k_val, size_val, depth_multiplier=dm, bias=bias, **common)
-    else:
-        if cout is None:
-            raise BadInput("is required", "cout")
-        if chosen in ("standard", "separable", "pointwise") and groups != 1:
-            raise BadInput(f"a {chosen} conv has groups 1; use --kind grouped", "groups")
-        if chosen == "grouped" and groups == 1:
-            raise BadInput("--kind grouped needs --groups > 1", "groups")
-        result = layers.conv(cin, cout, k_val, size_val, groups=groups, bias=bias, transposed=chosen == "transposed",
-                             output_padding=parse_per_dim(output_padding, "output_padding"), **common)
-    if depth_multiplier != 1 and chosen not in ("depthwise", "standard", "separable", "grouped"):
-        raise BadInput(f"does not apply to --kind {chosen}", "depth_multiplier")
-    comparison = layers.separable_of(result, depth_multiplier) if chosen != "depthwise" else None
-    assumptions.append(
-        f"padding {padding}, batch {batch}, {dtype.value}, {'bias' if bias else 'no bias'}"
-        + (", bias on the pointwise part" if bias and comparison else "")
-    )
-    assumptions.append("MAC = multiply-accumulate, FLOPs = 2 x MACs, FLOP/B = FLOPs per byte moved")
-    return result, comparison, assumptions
+def given(ctx: Any, names: tuple[str, ...]) -> set[str]:
+    """The options among `names` that the user typed (not left at their defaults)."""
+    typed = set()
+    for n in names:
+        source = ctx.get_parameter_source(n)
+        if source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP"):
+            typed.add(n)
+    return typed
 
 
-def timing_settings(device: str, dtype: Dtype, channels_last: bool, threads: int | None, tf32: bool) -> Any:
-    """Checked timing settings (CUDA missing: exit 1 with one line)."""
-    from dscalc import timing
+def _reject(typed: set[str], why: str) -> None:
+    """Options that do not apply to what is being costed: one line, exit 2."""
+    if typed:
+        raise BadInput(why, sorted(typed)[0])
 
-    timing.check_device(device)
-    if dtype is Dtype.int8:
-        raise BadInput("timing runs float32, float16 or bfloat16", "dtype")
-    if threads is not None and threads < 1:
-        raise BadInput(f"must be positive, got {threads}", "threads")
-    return timing.Settings(device=device, dtype=dtype.value, channels_last=channels_last, threads=threads, tf32=tf32)
+
+def need(module: str, extra: str, what: str) -> None:
+    """A missing optional dependency: one line naming the extra that brings it, exit 1."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise RuntimeFailure(f"{what} needs {module}, which is not installed: pip install 'dscalc[{extra}]'")
+
+
+def _settings(time: bool, device: str, dtype: str, channels_last: bool, threads: int | None, tf32: bool) -> Any:
+    from dscalc.measure.settings import check_threads, settings
+
+    check_threads(threads)
+    if not time:
+        return None
+    need("torch", "torch", "--time")
+    return settings(device, dtype, channels_last, threads, tf32)
+
+
+def _deliver(report: Any, fmt: Format, output: Path | None) -> None:
+    from dscalc.report.render import emit, render
+
+    color = output is None and fmt is Format.table and sys.stdout.isatty() and "NO_COLOR" not in os.environ
+    emit(render(report, fmt, color=color), output)
 
 
 class _progress:
@@ -230,35 +184,58 @@ class _progress:
             self.status.__exit__(*exc)
 
 
+class _bar:
+    """A rich progress bar on stderr (only on a terminal); yields the function that advances it."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.progress: Any = None
+        self.task: Any = None
+
+    def __enter__(self) -> Any:
+        if sys.stderr.isatty():
+            from rich.console import Console
+            from rich.progress import Progress
+
+            self.progress = Progress(console=Console(stderr=True), transient=True)
+            self.progress.__enter__()
+            self.task = self.progress.add_task(self.text, total=None)
+        return lambda: self.progress.advance(self.task) if self.progress is not None else None
+
+    def __exit__(self, *exc: object) -> None:
+        if self.progress is not None:
+            self.progress.__exit__(*exc)
+
+
+# ---------------------------------------------------------------------------------------------- commands
+
+_LAYER_NAMES = ("cin", "cout", "k", "size", "height", "width", "stride", "padding", "dilation", "groups",
+                "depth_multiplier", "output_padding", "bias", "dims", "batch", "kind")
+
+
 @app.command()
 def layer(
+    ctx: typer.Context,
     cin: CinOpt, cout: CoutOpt = None, k: KOpt = None, size: SizeOpt = None, height: HeightOpt = None,
     width: WidthOpt = None, stride: StrideOpt = "1", padding: PaddingOpt = "same", dilation: DilationOpt = "1",
     groups: GroupsOpt = 1, depth_multiplier: DmOpt = 1, output_padding: OutPadOpt = "0", bias: BiasOpt = False,
-    dims: DimsOpt = None, batch: BatchOpt = 1, kind: KindOpt = None, dtype: DtypeOpt = Dtype.float32,
+    dims: DimsOpt = None, batch: BatchOpt = 1, kind: KindOpt = None, dtype: DtypeOpt = DEFAULT_DTYPE,
     time: TimeOpt = False, device: DeviceOpt = "cpu", channels_last: ChannelsLastOpt = False,
     threads: ThreadsOpt = None, tf32: Tf32Opt = False, fmt: FormatOpt = Format.table, output: OutputOpt = None,
 ) -> None:
     """One layer, exactly: standard conv vs its depthwise-separable counterpart, side by side."""
-    from dscalc.views import layer_report
+    from dscalc.cost.spec import LayerSpec
+    from dscalc.report import layer as builder
 
-    result, comparison, assumptions = build_layer(
+    spec = LayerSpec.from_options(
         cin=cin, cout=cout, k=k, size=size, height=height, width=width, stride=stride, padding=padding,
         dilation=dilation, groups=groups, depth_multiplier=depth_multiplier, output_padding=output_padding,
-        bias=bias, dims=dims, batch=batch, kind=kind, dtype=dtype)
-    report = layer_report(result, comparison, assumptions)
-    if time:
-        from dscalc.compare import add_layer_latency
-
-        settings = timing_settings(device, dtype, channels_last, threads, tf32)
-        with _progress("measuring device ceilings and latency"):
-            add_layer_latency(report, result, comparison, settings, device)
+        bias=bias, dims=dims, batch=batch, kind=kind.value if kind else None, dtype=dtype.value,
+        given=given(ctx, _LAYER_NAMES))
+    settings = _settings(time, device, dtype.value, channels_last, threads, tf32)
+    with _progress("measuring device ceilings and latency"):
+        report = builder.build(spec, settings)
     _deliver(report, fmt, output)
-
-
-class As(str, Enum):
-    separable = "separable"
-    standard = "standard"
 
 
 @app.command()
@@ -266,49 +243,32 @@ def network(
     name: Annotated[str | None, typer.Argument(metavar="NETWORK",
                                                help="A built-in network (see --list) or a spec file (.yaml).",
                                                show_default=False)] = None,
-    alpha: Annotated[float, typer.Option(help="Width multiplier: channels scaled by the network's rule.")] = 1.0,
-    resolution: Annotated[int | None, typer.Option(help="Input resolution rho (default: the network's).",
-                                                   show_default=False)] = None,
+    alpha: AlphaOpt = 1.0, resolution: ResolutionOpt = None,
     as_: Annotated[As | None, typer.Option("--as", help="Every separable pair as a standard conv, or every "
-                                           "standard k>1 conv as depthwise + pointwise.", show_default=False)] = None,
-    batch: Annotated[int, typer.Option(help="Batch size.")] = 1,
-    dtype: Annotated[Dtype, typer.Option(help="Element type for bytes.", case_sensitive=False)] = Dtype.float32,
-    all_layers: Annotated[bool, typer.Option("--all-layers", help="Also show BN, activation, dropout rows.")] = False,
+                                           "standard/grouped k>1 conv as depthwise + pointwise.",
+                                           show_default=False, rich_help_panel=NETWORK)] = None,
+    batch: Annotated[int, typer.Option(help="Batch size.", rich_help_panel=NETWORK)] = 1,
+    dtype: Annotated[Dtype, typer.Option(help="Element type for bytes (and timing).",
+                                         case_sensitive=False)] = DEFAULT_DTYPE,
+    all_layers: Annotated[bool, typer.Option("--all-layers", help="Also show BN, activation, dropout rows.",
+                                             rich_help_panel=OUTPUT)] = False,
     list_: Annotated[bool, typer.Option("--list", help="List the built-in networks and exit.")] = False,
     time: TimeOpt = False, device: DeviceOpt = "cpu", channels_last: ChannelsLastOpt = False,
-    threads: ThreadsOpt = None, tf32: Tf32Opt = False,
-    fmt: FormatOpt = Format.table,
-    output: OutputOpt = None,
+    threads: ThreadsOpt = None, tf32: Tf32Opt = False, fmt: FormatOpt = Format.table, output: OutputOpt = None,
 ) -> None:
     """A declared network, layer by layer: params, MACs, share; totals and the paper's Table 2 by kind."""
-    from dscalc import network as N
-    from dscalc.views import network_report
+    from dscalc.report import network as builder
 
     if list_:
-        from dscalc.views import builtins_report
-
-        _deliver(builtins_report([N.load(b) for b in N.builtin_names()]), fmt, output)
+        _deliver(builder.builtins(), fmt, output)
         return
     if name is None:
         raise BadInput("give a built-in network name (see --list) or a spec file", "network")
-    spec = N.load(name)
-    rows = N.build(spec, alpha=alpha, resolution=resolution, as_=as_.value if as_ else None, batch=batch,
-                   dtype=dtype.value)
-    meta = {"network": spec.name, "source": spec.source, "alpha": alpha,
-            "resolution": resolution if resolution is not None else spec.input[1],
-            "as": as_.value if as_ else None, "batch": batch, "dtype": dtype.value}
-    latency = None
-    if time:
-        from dscalc.compare import time_rows
-
-        settings = timing_settings(device, dtype, channels_last, threads, tf32)
-        with _progress("timing every conv and linear layer"):
-            latency = {lat.name: lat for lat in time_rows(rows, settings, device)}
-    _deliver(network_report(rows, meta, all_layers, latency), fmt, output)
-
-
-class Check(str, Enum):
-    fvcore = "fvcore"
+    settings = _settings(time, device, dtype.value, channels_last, threads, tf32)
+    with _progress("timing every weighted layer"):
+        report = builder.build(name, alpha=alpha, resolution=resolution, as_=as_.value if as_ else None, batch=batch,
+                               dtype=dtype.value, all_layers=all_layers, settings=settings)
+    _deliver(report, fmt, output)
 
 
 @app.command()
@@ -318,112 +278,111 @@ def profile(
                                          "torchvision:NAME or timm:NAME.", show_default=False)],
     input: Annotated[list[str], typer.Option("--input", "-i", metavar="SHAPE",
                                              help="Input shape, e.g. 1x3x224x224; repeat for "
-                                             "several inputs.", show_default=False)],
+                                             "several inputs.", show_default=False, rich_help_panel=MODEL)],
     depth: Annotated[int | None, typer.Option(help="Collapse module paths to N components.",
-                                              show_default=False)] = None,
+                                              show_default=False, rich_help_panel=OUTPUT)] = None,
     check: Annotated[Check | None, typer.Option(help="Cross-check every layer against fvcore (materializes the "
-                                                "model on the CPU).", show_default=False)] = None,
-    kwargs: Annotated[str | None, typer.Option(help="Constructor keyword arguments as JSON.",
-                                               show_default=False)] = None,
-    trust_pickle: Annotated[bool, typer.Option("--trust-pickle", help="Allow loading a pickled whole model "
-                                               "(unpickling can run code).")] = False,
-    time: TimeOpt = False, device: DeviceOpt = "cpu", dtype: DtypeOpt = Dtype.float32,
+                                                "model on the CPU).", show_default=False,
+                                                rich_help_panel=MODEL)] = None,
+    kwargs: KwargsOpt = None, trust_pickle: TrustOpt = False,
+    time: TimeOpt = False, device: DeviceOpt = "cpu", dtype: DtypeOpt = DEFAULT_DTYPE,
     channels_last: ChannelsLastOpt = False, threads: ThreadsOpt = None, tf32: Tf32Opt = False,
-    fmt: FormatOpt = Format.table,
-    output: OutputOpt = None,
+    fmt: FormatOpt = Format.table, output: OutputOpt = None,
 ) -> None:
     """A real PyTorch model, traced per layer on the meta device (no weights), optionally checked against fvcore."""
-    from dscalc import loaders
-    from dscalc.profile import check_fvcore, profile_model
-    from dscalc.views import profile_report
+    from dscalc.cost.parse import shape
+    from dscalc.trace.source import ModelSource
 
     if depth is not None and depth < 1:
         raise BadInput(f"must be positive, got {depth}", "depth")
-    shapes = [loaders.parse_input(s) for s in input]
-    net = loaders.load(model, kwargs=kwargs, trust_pickle=trust_pickle)
-    result = profile_model(net, shapes, depth)
-    if check is Check.fvcore:
-        check_fvcore(result, lambda: loaders.load(model, kwargs=kwargs, trust_pickle=trust_pickle, device="cpu"))
-    meta = {"model": model, "depth": depth}
-    report = profile_report(result, meta)
-    if time:
-        from dscalc.compare import time_model, time_rows
-        from dscalc.views import profile_latency_grid
+    shapes = [shape(s) for s in input]
+    need("torch", "torch", "dscalc profile")
+    if check is not None:
+        need("fvcore", "torch", "--check fvcore")
+    settings = _settings(time, device, dtype.value, channels_last, threads, tf32)
+    source = ModelSource.of(model, kwargs, trust_pickle)
+    from dscalc.report import profile as builder
 
-        settings = timing_settings(device, dtype, channels_last, threads, tf32)
-        with _progress("timing the model and its layers"):
-            per_layer = time_rows(result.layers, settings, device, pairs=True)
-            end_to_end = time_model(model, kwargs, shapes, settings)
-        report.grids.append(profile_latency_grid(per_layer, end_to_end, settings))
-        report.data["timing"] = {"end_to_end": end_to_end.to_dict(),
-                                 "layers": [lat.to_dict() for lat in per_layer]}
+    with _progress("tracing" + (" and timing the model and its layers" if time else "")):
+        report = builder.build(source, shapes, depth=depth, check=check.value if check else None, settings=settings)
     _deliver(report, fmt, output)
 
 
 @app.command("device")
 def device_cmd(
-    device: Annotated[str, typer.Option(help="cpu or cuda.", metavar="cpu|cuda")] = "cpu",
+    device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N.", metavar="cpu|cuda")] = "cpu",
     refresh: Annotated[bool, typer.Option("--refresh", help="Measure again instead of using the cache.")] = False,
-    threads: ThreadsOpt = None,
-    fmt: FormatOpt = Format.table,
-    output: OutputOpt = None,
+    threads: ThreadsOpt = None, fmt: FormatOpt = Format.table, output: OutputOpt = None,
 ) -> None:
     """Measured ceilings of this CPU/GPU: peak matmul FLOP/s per dtype, copy bandwidth, launch floor (cached)."""
-    from dscalc import device as D
-    from dscalc import timing
+    from dscalc.measure.settings import check_device, check_threads
+    from dscalc.report import device as builder
 
-    timing.check_device(device)
+    check_threads(threads)
+    need("torch", "torch", "dscalc device")
+    check_device(device)
     with _progress(f"measuring {device} ceilings"):
-        ceilings, cached = D.get_ceilings(device, refresh=refresh, threads=threads)
-    _deliver(D.ceilings_report(ceilings, cached), fmt, output)
+        report = builder.build(device, refresh=refresh, threads=threads)
+    _deliver(report, fmt, output)
+
+
+_MODEL_NAMES = ("input", "kwargs", "trust_pickle")
+_NETWORK_NAMES = ("alpha", "resolution", "as_")
 
 
 @app.command()
 def compare(
+    ctx: typer.Context,
     target: Annotated[str | None, typer.Argument(
-        metavar="TARGET", help="Nothing (a layer from the options), a network (built-in or "
-                                                 ".yaml) or a model (.py, .pt, .pt2, torchvision:NAME).",
-                                                 show_default=False)] = None,
-    cin: Annotated[int | None, typer.Option(help="Input channels (layer).", show_default=False)] = None,
+        metavar="TARGET", help="Nothing (a layer from the options), a network (built-in or .yaml) or a model "
+        "(.py, .pt, .pt2, torchvision:NAME).", show_default=False)] = None,
+    cin: Annotated[int | None, typer.Option(help="Input channels (layer).", show_default=False,
+                                            rich_help_panel=LAYER)] = None,
     cout: CoutOpt = None, k: KOpt = None, size: SizeOpt = None, height: HeightOpt = None,
     width: WidthOpt = None, stride: StrideOpt = "1", padding: PaddingOpt = "same", dilation: DilationOpt = "1",
     groups: GroupsOpt = 1, depth_multiplier: DmOpt = 1, bias: BiasOpt = False, dims: DimsOpt = None,
-    batch: BatchOpt = 1, dtype: DtypeOpt = Dtype.float32,
-    input: Annotated[list[str] | None, typer.Option("--input", "-i", help="Model input shape(s).", metavar="SHAPE",
-                                                    show_default=False)] = None,
-    alpha: Annotated[float, typer.Option(help="Network width multiplier.")] = 1.0,
-    resolution: Annotated[int | None, typer.Option(help="Network input resolution.", show_default=False)] = None,
-    as_: Annotated[As, typer.Option("--as", help="The variant to compare with (networks).")] = As.separable,
+    batch: BatchOpt = 1, dtype: DtypeOpt = DEFAULT_DTYPE,
+    input: InputOpt = None, kwargs: KwargsOpt = None, trust_pickle: TrustOpt = False,
+    alpha: AlphaOpt = 1.0, resolution: ResolutionOpt = None,
+    as_: Annotated[As, typer.Option("--as", help="The variant to compare with (networks).",
+                                    rich_help_panel=NETWORK)] = As.separable,
     time: TimeOpt = False, device: DeviceOpt = "cpu", channels_last: ChannelsLastOpt = False,
     threads: ThreadsOpt = None, tf32: Tf32Opt = False, fmt: FormatOpt = Format.table, output: OutputOpt = None,
 ) -> None:
     """The original and its separable (or standard) variant side by side: params, MACs, predicted and measured."""
-    from dscalc import compare as C
+    from dscalc.cost.parse import shape
+    from dscalc.report import compare as builder
+    from dscalc.trace.source import ModelSource, looks_like_model
 
-    settings = timing_settings(device, dtype, channels_last, threads, tf32) if time else None
+    layer_names = tuple(n for n in _LAYER_NAMES if n not in ("output_padding", "kind", "batch"))
+    need("torch", "torch", "dscalc compare")
+    settings = _settings(time, device, dtype.value, channels_last, threads, tf32)
     if target is None:
+        _reject(given(ctx, _MODEL_NAMES + _NETWORK_NAMES), "applies to a model or network TARGET, not to a layer")
         if cin is None:
             raise BadInput("give a layer (--cin, --cout, --k ...), a network or a model to compare", "cin")
-        result, comparison, assumptions = build_layer(
-            cin=cin, cout=cout, k=k, size=size, height=height, width=width, stride=stride, padding=padding,
-            dilation=dilation, groups=groups, depth_multiplier=depth_multiplier, output_padding="0", bias=bias,
-            dims=dims, batch=batch, kind=None, dtype=dtype)
-        if comparison is None:
-            raise BadInput("a 1x1 conv has no depthwise-separable counterpart", "k")
-        from dscalc.views import layer_report
+        from dscalc.cost.spec import LayerSpec
 
-        report = layer_report(result, comparison, assumptions)
-        report.data["command"] = "compare"
+        spec = LayerSpec.from_options(
+            cin=cin, cout=cout, k=k, size=size, height=height, width=width, stride=stride, padding=padding,
+            dilation=dilation, groups=groups, depth_multiplier=depth_multiplier, bias=bias, dims=dims, batch=batch,
+            dtype=dtype.value, given=given(ctx, layer_names))
         with _progress("predicting and measuring"):
-            C.add_layer_latency(report, result, comparison, settings, device)
-    elif C.is_model(target):
+            report = builder.layer(spec, settings, device)
+    elif looks_like_model(target):
+        _reject(given(ctx, layer_names + ("batch",) + _NETWORK_NAMES),
+                "does not apply to a model (its --input shape sets the batch and sizes)")
         if not input:
             raise BadInput("is required to compare a model", "input")
+        shapes = [shape(s) for s in input]
+        source = ModelSource.of(target, kwargs, trust_pickle)
         with _progress("tracing and measuring"):
-            report = C.model_comparison(target, input, settings, device)
+            report = builder.model(source, shapes, settings)
     else:
+        _reject(given(ctx, layer_names + _MODEL_NAMES), "does not apply to a network (its spec sets the layers)")
         with _progress("costing and measuring"):
-            report = C.network_comparison(target, alpha, resolution, as_.value, batch, dtype.value, settings, device)
+            report = builder.network(target, alpha=alpha, resolution=resolution, as_=as_.value, batch=batch,
+                                     dtype=dtype.value, settings=settings, device=device)
     _deliver(report, fmt, output)
 
 
@@ -435,65 +394,41 @@ def sweep(
     k: Annotated[str, typer.Option("--k", help="Kernel sizes.")] = "3",
     size: Annotated[str, typer.Option(help="Input sizes.")] = "56",
     batch: Annotated[str, typer.Option(help="Batch sizes.")] = "1",
-    dtype: Annotated[str, typer.Option(help="Dtypes: float32,float16,bfloat16.")] = "float32",
+    dtype: Annotated[str, typer.Option(help=f"Dtypes: {','.join(TIMED)}.")] = "float32",
     channels_last: Annotated[str, typer.Option("--channels-last", help="no, yes or both.")] = "no",
-    time: Annotated[bool, typer.Option("--time/--no-time", help="Measure (default) or only predict.")] = True,
+    time: Annotated[bool, typer.Option("--time/--no-time", help="Measure (default) or only predict.",
+                                       rich_help_panel=TIMING)] = True,
     device: DeviceOpt = "cpu", threads: ThreadsOpt = None, tf32: Tf32Opt = False,
     plot: Annotated[Path | None, typer.Option(help="Draw the sweep to FILE.png or FILE.svg (matplotlib).",
-                                              show_default=False, dir_okay=False)] = None,
+                                              show_default=False, dir_okay=False, rich_help_panel=OUTPUT)] = None,
     fmt: FormatOpt = Format.table, output: OutputOpt = None,
 ) -> None:
     """A grid of 3x3 (or --k) configs: MAC, predicted and measured speedup; where separable actually wins."""
-    from dscalc import device as D
-    from dscalc import sweep as S
-    from dscalc import timing
+    from dscalc.cost.dtypes import check
 
-    cins = S.parse_values(cin, "cin")
-    couts = S.parse_values(cout, "cout") if cout else None
-    ks, sizes, batches = S.parse_values(k, "k"), S.parse_values(size, "size"), S.parse_values(batch, "batch")
-    dtypes = [d.strip() for d in dtype.split(",")]
-    for d in dtypes:
-        if d not in timing.DTYPES:
-            raise BadInput(f"expected float32, float16 or bfloat16, got {d!r}", "dtype")
+    dtypes = [check(d.strip(), timed=True).name for d in dtype.split(",")]
     formats = {"no": [False], "yes": [True], "both": [False, True]}.get(channels_last)
     if formats is None:
-        raise BadInput(f"expected no, yes or both, got {channels_last!r}", "channels_last")
+        raise BadInput(f"expected no, yes or both, got {channels_last[:40]!r}", "channels_last")
     if plot is not None and plot.suffix.lower() not in (".png", ".svg"):
         raise BadInput(f"expected a .png or .svg file, got {plot}", "plot")
-    base = timing_settings(device, Dtype.float32, False, threads, tf32)  # checks device and threads
-    settings = base if time else None
-    total = len(cins) * len(couts or [0]) * len(ks) * len(sizes) * len(batches) * len(dtypes) * len(formats)
-    ceilings, _ = D.get_ceilings(device, threads=threads)
-    with _bar(total, "sweeping") as advance:
-        rows = S.run(cins, couts, ks, sizes, batches, dtypes, formats, settings, ceilings, advance)
+    need("torch", "torch", "dscalc sweep")
     if plot is not None:
-        S.plot(rows, str(plot))
-    context = timing.describe(base)
-    _deliver(S.report(rows, {**context, "measured": time}), fmt, output)
+        need("matplotlib", "plot", "--plot")
+    settings = _settings(True, device, "float32", False, threads, tf32)
+    from dscalc.report import sweep as builder
+
+    with _bar("sweeping") as advance:
+        report, rows = builder.build(cin=cin, cout=cout, k=k, size=size, batch=batch, dtypes=dtypes,
+                                     formats=formats, settings=settings, measure=time, progress=advance)
+    if plot is not None:
+        from dscalc.report.plot import sweep_plot
+
+        sweep_plot(rows, str(plot), report.data["device"])
+    _deliver(report, fmt, output)
 
 
-class _bar:
-    """A rich progress bar on stderr (only on a terminal); yields the function that advances it."""
-
-    def __init__(self, total: int, text: str) -> None:
-        self.total, self.text = total, text
-        self.progress: Any = None
-        self.task: Any = None
-
-    def __enter__(self) -> Any:
-        if sys.stderr.isatty():
-            from rich.console import Console
-            from rich.progress import Progress
-
-            self.progress = Progress(console=Console(stderr=True), transient=True)
-            self.progress.__enter__()
-            self.task = self.progress.add_task(self.text, total=self.total)
-        return lambda: self.progress.advance(self.task) if self.progress is not None else None
-
-    def __exit__(self, *exc: object) -> None:
-        if self.progress is not None:
-            self.progress.__exit__(*exc)
-
+# ------------------------------------------------------------------------------------------- entry point
 
 def _app_for(args: list[str]) -> typer.Typer:
     """The app with only the command being run: typer builds the options of every registered command at
@@ -510,23 +445,48 @@ def _app_for(args: list[str]) -> typer.Typer:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point: one clear line and exit 2 for bad input, exit 1 for a runtime failure."""
+    """Console-script entry point: one clear line and exit 2 for bad input, exit 1 for a runtime failure, 130 for
+    Ctrl-C. Never a traceback (DSCALC_DEBUG=1 shows one for an internal error)."""
     args = sys.argv[1:] if argv is None else list(argv)
+    if not args:
+        args = ["--help"]
+    previous = signal.signal(signal.SIGINT, errors.on_sigint) if _main_thread() else None
     try:
         rv = _app_for(args)(args=args, prog_name="dscalc", standalone_mode=False)
     except BadInput as e:
         _fail(e.for_cli(), e.exit_code)
     except DscalcError as e:
         _fail(str(e), e.exit_code)
-    except typer.TyperException as e:  # click's usage errors: missing option, not an integer, bad choice
-        _fail(e.format_message().replace("Value error, ", ""), e.exit_code)
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
     except typer.Abort:
         _fail("aborted", 1)
+    except typer.TyperException as e:  # click's usage errors: missing option, not an integer, bad choice
+        _fail(e.format_message().replace("Value error, ", "").splitlines()[0], e.exit_code)
     except KeyboardInterrupt:
         _fail("interrupted", 130)
+    except RecursionError:
+        _fail("input nested too deeply", 2)
+    except MemoryError:
+        _fail("out of memory", 1)
+    except Exception as e:  # a bug in dscalc: one line, not a traceback (DSCALC_DEBUG=1 for the traceback)
+        if os.environ.get("DSCALC_DEBUG"):
+            raise
+        _fail(f"internal error: {type(e).__name__}: {errors.first_line(e)} (set DSCALC_DEBUG=1 for the traceback)",
+              1)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
     sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
 
 
 def _fail(message: str, code: int) -> None:
     sys.stderr.write(f"dscalc: error: {message}\n")
     sys.exit(code)
+

@@ -35,3 +35,37 @@ class RuntimeFailure(DscalcError):
     """Valid input that could not be carried out (a forward that raises, CUDA missing)."""
 
     exit_code = 1
+
+
+def first_line(e: BaseException, limit: int = 160) -> str:
+    """The first line of an exception's message (its type name when it has none), at most `limit` characters."""
+    text = str(e).strip()
+    line = text.splitlines()[0] if text else type(e).__name__
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+# A Ctrl-C from the user ends the run (exit 130); a KeyboardInterrupt or SystemExit that a model's own code raises
+# is that model's failure (exit 1). The CLI installs `on_sigint` so the two can be told apart.
+_interrupted = False
+
+
+def on_sigint(signum: int, frame: object) -> None:
+    """SIGINT handler: remember that the user pressed Ctrl-C, then interrupt as Python does."""
+    global _interrupted
+    _interrupted = True
+    raise KeyboardInterrupt
+
+
+def interrupted() -> bool:
+    """True once the user pressed Ctrl-C (under the CLI's handler)."""
+    return _interrupted
+
+
+def from_user_code(e: BaseException, where: str) -> RuntimeFailure:
+    """The failure of the user's own code (import, constructor, forward): one line naming where it happened.
+    A SystemExit says its status; a KeyboardInterrupt the user did not cause says so."""
+    if isinstance(e, SystemExit):
+        return RuntimeFailure(f"{where} called sys.exit({e.code!r})")
+    if isinstance(e, KeyboardInterrupt):
+        return RuntimeFailure(f"{where} raised KeyboardInterrupt")
+    return RuntimeFailure(f"{where} raised {type(e).__name__}: {first_line(e)}")

@@ -4,11 +4,11 @@ import doctest
 import re
 from pathlib import Path
 
-import dscalc.layers
+import dscalc.cost.layers
 
 
 def test_module_docstring_examples():
-    assert doctest.testmod(dscalc.layers, raise_on_error=True).attempted > 0
+    assert doctest.testmod(dscalc.cost.layers, raise_on_error=True).attempted > 0
 
 
 def test_readme_python_examples():

@@ -4,24 +4,18 @@ golden tables at a fixed width with colour off, and every bad-input case with it
 from __future__ import annotations
 
 import json
-import os
-import shutil
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import GOLDEN, SCRIPT, run_script
 from typer.testing import CliRunner
 
 from dscalc.cli import app, main
 
-GOLDEN = Path(__file__).parent / "golden"
-SCRIPT = shutil.which("dscalc", path=str(Path(sys.executable).parent)) or "dscalc"
-
-
-def run(*args: str, columns: int = 80) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "COLUMNS": str(columns), "NO_COLOR": "1", "TERM": "dumb"}
-    return subprocess.run([SCRIPT, *args], capture_output=True, text=True, env=env, timeout=120)
+run = run_script  # conftest: the installed console script in a subprocess
 
 
 def test_console_script_is_installed():
@@ -122,7 +116,8 @@ BAD_INPUT = [
       "--output-padding", "2"],
      "--output-padding: 2 must be smaller than stride or dilation (PyTorch's rule)"),
     (["--k", "3", "--cin", "8", "--cout", "8", "--kind", "transposed", "--stride", "2", "--output-padding", "1"],
-     "--output-padding: does not combine with padding 'same', which makes the output in x stride"),
+     "--output-padding: cannot be combined with padding 'same' (the default), which already makes the output "
+     "exactly input x stride; give an explicit padding (e.g. 1) to use it"),
     (["--k", "3", "--cin", "8", "--cout", "8", "--output-padding", "1"],
      "--output-padding: only applies to a transposed convolution"),
 ]
@@ -181,7 +176,7 @@ def test_root_help_lists_every_command(capsys):
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     for command in ("layer", "network", "profile", "device", "compare", "sweep"):
-        assert f"  {command} " in out
+        assert re.search(rf"^\W*{command}\s", out, flags=re.M), command  # in the rich Commands panel
 
 
 def test_readme_layer_example_is_current():

@@ -13,9 +13,10 @@ from hypothesis import strategies as st
 from torch import nn
 from torch_oracles import fvcore_macs, module_for, n_params, torch_macs
 
+from dscalc.cost.kinds import separable_of
+from dscalc.cost.layers import conv, depthwise, linear
+from dscalc.cost.records import LayerCost
 from dscalc.errors import BadInput
-from dscalc.layers import conv, depthwise, linear, separable_of
-from dscalc.records import LayerCost
 
 KINDS = ("standard", "grouped", "depthwise", "pointwise", "transposed", "linear", "separable")
 

@@ -4,8 +4,9 @@ from fractions import Fraction
 
 import pytest
 
-from dscalc import formulas as F
-from dscalc.layers import conv, depthwise, linear, pointwise, separable_of
+from dscalc.cost import formulas as F
+from dscalc.cost.kinds import separable_of
+from dscalc.cost.layers import conv, depthwise, linear, pointwise
 
 
 def test_mobilenet_table3_one_layer():

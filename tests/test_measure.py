@@ -4,19 +4,20 @@ counts unchanged, `device`, `compare`, `sweep`, and CUDA asked for where there i
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 
 import pytest
 import torch
+from conftest import run_in_process
 
-from dscalc import timing
-from dscalc.convert import separable_copy
-from dscalc.layers import conv, separable_of
-from dscalc.profile import profile_model
-from dscalc.roofline import Ceilings, predict, predict_pair
-from dscalc.sweep import parse_values
+from dscalc.cost.kinds import separable_of
+from dscalc.cost.layers import conv
+from dscalc.cost.parse import values as parse_values
+from dscalc.measure import modules, settings
+from dscalc.measure.ceilings import Ceilings
+from dscalc.measure.roofline import predict, predict_pair
+from dscalc.trace.convert import separable_copy
+from dscalc.trace.profile import profile_model
 
 CEIL = Ceilings("cpu", "test", {"float32": 1e11}, bandwidth=1e10, launch=5e-6)
 
@@ -36,21 +37,21 @@ def test_roofline_by_hand():
 
 
 def test_timing_record_and_row_errors(monkeypatch):
-    settings = timing.Settings(min_run_time=0.05, max_run_time=0.5)
-    t = timing.time_layer(conv(8, 16, 3, 16, padding="same"), settings)
+    quick = settings.Settings(min_run_time=0.05, max_run_time=0.5)
+    t = modules.time_layer(conv(8, 16, 3, 16, padding="same"), quick)
     assert t.error is None and t.median > 0 and t.iqr >= 0 and t.runs >= 1 and t.per_run >= 1
 
     def broken(layer):
         raise RuntimeError("CUDA out of memory (simulated)\nmore text")
 
-    monkeypatch.setattr(timing, "module_for", broken)
-    t = timing.time_layer(conv(8, 16, 3, 16), settings)
+    monkeypatch.setattr(modules, "module_for", broken)
+    t = modules.time_layer(conv(8, 16, 3, 16), quick)
     assert t.median is None and t.error == "CUDA out of memory (simulated)"
 
 
 def test_configured_restores_global_state():
     before = (torch.backends.cudnn.benchmark, torch.backends.cuda.matmul.allow_tf32, torch.get_num_threads())
-    with timing.configured(timing.Settings(threads=1, tf32=True)) as ctx:
+    with settings.configured(settings.Settings(threads=1, tf32=True)) as ctx:
         assert torch.backends.cudnn.benchmark and ctx["threads"] == 1 and ctx["tf32"]
     assert (torch.backends.cudnn.benchmark, torch.backends.cuda.matmul.allow_tf32, torch.get_num_threads()) == before
 
@@ -76,14 +77,17 @@ def test_parse_values():
         parse_values("32:x", "cin")
 
 
-def dscalc(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "dscalc", *args], capture_output=True, text=True, timeout=600,
-                          env={**os.environ, **(env or {})})
+dscalc = run_in_process  # conftest: `dscalc ARGS` through dscalc.cli.main
 
 
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory):
-    """A measured device cache, shared by the tests below (one measurement of this CPU)."""
+    """A measured device cache, shared by the tests below (one measurement of this CPU). The machine counts as
+    quiet (a loaded test machine would otherwise be measured again each time: tested on its own below)."""
+    from dscalc.measure import ceilings
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(ceilings, "machine_load", lambda: 0.0)
     home = tmp_path_factory.mktemp("cache")
     env = {"XDG_CACHE_HOME": str(home)}
     r = dscalc("device", "-f", "json", env=env)
@@ -93,13 +97,14 @@ def cache(tmp_path_factory):
     assert 0 < first["launch"] < 1
     again = json.loads(dscalc("device", "-f", "json", env=env).stdout)
     assert again["cached"] is True and again["peak_flops"] == first["peak_flops"]
-    return env
+    yield env
+    mp.undo()
 
 
-def test_time_leaves_counts_unchanged(cache):
+def test_time_leaves_counts_unchanged(fixed_ceilings):
     args = ["layer", "--k", "3", "--cin", "32", "--cout", "64", "--size", "28", "-f", "json"]
-    plain = json.loads(dscalc(*args, env=cache).stdout)
-    timed = json.loads(dscalc(*args, "--time", env=cache).stdout)
+    plain = json.loads(dscalc(*args, env=fixed_ceilings).stdout)
+    timed = json.loads(dscalc(*args, "--time", env=fixed_ceilings).stdout)
     assert plain["rows"] == timed["rows"] and plain["separable"] == timed["separable"]
     speed = timed["timing"]["speedup"]
     assert speed["macs"] == pytest.approx(plain["rows"][0]["macs"] / plain["separable"]["macs"])
@@ -108,16 +113,17 @@ def test_time_leaves_counts_unchanged(cache):
         assert row["median_s"] > 0 and row["runs"] >= 1 and "iqr_s" in row
 
 
-def test_network_and_profile_time_leave_counts_unchanged(cache, tmp_path):
-    plain = json.loads(dscalc("network", "cifar_depthwise", "-f", "json", env=cache).stdout)
-    timed = json.loads(dscalc("network", "cifar_depthwise", "--time", "-f", "json", env=cache).stdout)
+def test_network_and_profile_time_leave_counts_unchanged(fixed_ceilings, tmp_path):
+    plain = json.loads(dscalc("network", "cifar_depthwise", "-f", "json", env=fixed_ceilings).stdout)
+    timed = json.loads(dscalc("network", "cifar_depthwise", "--time", "-f", "json", env=fixed_ceilings).stdout)
     assert plain["rows"] == timed["rows"] and plain["totals"] == timed["totals"]
     assert timed["timing"]["measured_s"] > 0
     model = tmp_path / "m.py"
     model.write_text("from torch import nn\ndef net():\n    return nn.Sequential(nn.Conv2d(3, 16, 3), nn.ReLU(), "
                      "nn.Conv2d(16, 16, 3, groups=16))\n")
-    plain = json.loads(dscalc("profile", str(model), "-i", "1x3x32x32", "-f", "json", env=cache).stdout)
-    timed = json.loads(dscalc("profile", str(model), "-i", "1x3x32x32", "--time", "-f", "json", env=cache).stdout)
+    args = ["profile", str(model), "-i", "1x3x32x32", "-f", "json"]
+    plain = json.loads(dscalc(*args, env=fixed_ceilings).stdout)
+    timed = json.loads(dscalc(*args, "--time", env=fixed_ceilings).stdout)
     assert plain["rows"] == timed["rows"] and plain["totals"] == timed["totals"]
     assert timed["timing"]["end_to_end"]["median_s"] > 0 and len(timed["timing"]["layers"]) == 2
     # Conv2d(3, 16, 3) on 32x32 -> 30x30: 3*16*9*900 = 388,800 MACs; as dw + pw 3*9*900 + 3*16*900 = 67,500
@@ -128,8 +134,8 @@ def test_network_and_profile_time_leave_counts_unchanged(cache, tmp_path):
     assert "separable" not in timed["timing"]["layers"][1]  # the depthwise conv has no counterpart
 
 
-def test_compare_network_and_model(cache, tmp_path):
-    r = json.loads(dscalc("compare", "cifar_conv", "-f", "json", env=cache).stdout)
+def test_compare_network_and_model(fixed_ceilings, tmp_path):
+    r = json.loads(dscalc("compare", "cifar_conv", "-f", "json", env=fixed_ceilings).stdout)
     # cifar_conv (worked in test_network): 230,885,888 MACs. As separable, per module [1x1 conv, 2 x (dw + pw)]:
     #   32x32: 3*64*1024 + 2*(64*9*1024 + 64*64*1024)          = 196,608 + 9,568,256   = 9,764,864
     #   16x16: 64*128*256 + 2*(128*9*256 + 128*128*256)       = 2,097,152 + 8,978,432 = 11,075,584
@@ -138,28 +144,28 @@ def test_compare_network_and_model(cache, tmp_path):
     assert r["original"]["macs"] == 230_885_888 and r["variant"]["macs"] == 31_623_680
     model = tmp_path / "m.py"
     model.write_text("from torch import nn\ndef net():\n    return nn.Conv2d(16, 32, 3, padding=1)\n")
-    r = json.loads(dscalc("compare", str(model), "-i", "1x16x8x8", "--time", "-f", "json", env=cache).stdout)
+    r = json.loads(dscalc("compare", str(model), "-i", "1x16x8x8", "--time", "-f", "json", env=fixed_ceilings).stdout)
     # 3x3 16->32 on 8x8: 16*32*9*64 = 294,912; as dw + pw: 16*9*64 + 16*32*64 = 9,216 + 32,768 = 41,984
     assert (r["original"]["macs"], r["variant"]["macs"], r["replaced"]) == (294_912, 41_984, 1)
     assert r["original"]["measured_s"] > 0 and r["variant"]["measured_s"] > 0
 
 
-def test_sweep_csv_and_plot(cache, tmp_path):
-    r = dscalc("sweep", "--cin", "16,32", "--size", "8", "--batch", "1,2", "--no-time", "-f", "csv", env=cache)
+def test_sweep_csv_and_plot(fixed_ceilings, tmp_path):
+    r = dscalc("sweep", "--cin", "16,32", "--size", "8", "--batch", "1,2", "--no-time", "-f", "csv", env=fixed_ceilings)
     lines = r.stdout.splitlines()
     assert len(lines) == 5 and lines[0].startswith("cin,cout,k,size,batch,dtype")
     # 3x3 16->16: MAC speedup 1 / (1/16 + 1/9)
     assert float(lines[1].split(",")[lines[0].split(",").index("mac_speedup")]) == pytest.approx(1 / (1 / 16 + 1 / 9))
-    measured = json.loads(dscalc("sweep", "--cin", "16", "--size", "8", "-f", "json", env=cache).stdout)
+    measured = json.loads(dscalc("sweep", "--cin", "16", "--size", "8", "-f", "json", env=fixed_ceilings).stdout)
     assert measured["rows"][0]["measured_speedup"] > 0 and measured["measured"] == 1
     plot = tmp_path / "sweep.png"
-    r = dscalc("sweep", "--cin", "16,32", "--size", "8", "--no-time", "--plot", str(plot), env=cache)
+    r = dscalc("sweep", "--cin", "16,32", "--size", "8", "--no-time", "--plot", str(plot), env=fixed_ceilings)
     assert r.returncode == 0 and plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_plot_without_matplotlib(monkeypatch, tmp_path):
     from dscalc.errors import BadInput
-    from dscalc.sweep import plot
+    from dscalc.report.plot import sweep_plot as plot
 
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
     with pytest.raises(BadInput, match=r"needs matplotlib: pip install 'dscalc\[plot\]'"):
@@ -180,6 +186,52 @@ def test_cuda_missing_is_one_line_exit_1(args):
 @pytest.mark.skipif(torch.get_num_threads() == 1, reason="the default is already one thread")
 def test_ceilings_are_kept_per_thread_count(cache):
     one = json.loads(dscalc("device", "--threads", "1", "-f", "json", env=cache).stdout)
-    assert one["cached"] is False and "(1 threads)" in one["name"]  # not the default-thread entry
+    assert one["cached"] is False and "(1 thread)" in one["name"]  # not the default entry
     again = json.loads(dscalc("device", "--threads", "1", "-f", "json", env=cache).stdout)
     assert again["cached"] is True and again["peak_flops"] == one["peak_flops"]
+
+
+TINY = ("from torch import nn\n\ndef net():\n"
+        "    return nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 8, 1))\n")
+TINY_SPEC = "input: [3, 8, 8]\nlayers:\n  - conv: {filters: 8, k: 3}\n  - relu\n  - pointwise: {filters: 8}\n"
+MEASURED = {"timing.median_s", "timing.iqr_s", "timing.runs", "timing.reliable", "timing.predicted_s",
+            "timing.bound"}
+
+
+def test_every_time_reaches_csv(fixed_ceilings, tmp_path):
+    # measurements are rows like counts: layer, network, profile and compare --time carry them in CSV
+    (tmp_path / "tiny.py").write_text(TINY)
+    (tmp_path / "tiny.yaml").write_text(TINY_SPEC)
+    layer = ["--k", "3", "--cin", "8", "--cout", "8", "--size", "8"]
+    for args, extra in [(["layer", *layer], {"timing.speedup.measured", "timing.speedup.macs", "timing.verdict"}),
+                        (["network", str(tmp_path / "tiny.yaml")], set()),
+                        (["profile", str(tmp_path / "tiny.py"), "-i", "1x3x8x8"],
+                         {"timing.separable.median_s", "timing.separable.speedup.measured",
+                          "timing.separable.speedup.macs"}),
+                        (["compare", *layer], {"timing.speedup.measured"})]:
+        r = dscalc(*args, "--time", "-f", "csv")
+        assert r.returncode == 0, r.stderr
+        header = r.stdout.splitlines()[0].split(",")
+        assert MEASURED | extra <= set(header), (args[0], sorted(MEASURED | extra - set(header)))
+        assert "{" not in r.stdout and "'" not in r.stdout  # no Python reprs in a cell
+
+
+def test_profile_a_pickled_whole_model_with_time(fixed_ceilings, tmp_path):
+    # the --trust-pickle of the command reaches the timed (CPU) build too
+    torch.save(torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3)), tmp_path / "whole.pt")
+    r = dscalc("profile", str(tmp_path / "whole.pt"), "--trust-pickle", "--time", "-i", "1x3x16x16", "-f", "json")
+    assert r.returncode == 0, r.stderr
+    data = json.loads(r.stdout)
+    assert data["totals"]["macs"] == 3 * 8 * 9 * 14 * 14 == 42_336  # 3x3, 3 -> 8 channels, 16x16 -> 14x14
+    assert data["timing"]["end_to_end"]["median_s"] > 0
+
+
+def test_ceilings_measured_under_load_are_measured_again(fixed_ceilings):
+    # an entry that says every CPU was busy when it was measured is not reused; a quiet one is
+    from dscalc.measure import ceilings
+
+    quiet = ceilings.load_cached("cpu", 1)
+    assert quiet is not None and not quiet.under_load and quiet.load == 0.1
+    ceilings.save(ceilings.Ceilings(**{**quiet.__dict__, "load": 1.5}))
+    assert ceilings.load_cached("cpu", 1) is None
+    assert ceilings.Ceilings(**{**quiet.__dict__, "load": 1.5}).under_load

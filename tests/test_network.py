@@ -4,16 +4,15 @@ metadata, and torch reference models counted with FlopCounterMode and sum(p.nume
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
+from conftest import run_in_process
 from reference_models import cifar, mobilenet_v1, xception
 from torch_oracles import n_params, torch_macs
 
-from dscalc import network as N
-from dscalc.views import by_kind, totals
+from dscalc.cost import network as N
+from dscalc.cost.totals import by_kind, totals
 
 
 def dscalc_totals(name, **kw):
@@ -178,8 +177,7 @@ def test_readme_spec_is_the_tested_one():
 
 # ------------------------------------------------------------------------------------------- the CLI
 
-def dscalc(*args):
-    return subprocess.run([sys.executable, "-m", "dscalc", *args], capture_output=True, text=True, timeout=120)
+dscalc = run_in_process  # conftest: `dscalc ARGS` through dscalc.cli.main
 
 
 def test_network_json_schema():

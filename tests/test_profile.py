@@ -4,15 +4,15 @@ FlopCounterMode, fvcore per layer, a functional/transposed model worked by hand,
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import textwrap
 
 import pytest
 import torch
+from conftest import run_in_process
 from torch_oracles import torch_macs
 
-from dscalc.profile import check_fvcore, profile_model
+from dscalc.trace.profile import check_fvcore, profile_model
 
 tv = pytest.importorskip("torchvision")
 
@@ -69,8 +69,7 @@ def mixed_file(tmp_path):
     return path
 
 
-def dscalc(*args):
-    return subprocess.run([sys.executable, "-m", "dscalc", *args], capture_output=True, text=True, timeout=300)
+dscalc = run_in_process  # conftest: `dscalc ARGS` through dscalc.cli.main
 
 
 def test_mixed_functional_transposed_pointwise(mixed_file):
@@ -215,3 +214,24 @@ def test_depth_collapses_module_paths():
     assert sum(r.params for r in top.rows) == full.totals["params"]  # every parameter lands in one group
     layer1 = [r for r in full.rows if r.name.startswith("layer1.")]
     assert next(r for r in top.rows if r.name == "layer1").macs == sum(r.macs for r in layer1)
+
+
+COUNTED = """
+from pathlib import Path
+from torch import nn
+
+def net():
+    with open(Path(__file__).with_suffix(".builds"), "a") as f:
+        f.write("built\\n")
+    return nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU())
+"""
+
+
+@pytest.mark.parametrize("args,builds", [([], 1), (["--check", "fvcore"], 2), (["--time", "--check", "fvcore"], 1)])
+def test_a_model_is_built_once_per_device(tmp_path, fixed_ceilings, args, builds):
+    # counting builds it on meta; the fvcore check and timing need it on the CPU - built once, shared
+    path = tmp_path / "counted.py"
+    path.write_text(COUNTED)
+    r = dscalc("profile", str(path), "-i", "1x3x8x8", *args, "-f", "json")
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "counted.builds").read_text().count("built") == builds

@@ -9,7 +9,7 @@ import torch.nn.functional as TF
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from dscalc.records import LayerCost
+from dscalc.cost.records import LayerCost
 
 
 class PaddedConv(nn.Module):

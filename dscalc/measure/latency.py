@@ -1,0 +1,144 @@
+"""Theory next to measurement: for a layer (and its depthwise-separable pair) or every weighted row of a network
+or model, the roofline prediction from the device's ceilings and, with timing settings, the measured latency.
+These are records like the counts: every output format shows them."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, replace
+from typing import Any
+
+from dscalc.cost.kinds import WEIGHTED, separable_of
+from dscalc.cost.records import LayerCost, SeparableComparison
+from dscalc.measure.ceilings import Ceilings, get_ceilings
+from dscalc.measure.modules import time_layer, time_pair
+from dscalc.measure.roofline import Prediction, predict, predict_pair
+from dscalc.measure.settings import Settings, configured
+from dscalc.measure.timer import Timing, overlap
+
+
+@dataclass(frozen=True)
+class Latency:
+    """One kernel (or a pair run back to back): predicted and, where measured, measured latency."""
+
+    name: str
+    macs: int
+    bytes: int
+    predicted: Prediction | None
+    timing: Timing | None  # None when not measured
+    pair: PairLatency | None = None  # its depthwise-separable counterpart, where one was measured
+
+    def to_dict(self) -> dict[str, Any]:
+        row: dict[str, Any] = {"name": self.name, "macs": self.macs, "bytes": self.bytes}
+        if self.predicted:
+            row["predicted_s"] = self.predicted.seconds
+            row["bound"] = self.predicted.bound
+        if self.timing is not None:
+            row.update(self.timing.to_dict())
+        if self.pair is not None:
+            pair = self.pair.pair
+            row["separable"] = {"macs": pair.macs, **(pair.timing.to_dict() if pair.timing else {}),
+                                "speedup": self.pair.speedups(), "verdict": self.pair.verdict}
+        return row
+
+
+@dataclass(frozen=True)
+class PairLatency:
+    """Original vs separable: latency rows, the three speedups (theory, roofline, measured) and the verdict."""
+
+    original: Latency
+    depthwise: Latency
+    pointwise: Latency
+    pair: Latency
+
+    @property
+    def mac_speedup(self) -> float:
+        return self.original.macs / self.pair.macs
+
+    @property
+    def predicted_speedup(self) -> float | None:
+        if self.original.predicted and self.pair.predicted:
+            return self.original.predicted.seconds / self.pair.predicted.seconds
+        return None
+
+    @property
+    def measured_speedup(self) -> float | None:
+        a, b = self.original.timing, self.pair.timing
+        if a is not None and b is not None and a.median and b.median:
+            return float(a.median / b.median)
+        return None
+
+    @property
+    def verdict(self) -> str | None:
+        """'separable wins', 'standard wins' or 'too close to call' (the two IQRs overlap); None unmeasured."""
+        gain = self.measured_speedup
+        if gain is None:
+            return None
+        if overlap(self.original.timing, self.pair.timing):
+            return "too close to call"
+        return "separable wins" if gain > 1 else f"{self.original.name} wins"
+
+    def speedups(self) -> dict[str, float | None]:
+        return {"macs": self.mac_speedup, "predicted": self.predicted_speedup, "measured": self.measured_speedup}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"rows": [r.to_dict() for r in (self.original, self.depthwise, self.pointwise, self.pair)],
+                "speedup": self.speedups(), "verdict": self.verdict}
+
+
+def ceilings_for(settings: Settings | None, device: str = "cpu") -> Ceilings:
+    """The device's ceilings at the thread count the measurement will use (measured once, then cached)."""
+    if settings is not None:
+        return get_ceilings(settings.device, threads=settings.threads)[0]
+    return get_ceilings(device)[0]
+
+
+def layer_latency(layer: LayerCost, ceilings: Ceilings, settings: Settings | None, name: str | None = None) -> Latency:
+    """One layer: predicted from the ceilings; measured when timing settings are given."""
+    measured = time_layer(layer, settings) if settings else None
+    return Latency(name or layer.name, layer.macs, layer.bytes, predict(layer, ceilings), measured)
+
+
+def pair_latency(comparison: SeparableComparison, ceilings: Ceilings | None, settings: Settings | None) -> PairLatency:
+    """Predict (with ceilings) and measure (with timing settings) the original and its separable pair."""
+
+    def row(layer: LayerCost, name: str) -> Latency:
+        pred = predict(layer, ceilings) if ceilings else None
+        measured = time_layer(layer, settings) if settings else None
+        return Latency(name, layer.macs, layer.bytes, pred, measured)
+
+    original = row(comparison.original, comparison.original.kind)
+    dw, pw = row(comparison.depthwise, "depthwise"), row(comparison.pointwise, "pointwise")
+    pair_pred = None
+    if ceilings:
+        d, p, total = predict_pair(comparison, ceilings)
+        pair_pred = Prediction(total, "2 kernels", d.compute_s + p.compute_s, d.memory_s + p.memory_s,
+                               d.launch_s + p.launch_s)
+    pair_timing = time_pair(comparison.depthwise, comparison.pointwise, settings) if settings else None
+    pair = Latency("dw then pw", comparison.macs, comparison.bytes, pair_pred, pair_timing)
+    return PairLatency(original, dw, pw, pair)
+
+
+def time_rows(rows: list[LayerCost], settings: Settings | None, ceilings: Ceilings,
+              pairs: bool = False) -> list[Latency]:
+    """Predicted latency of every weighted row and, with timing settings, its measured latency, each run on its
+    own; with `pairs`, also of the depthwise-separable counterpart of every row that has one."""
+    out = []
+    with configured(settings) if settings else contextlib.nullcontext():
+        for r in rows:
+            if r.kind not in WEIGHTED:
+                continue
+            comparison = separable_of(r) if pairs else None
+            if comparison is not None:
+                measured = pair_latency(comparison, ceilings, settings)
+                out.append(replace(measured.original, name=r.name, pair=measured))
+            else:
+                out.append(layer_latency(r, ceilings, settings))
+    return out
+
+
+def latency_sums(latencies: list[Latency]) -> tuple[float, float | None]:
+    """Predicted and measured seconds summed over layers (measured: None unless every layer was measured)."""
+    predicted = sum(lat.predicted.seconds for lat in latencies if lat.predicted)
+    medians = [lat.timing.median if lat.timing is not None else None for lat in latencies]
+    return predicted, sum(m for m in medians if m) if medians and all(medians) else None

@@ -1,0 +1,37 @@
+"""Roofline prediction from exact counts and measured device ceilings. Pure Python, no torch.
+
+predicted time = max(FLOPs / peak FLOP/s, bytes / bandwidth, launch floor), per kernel; a
+depthwise-separable pair is two kernels, and the depthwise output is written then read back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dscalc.cost.records import LayerCost, SeparableComparison
+from dscalc.measure.ceilings import Ceilings
+
+
+@dataclass(frozen=True)
+class Prediction:
+    seconds: float
+    bound: str  # compute | memory | launch
+    compute_s: float
+    memory_s: float
+    launch_s: float
+
+
+def predict(layer: LayerCost, ceilings: Ceilings) -> Prediction:
+    """Roofline time of one kernel: the slowest of compute, memory traffic and the launch floor."""
+    peak = ceilings.peak_flops.get(layer.dtype) or max(ceilings.peak_flops.values())
+    compute = layer.flops / peak
+    memory = layer.bytes / ceilings.bandwidth
+    times = {"compute": compute, "memory": memory, "launch": ceilings.launch}
+    bound = max(times, key=lambda k: times[k])
+    return Prediction(times[bound], bound, compute, memory, ceilings.launch)
+
+
+def predict_pair(pair: SeparableComparison, ceilings: Ceilings) -> tuple[Prediction, Prediction, float]:
+    """Predictions of the depthwise and pointwise kernels and their sum."""
+    dw, pw = predict(pair.depthwise, ceilings), predict(pair.pointwise, ceilings)
+    return dw, pw, dw.seconds + pw.seconds

@@ -1,0 +1,101 @@
+"""Measured latency with torch.utils.benchmark, one protocol for every measurement: three warm-up calls, then
+timed blocks (adaptive_autorange) until the IQR is under 5% of the median or the time budget is spent, topped up
+to at least MIN_RUNS blocks. CUDA is synchronized by the benchmark timer. A timing is *reliable* when it ran at
+least MIN_RUNS blocks and its IQR is at most RELIABLE_IQR of its median; otherwise every output says so.
+Errors of one row (out of memory, an unsupported dtype) come back in that row's record."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from dscalc.errors import first_line
+from dscalc.measure.settings import Settings
+
+#: fewest timed blocks a reliable timing has
+MIN_RUNS = 5
+#: largest IQR / median a reliable timing has
+RELIABLE_IQR = 0.10
+
+
+@dataclass(frozen=True)
+class Timing:
+    """One measured latency: median and quartiles in seconds over `runs` timed blocks of `per_run` calls."""
+
+    median: float | None
+    iqr: float | None
+    runs: int
+    per_run: int
+    error: str | None = None
+    q1: float | None = None
+    q3: float | None = None
+
+    @property
+    def reliable(self) -> bool:
+        return (self.error is None and self.median is not None and self.iqr is not None
+                and self.runs >= MIN_RUNS and self.iqr <= RELIABLE_IQR * self.median)
+
+    @property
+    def why_unreliable(self) -> str:
+        """'' when reliable; else what is wrong: 'IQR 34% of median', '3 runs'."""
+        if self.error or self.median is None or self.iqr is None:
+            return ""
+        reasons = []
+        if self.runs < MIN_RUNS:
+            reasons.append(f"{self.runs} run{'s' if self.runs != 1 else ''}")
+        if self.iqr > RELIABLE_IQR * self.median:
+            reasons.append(f"IQR {100 * self.iqr / self.median:.0f}% of median")
+        return ", ".join(reasons)
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.error:
+            return {"error": self.error}
+        return {"median_s": self.median, "iqr_s": self.iqr, "q1_s": self.q1, "q3_s": self.q3, "runs": self.runs,
+                "per_run": self.per_run, "reliable": self.reliable}
+
+    @classmethod
+    def failed(cls, error: str) -> Timing:
+        return cls(None, None, 0, 0, error)
+
+
+def overlap(a: Timing | None, b: Timing | None) -> bool:
+    """True when the interquartile ranges of two timings overlap: their order is not established."""
+    if a is None or b is None or a.q1 is None or a.q3 is None or b.q1 is None or b.q3 is None:
+        return False
+    return a.q1 <= b.q3 and b.q1 <= a.q3
+
+
+def measure(fn: Callable[[], Any], settings: Settings, label: str = "") -> Timing:
+    """Median latency of `fn` by the protocol above."""
+    import logging
+
+    import torch
+
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)  # "No CUDA runtime" on CPU builds
+    from torch.utils import benchmark
+
+    try:
+        for _ in range(3):
+            fn()
+        if settings.device.startswith("cuda"):
+            torch.cuda.synchronize()
+        timer = benchmark.Timer(stmt="fn()", globals={"fn": fn}, label=label,
+                                num_threads=settings.threads or torch.get_num_threads())
+        m = timer.adaptive_autorange(threshold=0.05, min_run_time=settings.min_run_time,
+                                     max_run_time=settings.max_run_time)
+        raw = list(m.raw_times)
+        while len(raw) < MIN_RUNS and sum(raw) < 3 * settings.max_run_time:  # slow kernels: top up the blocks
+            raw += timer.timeit(m.number_per_run).raw_times
+        per_call = [t / m.number_per_run for t in raw]
+        if len(per_call) >= 2:
+            q1, _, q3 = statistics.quantiles(per_call, n=4, method="inclusive")
+        else:
+            q1 = q3 = per_call[0]
+        return Timing(statistics.median(per_call), q3 - q1, len(per_call), m.number_per_run, q1=q1, q3=q3)
+    except torch.cuda.OutOfMemoryError:
+        torch.cuda.empty_cache()
+        return Timing.failed("out of memory")
+    except (RuntimeError, NotImplementedError, ValueError, TypeError) as e:
+        return Timing.failed(first_line(e))

@@ -1,0 +1,126 @@
+"""Latency rows as report parts: the fields every measured row carries (in JSON, CSV and on screen), the latency
+grids of `layer --time` / `compare`, and of `network --time` / `profile --time`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dscalc.measure.latency import Latency, PairLatency, latency_sums
+from dscalc.measure.timer import MIN_RUNS, RELIABLE_IQR, Timing
+from dscalc.report.fmt import exact, seconds, speedup
+from dscalc.report.model import Column, Grid, name, text
+
+#: what an unreliable timing is, said once under every grid that marks one
+UNRELIABLE = (f"noisy: fewer than {MIN_RUNS} timed runs or an IQR above {100 * RELIABLE_IQR:.0f}% of the median - "
+              "repeat it, or quiet the machine")
+
+
+def fields(lat: Latency) -> dict[str, Any]:
+    """The timing columns of one row (nested under `timing`, so CSV shows timing.median_s, ...)."""
+    out: dict[str, Any] = {}
+    if lat.predicted:
+        out["predicted_s"], out["bound"] = lat.predicted.seconds, lat.predicted.bound
+    if lat.timing is not None:
+        out.update(lat.timing.to_dict())
+    if lat.pair is not None:
+        out["separable"] = {**(lat.pair.pair.timing.to_dict() if lat.pair.pair.timing else {}),
+                            "speedup": lat.pair.speedups(), "verdict": lat.pair.verdict}
+    return out
+
+
+def attach(records: list[dict[str, Any]], latencies: dict[str, Latency]) -> None:
+    """Add the timing fields to the CSV record of each row that was predicted or measured (matched by name)."""
+    for record in records:
+        lat = latencies.get(record.get("name", ""))
+        if lat is not None:
+            record["timing"] = fields(lat)
+
+
+def measured_cell(t: Timing | None) -> str:
+    if t is None:
+        return "-"
+    return t.error or seconds(t.median)
+
+
+def quality_cell(t: Timing | None) -> str:
+    """'' for a reliable timing, 'noisy (IQR 34% of median)' otherwise."""
+    if t is None or t.error or t.reliable:
+        return ""
+    return f"noisy ({t.why_unreliable})"
+
+
+def verdict_line(pair: PairLatency) -> str:
+    gain = pair.measured_speedup
+    verdict = pair.verdict
+    said = "" if verdict is None else (" - too close to call (the IQRs overlap)" if verdict == "too close to call"
+                                       else " - separable wins" if gain and gain > 1 else " - separable LOSES")
+    return (f"separable speedup: MACs {speedup(pair.mac_speedup)}, roofline {speedup(pair.predicted_speedup)}, "
+            f"measured {speedup(gain)}{said}")
+
+
+def layer_grid(rows: list[Latency], pair: PairLatency | None, context: dict[str, Any]) -> Grid:
+    """Theory, roofline and measurement of a layer (and, with `pair`, its separable pair and the verdict)."""
+    measured_any = any(r.timing is not None for r in rows)
+    grid = Grid(title=f"latency on {context['device']}",
+                columns=[name("kernel"), Column("MACs"), Column("predicted"), text("bound"), Column("measured"),
+                         Column("IQR"), Column("runs"), text("")],
+                caption=caption(context) if measured_any else "predicted from the device's ceilings; --time measures")
+    for i, r in enumerate(rows):
+        t = r.timing
+        grid.add(r.name, exact(r.macs), seconds(r.predicted.seconds) if r.predicted else "-",
+                 r.predicted.bound if r.predicted else "", measured_cell(t),
+                 seconds(t.iqr) if t is not None and not t.error else "", str(t.runs) if t is not None else "",
+                 quality_cell(t), end_section=pair is not None and i in (0, 2))
+    if pair is not None:
+        grid.notes.append(verdict_line(pair))
+    if any(quality_cell(r.timing) for r in rows):
+        grid.notes.append(UNRELIABLE)
+    return grid
+
+
+def caption(context: dict[str, Any]) -> str:
+    threads = context["threads"]
+    return (f"median of repeated runs (torch.utils.benchmark), {context['dtype']}"
+            + (", channels-last" if context.get("channels_last") else "")
+            + f", {threads} thread{'s' if threads != 1 else ''}, TF32 {'on' if context['tf32'] else 'off'}")
+
+
+def layers_grid(per_layer: list[Latency], context: dict[str, Any], end_to_end: Timing | None = None,
+                title: str = "") -> Grid:
+    """Every weighted layer of a network or model: predicted and measured, each run on its own; with pairs, its
+    separable pair measured beside it; the sum; and (for a model) the whole forward end to end."""
+    pairs = any(lat.pair is not None for lat in per_layer)
+    columns = [name("layer"), Column("MACs"), Column("predicted"), text("bound"), Column("measured"), Column("IQR"),
+               text("")]
+    if pairs:
+        columns += [Column("as separable"), Column("speedup"), Column("(MACs)")]
+    grid = Grid(title=title or f"measured on {context['device']}", columns=columns,
+                caption=caption(context) + "; each layer run on its own"
+                + ("; as separable: its depthwise + pointwise pair, measured" if pairs else ""))
+    for lat in per_layer:
+        t = lat.timing
+        cells = [lat.name, exact(lat.macs), seconds(lat.predicted.seconds) if lat.predicted else "-",
+                 lat.predicted.bound if lat.predicted else "", measured_cell(t),
+                 "" if t is None or t.error else seconds(t.iqr), quality_cell(t)]
+        if pairs:
+            p = lat.pair
+            cells += [measured_cell(p.pair.timing), speedup(p.measured_speedup), speedup(p.mac_speedup)] if p \
+                else ["", "", ""]
+        grid.add(*cells)
+    predicted, measured = latency_sums(per_layer)
+    blank = [""] * (3 if pairs else 0)
+    grid.add("sum of the layers", "", seconds(predicted), "", seconds(measured), "", "", *blank, end_section=True)
+    if end_to_end is not None:
+        grid.add("end to end (whole forward)", "", "", "", measured_cell(end_to_end),
+                 "" if end_to_end.error else seconds(end_to_end.iqr), quality_cell(end_to_end), *blank)
+    if any(quality_cell(lat.timing) for lat in per_layer) or quality_cell(end_to_end):
+        grid.notes.append(UNRELIABLE)
+    return grid
+
+
+def section(per_layer: list[Latency], context: dict[str, Any]) -> dict[str, Any]:
+    """The JSON `timing` object of a network or model: the conditions, every row, the sums."""
+    predicted, measured = latency_sums(per_layer)
+    rows = [lat.to_dict() for lat in per_layer]
+    # `layers` is the name schema 1 started with for these two commands; `rows` is every command's name
+    return {**context, "rows": rows, "layers": rows, "predicted_s": predicted, "measured_s": measured}

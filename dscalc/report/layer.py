@@ -1,0 +1,102 @@
+"""`dscalc layer` (and `compare` of a layer): one layer and, where one exists, its depthwise-separable counterpart,
+with the closed forms; with timing settings, its predicted and measured latency."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from dscalc.cost.kinds import formula, label, separable_formula
+from dscalc.cost.records import LayerCost, SeparableComparison
+from dscalc.cost.spec import LayerSpec
+from dscalc.measure.latency import Latency, ceilings_for, layer_latency, pair_latency
+from dscalc.measure.settings import Settings, configured, describe
+from dscalc.report import latency as lat
+from dscalc.report.fmt import exact, ratio, shape, si, times
+from dscalc.report.model import CONVENTIONS, Column, Grid, Report, name
+
+
+def layer_row(layer: LayerCost) -> dict[str, Any]:
+    """The base keys of every layer-like row, in every command's JSON and CSV."""
+    return layer.to_dict()
+
+
+def _cells(layer: LayerCost, shown: str | None = None) -> list[str]:
+    return [shown or label(layer), shape(layer.output_shape), exact(layer.params), exact(layer.macs),
+            si(layer.flops), f"{layer.intensity:.1f}"]
+
+
+def counts(layer: LayerCost, comparison: SeparableComparison | None, assumptions: list[str],
+           command: str = "layer") -> Report:
+    """The counts: the layer, its separable pair, their ratio and the closed forms."""
+    rows = [layer] if comparison is None else [layer, comparison.depthwise, comparison.pointwise]
+    data: dict[str, Any] = {"command": command, "conventions": CONVENTIONS, "assumptions": assumptions,
+                            "rows": [layer_row(r) for r in rows]}
+    records = [layer_row(r) for r in rows]
+    if comparison is not None:
+        data.update(comparison.to_dict())
+        records.append({"name": "separable", "kind": "separable", **comparison.to_dict()["separable"]})
+
+    grid = Grid(
+        title=f"{label(layer)}: {shape(layer.input_shape)} -> {shape(layer.output_shape)}",
+        columns=[name("layer"), Column("output", "left"), Column("params"), Column("MACs"), Column("FLOPs"),
+                 Column("FLOP/B")],
+        caption="; ".join(assumptions),
+    )
+    sym, num = formula(layer)
+    if comparison is None:
+        grid.add(*_cells(layer))
+        grid.notes.append(f"{layer.kind} MACs = {sym} = {num} = {exact(layer.macs)}")
+        return Report(command, data, records, [grid])
+    dw, pw = comparison.depthwise, comparison.pointwise
+    grid.add(*_cells(layer), end_section=True)
+    grid.add(*_cells(dw))
+    grid.add(*_cells(pw), end_section=True)
+    grid.add("separable = dw + pw", "", exact(comparison.params), exact(comparison.macs), si(comparison.flops),
+             f"{comparison.flops / comparison.bytes:.1f}")
+    grid.add(f"separable/{layer.kind}", "", ratio(comparison.params_ratio), ratio(comparison.macs_ratio), "", "")
+    grid.add("fewer by", "", times(comparison.params_ratio), times(comparison.macs_ratio), "", "")
+    (dw_sym, dw_num), (pw_sym, pw_num) = formula(dw), formula(pw)
+    closed_sym, closed_num = separable_formula(comparison)
+    grid.notes += [
+        f"{layer.kind:<9} {sym} = {num} = {exact(layer.macs)} MACs",
+        f"separable {dw_sym} + {pw_sym}",
+        f"          = {dw_num} + {pw_num}",
+        f"          = {exact(dw.macs)} + {exact(pw.macs)} = {exact(comparison.macs)} MACs",
+        f"ratio     {closed_sym} = {closed_num} = {ratio(comparison.closed_form)} (closed form)",
+        f"          exact counts: {exact(comparison.macs)} / {exact(layer.macs)} = {ratio(comparison.macs_ratio)}",
+    ]
+    return Report(command, data, records, [grid])
+
+
+def add_latency(report: Report, layer: LayerCost, comparison: SeparableComparison | None,
+                settings: Settings | None, device: str = "cpu") -> None:
+    """Predicted (always) and measured (with settings) latency of the layer and its pair: a grid, the JSON
+    `timing` object, and timing columns on each CSV row."""
+    ceilings = ceilings_for(settings, device)
+    context = describe(settings) if settings else {"device": ceilings.name}
+    with configured(settings) if settings else contextlib.nullcontext():
+        if comparison is not None:
+            pair = pair_latency(comparison, ceilings, settings)
+            rows = [pair.original, pair.depthwise, pair.pointwise, pair.pair]
+            data = pair.to_dict()
+            by_record: dict[str, Latency] = dict(zip([r["name"] for r in report.records], rows))
+        else:
+            single = layer_latency(layer, ceilings, settings, name=layer.kind)
+            pair, rows, data = None, [single], {"rows": [single.to_dict()]}
+            by_record = {report.records[0]["name"]: single}
+    report.grids.append(lat.layer_grid(rows, pair, context))
+    report.data["timing"] = {**context, **data}
+    lat.attach(report.records, by_record)
+    if pair is not None:  # the verdict belongs to the separable row of the CSV
+        report.records[-1]["timing"].update(speedup=pair.speedups(), verdict=pair.verdict)
+
+
+def build(spec: LayerSpec, settings: Settings | None = None, *, command: str = "layer", predict: bool = False,
+          device: str = "cpu") -> Report:
+    """The report of one layer; with settings (or `predict`), its latency too."""
+    layer, comparison, assumptions = spec.build()
+    report = counts(layer, comparison, assumptions, command)
+    if settings is not None or predict:
+        add_latency(report, layer, comparison, settings, device)
+    return report

@@ -1,0 +1,99 @@
+"""`dscalc profile`: a real model traced per module on the meta device - params, MACs, share, the separable
+what-if, totals by op kind, the ops not counted - optionally checked against fvcore; with timing settings, each
+convolution measured beside its separable pair and the whole forward end to end."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dscalc.measure.latency import ceilings_for, time_rows
+from dscalc.measure.modules import time_module
+from dscalc.measure.settings import Settings, configured, describe
+from dscalc.report import latency as lat
+from dscalc.report.fmt import exact, in_out, shape, si
+from dscalc.report.model import CONVENTIONS, Column, Grid, Report, name, text
+from dscalc.report.render import bar
+from dscalc.trace.profile import check_fvcore, explain, fvcore_extra, profile_model
+from dscalc.trace.records import ProfileResult
+from dscalc.trace.source import ModelSource
+
+
+def counts(result: ProfileResult, meta: dict[str, Any]) -> Report:
+    """Per-module rows, totals, totals by op kind, uncounted ops, the fvcore check."""
+    tot = result.totals
+    data: dict[str, Any] = {"command": "profile", **meta, "conventions": CONVENTIONS,
+                            "inputs": [list(s) for s in result.inputs], "outputs": [list(s) for s in result.outputs],
+                            "rows": [r.to_dict() for r in result.rows], "totals": tot,
+                            "by_op_kind": result.by_op_kind, "uncounted": result.uncounted}
+    if result.fvcore is not None:
+        data["fvcore"] = result.fvcore
+    records = [r.to_dict() for r in result.rows]
+    fv = result.fvcore or {}
+    checked = "total" in fv
+    columns = [name("module"), text("type"), text("input -> output"), Column("params"),
+               Column("MACs"), Column("share", "left"), Column("as separable")]
+    if checked:
+        columns.append(text("fvcore"))
+    grid = Grid(title=f"{meta['model']}: " + ", ".join(shape(s) for s in result.inputs), columns=columns,
+                caption="MACs: conv + linear + matmul, bias excluded (torchvision's _ops convention)")
+    for r in result.rows:
+        share = r.macs / tot["macs"] if tot["macs"] else 0.0
+        cells = [r.name, f"{r.type} {r.geometry}".strip(), in_out(r.input_shape, r.output_shape),
+                 exact(r.params), exact(r.macs), f"{bar(share, 6):<6} {100 * share:4.1f}%" if r.macs else "",
+                 exact(r.separable["macs"]) if r.separable else ""]
+        if checked:
+            if r.fvcore is None:
+                cells.append("")
+            elif r.fvcore == r.macs:
+                cells.append("✓")
+            else:
+                cells.append(f"✗ {r.fvcore - r.macs:+,} ({explain(r.fvcore_ops)})")
+        grid.add(*cells)
+
+    summary = Grid(title="totals", columns=[name(""), Column("count"), Column("")])
+    summary.add("MACs (conv + linear + matmul)", exact(tot["macs"]), si(tot["macs"]))
+    summary.add("FLOPs (2 x MACs)", exact(tot["flops"]), si(tot["flops"]))
+    summary.add("params (sum of p.numel())", exact(tot["params"]), si(tot["params"]))
+    if "separable_macs" in tot:
+        summary.add("MACs if every k>1 standard/grouped conv were separable", exact(tot["separable_macs"]),
+                    si(tot["separable_macs"]))
+    if checked:
+        summary.add("fvcore total (its 'flops' are MACs)", exact(fv["total"]), si(fv["total"]))
+    elif "skipped" in fv:
+        summary.notes.append(f"fvcore check skipped: {fv['skipped']}")
+
+    kinds = Grid(title="by op kind", columns=[name("kind"), Column("ops"), Column("MACs"),
+                                              Column("output elements")])
+    for kind, v in result.by_op_kind.items():
+        kinds.add(kind, exact(v["ops"]), exact(v["macs"]) if v["macs"] else "-", exact(v["elements"]))
+    if result.uncounted:
+        listed = ", ".join(f"{k} x{v}" for k, v in sorted(result.uncounted.items()))
+        kinds.notes.append(f"not counted (no MACs): {listed}")
+    if checked:
+        extra = fvcore_extra(fv["by_operator"])
+        if extra:
+            kinds.notes.append("fvcore also counts: " + ", ".join(f"{k} {exact(v)}" for k, v in sorted(extra.items())))
+    return Report("profile", data, records, [grid, summary, kinds])
+
+
+def build(source: ModelSource, shapes: list[tuple[int, ...]], *, depth: int | None = None, check: str | None = None,
+          settings: Settings | None = None) -> Report:
+    """Profile the model; with `check='fvcore'` cross-check it; with settings, time its layers and its forward.
+    The model is built once per device: on meta to count, on the CPU (random weights) to check or time."""
+    model = source.load("cpu" if settings is not None else "meta")
+    result = profile_model(model, shapes, depth)
+    if check == "fvcore":
+        check_fvcore(result, lambda: source.load("cpu"))
+    report = counts(result, {"model": source.target, "depth": depth})
+    if settings is None:
+        return report
+    per_layer = time_rows(result.layers, settings, ceilings_for(settings), pairs=True)
+    with configured(settings):
+        end_to_end = time_module(source.load("cpu"), shapes, settings, source.target)
+    context = describe(settings)
+    report.grids.append(lat.layers_grid(per_layer, context, end_to_end))
+    report.data["timing"] = {**lat.section(per_layer, context), "end_to_end": end_to_end.to_dict()}
+    by_name = {one.name: one for one in per_layer}
+    lat.attach(report.records, by_name)
+    return report
+

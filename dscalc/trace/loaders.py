@@ -1,0 +1,182 @@
+"""The torch loaders of `trace.source.FORMATS`, each with its own clear error. Models are built on the meta device
+where they can be (no weights are allocated or downloaded); pickles load only behind --trust-pickle."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import importlib.util
+import inspect
+import io
+import os
+import sys
+import tempfile
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+
+from dscalc.errors import BadInput, RuntimeFailure, first_line, from_user_code, interrupted
+
+#: each loader takes the ModelSource (trace.source imports this module when a torch format is loaded) and the
+#: device to build on
+ModelSource = Any
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """Silence what torch (its C++ side included) and the user's code print while a model loads - warnings,
+    stdout and stderr, at the file-descriptor level - so a failure is dscalc's one line and a success prints
+    nothing but the report."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    try:
+        with tempfile.TemporaryFile() as sink:
+            os.dup2(sink.fileno(), 1)
+            os.dup2(sink.fileno(), 2)
+            try:
+                with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
+                        contextlib.redirect_stderr(io.StringIO()):
+                    warnings.simplefilter("ignore")
+                    yield
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os.dup2(saved[0], 1)
+                os.dup2(saved[1], 2)
+    finally:
+        for fd in saved:
+            os.close(fd)
+
+
+def _user(what: str) -> Any:
+    """Catch what the user's code raises - even SystemExit and KeyboardInterrupt - as a failure naming `what`."""
+
+    @contextlib.contextmanager
+    def guard() -> Iterator[None]:
+        try:
+            yield
+        except (BadInput, RuntimeFailure):
+            raise
+        except KeyboardInterrupt:
+            if interrupted():
+                raise
+            raise from_user_code(KeyboardInterrupt(), what) from None
+        except (Exception, SystemExit) as e:
+            raise from_user_code(e, what) from None
+
+    return guard()
+
+
+def _construct(factory: Any, options: dict[str, Any], device: str, what: str) -> torch.nn.Module:
+    with quiet(), _user(f"building {what}"):
+        try:
+            try:
+                with torch.device(device):
+                    model = factory(**options)
+            except NotImplementedError:  # its constructor copies data (meta tensors have none): build it on the CPU
+                model = factory(**options)
+        except TypeError as e:
+            raise BadInput(f"cannot build {what}: {first_line(e)}", "kwargs") from None
+    if not isinstance(model, torch.nn.Module):
+        raise BadInput(f"{what} returned {type(model).__name__}, not an nn.Module", "model")
+    return model.eval()
+
+
+def torchvision_model(source: ModelSource, device: str) -> torch.nn.Module:
+    try:
+        import torchvision
+    except ImportError:
+        raise BadInput("torchvision is not installed (pip install torchvision)", "model") from None
+    name = source.name or ""
+    if name not in torchvision.models.list_models():
+        raise BadInput(f"torchvision has no model {name!r}", "model")
+    factory = torchvision.models.get_model_builder(name)
+    return _construct(lambda **kw: factory(weights=None, **kw), source.kwargs, device, f"torchvision:{name}")
+
+
+def timm_model(source: ModelSource, device: str) -> torch.nn.Module:
+    try:
+        import timm
+    except ImportError:
+        raise BadInput("timm is not installed (pip install timm)", "model") from None
+    name = source.name or ""
+    if name not in timm.list_models():
+        raise BadInput(f"timm has no model {name!r}", "model")
+    return _construct(lambda **kw: timm.create_model(name, pretrained=False, **kw), source.kwargs, device,
+                      f"timm:{name}")
+
+
+def python_file(source: ModelSource, device: str) -> torch.nn.Module:
+    """A class or function of a .py file that builds the model; the file is imported once per run."""
+    assert source.path is not None
+    path = source.path
+    module_name = f"_dscalc_user_{path.stem}_{abs(hash(str(path.resolve())))}"
+    module = sys.modules.get(module_name)
+    if module is None:
+        spec = importlib.util.spec_from_file_location(module_name, path)
+        if spec is None or spec.loader is None:
+            raise BadInput(f"cannot import {path}", "model")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module
+        try:
+            with quiet(), _user(f"importing {path}"):
+                spec.loader.exec_module(module)
+        except BaseException:
+            del sys.modules[module_name]
+            raise
+    if source.name is not None:
+        if not hasattr(module, source.name):
+            raise BadInput(f"{path} defines no {source.name!r}", "model")
+        return _construct(getattr(module, source.name), source.kwargs, device, f"{path}:{source.name}")
+    own = [obj for obj in vars(module).values() if getattr(obj, "__module__", None) == module_name]
+    candidates: list[Any] = [o for o in own if inspect.isclass(o) and issubclass(o, torch.nn.Module)]
+    if not candidates:
+        candidates = [o for o in own if inspect.isfunction(o)]
+    if len(candidates) != 1:
+        names = ", ".join(sorted(c.__name__ for c in candidates)) or "none"
+        raise BadInput(f"{path} defines {len(candidates)} candidate models ({names}); name one as {path}:Name",
+                       "model")
+    return _construct(candidates[0], source.kwargs, device, f"{path}:{candidates[0].__name__}")
+
+
+def torchscript_file(source: ModelSource, device: str) -> torch.nn.Module:
+    try:
+        with quiet():
+            return torch.jit.load(str(source.path), map_location="cpu").eval()
+    except Exception as e:
+        raise BadInput(f"{source.path} looks like TorchScript but does not load: {first_line(e)}", "model") from None
+
+
+def export_file(source: ModelSource, device: str) -> torch.nn.Module:
+    try:
+        with quiet():
+            return torch.export.load(str(source.path)).module()
+    except Exception as e:
+        raise BadInput(f"{source.path} is not a torch.export archive: {first_line(e)}", "model") from None
+
+
+def pickle_file(source: ModelSource, device: str) -> torch.nn.Module:
+    """torch.save's formats: weights only (loaded safely, then explained), or a whole pickled model (only with
+    --trust-pickle: unpickling can run code)."""
+    path = source.path
+    try:
+        with quiet():
+            obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception:
+        if not source.trust_pickle:
+            raise BadInput(f"{path} is a pickled object, not weights; unpickling can run code, so it loads only "
+                           "with --trust-pickle", "model") from None
+        try:
+            with quiet(), _user(f"unpickling {path}"):
+                obj = torch.load(str(path), map_location="cpu", weights_only=False)
+        except RuntimeFailure as e:
+            raise BadInput(f"{path} does not load: {e}", "model") from None
+    if isinstance(obj, torch.nn.Module):
+        return obj.eval()
+    if isinstance(obj, dict):
+        raise BadInput(f"{path} holds a state_dict (weights only): dscalc needs the architecture too; give the .py "
+                       "that builds the model (path.py:Name), a TorchScript or a torch.export file", "model")
+    raise BadInput(f"{path} holds a {type(obj).__name__}, not a model", "model")

@@ -1,0 +1,151 @@
+"""A model the user names, recognised once: one `ModelSource` (target, constructor kwargs, trust_pickle) knows its
+format and loads it as many times as a run needs with the same options - at most once per device.
+
+One entry per format in FORMATS: what it looks like, what it is called, and the function that loads it. A
+format's loader module is imported only when that format is used (so an ONNX model never imports torch).
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dscalc.errors import BadInput
+
+
+@dataclass(frozen=True)
+class Format:
+    name: str
+    shown: str  # how --help and errors name it
+    loader: Callable[[ModelSource, str], Any]  # (source, device) -> model
+    graph: bool = False  # a graph without nn.Conv modules to replace (compare cannot convert it)
+    torch: bool = True  # profiled by the torch tracer
+
+
+def _torch_loader(name: str) -> Callable[[ModelSource, str], Any]:
+    def load(source: ModelSource, device: str) -> Any:
+        from dscalc.trace import loaders  # torch: imported only when a torch format is loaded
+
+        return getattr(loaders, name)(source, device)
+
+    return load
+
+
+FORMATS: dict[str, Format] = {f.name: f for f in (
+    Format("python", "path.py[:Name] (a class or function that builds an nn.Module)", _torch_loader("python_file")),
+    Format("torchvision", "torchvision:NAME", _torch_loader("torchvision_model")),
+    Format("timm", "timm:NAME", _torch_loader("timm_model")),
+    Format("torchscript", "model.pt / .ts (TorchScript)", _torch_loader("torchscript_file"), graph=True),
+    Format("export", "model.pt2 (torch.export)", _torch_loader("export_file"), graph=True),
+    Format("pickle", "model.pt / .pth holding a whole pickled model (with --trust-pickle)",
+           _torch_loader("pickle_file")),
+)}
+
+#: file suffixes that name a model rather than a network spec
+MODEL_SUFFIXES = (".py", ".pt", ".pth", ".ts", ".pt2", ".pkl", ".bin", ".onnx", ".keras", ".h5")
+HUBS = ("torchvision:", "timm:")
+
+
+def supported() -> str:
+    """The supported formats, for an error message."""
+    return "; ".join(f.shown for f in FORMATS.values())
+
+
+def looks_like_model(target: str) -> bool:
+    """A model file or hub name, rather than a network (a built-in name or a .yaml spec)."""
+    if target.startswith(HUBS):
+        return True
+    path = target.rsplit(":", 1)[0] if target.count(":") == 1 and not Path(target).exists() else target
+    return Path(path).suffix.lower() in MODEL_SUFFIXES
+
+
+def _kwargs(text: str | dict[str, Any] | None) -> dict[str, Any]:
+    if not text:
+        return {}
+    if isinstance(text, dict):
+        return dict(text)
+    try:
+        value = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as e:
+        msg = e.msg if isinstance(e, json.JSONDecodeError) else "nested too deeply"
+        raise BadInput(f"expected a JSON object like '{{\"num_classes\": 10}}': {msg}", "kwargs") from None
+    if not isinstance(value, dict):
+        raise BadInput("expected a JSON object like '{\"num_classes\": 10}'", "kwargs")
+    return value
+
+
+def _sniff(path: Path) -> str:
+    """The format of a model file from its name and first bytes (never by unpickling it)."""
+    suffix = path.suffix.lower()
+    if suffix == ".py":
+        return "python"
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except OSError as e:
+        raise BadInput(f"cannot read {path}: {e.strerror}", "model") from None
+    if zipfile.is_zipfile(path):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+        except (zipfile.BadZipFile, OSError, ValueError):
+            names = []
+        if any(n.endswith("constants.pkl") or "/code/" in n for n in names):
+            return "torchscript"
+        if suffix == ".pt2" or any(n.endswith(("serialized_exported_program.json", "models/model.json"))
+                                   for n in names) or any("/models/" in n for n in names):
+            return "export"
+        if any(n.endswith("data.pkl") for n in names):
+            return "pickle"  # torch.save's zip format: weights only, or a whole pickled model
+    elif head[:1] == b"\x80" and suffix not in (".pt2",):  # a pickle protocol marker: torch.save's legacy format
+        return "pickle"
+    if suffix == ".pt2":
+        raise BadInput(f"{path} is not a torch.export archive (.pt2 is a zip file; this one is not)", "model")
+    raise BadInput(f"{path} is not a supported model format (supported: {supported()})", "model")
+
+
+@dataclass
+class ModelSource:
+    """A model target, recognised once, loadable on any device (cached: one build per device)."""
+
+    target: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    trust_pickle: bool = False
+    format: str = ""
+    path: Path | None = None
+    name: str | None = None  # the class or function of a .py file, or the hub model's name
+    _built: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def of(cls, target: str, kwargs: str | dict[str, Any] | None = None, trust_pickle: bool = False) -> ModelSource:
+        """Recognise `target` (bad input naming what is supported when it is no model dscalc can open)."""
+        options = _kwargs(kwargs)
+        for prefix in HUBS:
+            if target.startswith(prefix):
+                return cls(target, options, trust_pickle, prefix[:-1], None, target[len(prefix):])
+        path_text, _, name = (target.rpartition(":")[0], "", target.rpartition(":")[2]) \
+            if target.count(":") == 1 and not Path(target).exists() else (target, "", "")
+        path = Path(path_text)
+        if not path.is_file():
+            raise BadInput(f"no such file: {path_text}" if not path.exists() else f"{path_text} is not a file",
+                           "model")
+        fmt = _sniff(path)
+        if name and fmt != "python":
+            raise BadInput(f"':{name}' names a class or function in a .py file; {path} is a {fmt} file", "model")
+        if options and fmt not in ("python", "torchvision", "timm"):
+            raise BadInput(f"applies to models built from code (.py, torchvision:, timm:), not a {fmt} file", "kwargs")
+        return cls(target, options, trust_pickle, fmt, path, name or None)
+
+    @property
+    def spec(self) -> Format:
+        return FORMATS[self.format]
+
+    def load(self, device: str = "meta") -> Any:
+        """The model, built on `device` where its format allows (files load on the CPU); built once per device."""
+        if device not in self._built:
+            self._built[device] = self.spec.loader(self, device)
+        return self._built[device]
