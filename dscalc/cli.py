@@ -148,9 +148,12 @@ def need(module: str, extra: str, what: str) -> None:
 
 
 def _settings(time: bool, device: str, dtype: str, channels_last: bool, threads: int | None, tf32: bool) -> Any:
-    from dscalc.measure.settings import check_threads, settings
+    """Checked timing settings with --time (None without); the device name and thread count are checked either
+    way, so a mistyped value is never silently ignored."""
+    from dscalc.measure.settings import check_device_name, check_threads, settings
 
     check_threads(threads)
+    check_device_name(device)
     if not time:
         return None
     need("torch", "torch", "--time")
@@ -357,6 +360,9 @@ def compare(
     layer_names = tuple(n for n in _LAYER_NAMES if n not in ("output_padding", "kind", "batch"))
     need("torch", "torch", "dscalc compare")
     settings = _settings(time, device, dtype.value, channels_last, threads, tf32)
+    from dscalc.measure.settings import check_device
+
+    check_device(device)  # compare always predicts, from this device's ceilings
     if target is None:
         _reject(given(ctx, _MODEL_NAMES + _NETWORK_NAMES), "applies to a model or network TARGET, not to a layer")
         if cin is None:

@@ -25,14 +25,20 @@ class Settings:
     max_run_time: float = 2.0
 
 
+def check_device_name(device: str) -> str:
+    """`cpu`, `cuda` or `cuda:N`; bad input for any other name (without importing torch)."""
+    if device != "cpu" and re.fullmatch(r"cuda(?::\d{1,4})?", device) is None:
+        raise BadInput(f"expected cpu, cuda or cuda:N, got {device[:40]!r}", "device")
+    return device
+
+
 def check_device(device: str) -> str:
     """`cpu`, `cuda` or `cuda:N`: bad input for any other name; a runtime failure where CUDA (or device N) is
     missing."""
-    if device == "cpu":
+    if check_device_name(device) == "cpu":
         return device
     match = re.fullmatch(r"cuda(?::(\d{1,4}))?", device)
-    if match is None:
-        raise BadInput(f"expected cpu, cuda or cuda:N, got {device[:40]!r}", "device")
+    assert match is not None
     import torch
 
     if not torch.cuda.is_available():
