@@ -364,7 +364,8 @@ def compare(
 
     check_device(device)  # compare always predicts, from this device's ceilings
     if target is None:
-        _reject(given(ctx, _MODEL_NAMES + _NETWORK_NAMES), "applies to a model or network TARGET, not to a layer")
+        _reject(given(ctx, _MODEL_NAMES), "applies to a model TARGET, not to a layer")
+        _reject(given(ctx, _NETWORK_NAMES), "applies to a network TARGET, not to a layer")
         if cin is None:
             raise BadInput("give a layer (--cin, --cout, --k ...), a network or a model to compare", "cin")
         from dscalc.cost.spec import LayerSpec
@@ -483,6 +484,8 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
+    if rv == 130 and errors.interrupted():  # typer turns Ctrl-C into a quiet exit status 130: say so
+        _fail("interrupted", 130)
     sys.exit(rv if isinstance(rv, int) else 0)
 
 

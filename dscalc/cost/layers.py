@@ -32,6 +32,8 @@ MAX_VALUE = 2**31 - 1
 
 def per_dim(value: PerDim, dims: int, option: str, minimum: int = 1) -> tuple[int, ...]:
     """Expand an int or a per-dimension sequence into a `dims`-tuple, checking each value >= minimum."""
+    if not isinstance(value, (int, tuple, list)):
+        raise BadInput(f"expected an integer or one per dimension, got {value!r:.40}", option)
     values = (value,) * dims if isinstance(value, int) else tuple(value)
     if len(values) != dims:
         raise BadInput(f"expected 1 or {dims} values for a {dims}D layer, got {len(values)}", option)
@@ -73,7 +75,10 @@ def _padding(
             if transposed:
                 return tuple(F.transposed_same_padding(k, s, d) for k, s, d in zip(kernel, stride, dilation))
             return tuple(F.same_padding(n, k, s, d) for n, k, s, d in zip(size, kernel, stride, dilation))
-        raise BadInput(f"expected 'same', 'valid' or a non-negative integer, got {padding!r}", "padding")
+        raise BadInput(f"expected 'same', 'valid' or a non-negative integer, got {padding!r:.40}", "padding")
+    if isinstance(padding, bool) or not isinstance(padding, (int, tuple, list)):
+        raise BadInput(f"expected 'same', 'valid', an integer, one per dimension or (before, after) pairs, got "
+                       f"{padding!r:.40}", "padding")
     if not isinstance(padding, int) and padding and isinstance(padding[0], (tuple, list)):
         pairs = tuple(tuple(p) for p in padding)  # type: ignore[arg-type]
         if len(pairs) != dims or any(len(p) != 2 for p in pairs):
