@@ -80,13 +80,13 @@ def _padding(
         raise BadInput(f"expected 'same', 'valid', an integer, one per dimension or (before, after) pairs, got "
                        f"{padding!r:.40}", "padding")
     if not isinstance(padding, int) and padding and isinstance(padding[0], (tuple, list)):
-        pairs = tuple(tuple(p) for p in padding)  # type: ignore[arg-type]
+        pairs = tuple(tuple(p) for p in padding)
         if len(pairs) != dims or any(len(p) != 2 for p in pairs):
             raise BadInput(f"expected {dims} (before, after) pairs", "padding")
         for p in pairs:
             per_dim(tuple(p), 2, "padding", minimum=0)
-        return pairs  # type: ignore[return-value]
-    flat = per_dim(padding, dims, "padding", minimum=0)  # type: ignore[arg-type]
+        return pairs
+    flat = per_dim(padding, dims, "padding", minimum=0)
     return tuple((p, p) for p in flat)
 
 
