@@ -7,6 +7,7 @@ MACs == FlopCounterMode / 2 == fvcore, output shape == torch's.
 
 from __future__ import annotations
 
+import pytest
 import torch
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
@@ -68,9 +69,7 @@ def check(layer: LayerCost, module: nn.Module) -> None:
     assert fvcore_macs(module, x) == layer.macs
 
 
-@settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(layer_configs())
-def test_layer_matches_torch_flopcounter_and_fvcore(config):
+def check_config(config: tuple[LayerCost, int]) -> None:
     layer, dm = config
     check(layer, module_for(layer))
     comparison = separable_of(layer, dm)
@@ -83,3 +82,19 @@ def test_layer_matches_torch_flopcounter_and_fvcore(config):
         macs, out_shape = torch_macs(pair, x)
         assert out_shape == layer.output_shape  # the pair is a drop-in replacement
         assert (macs, n_params(pair)) == (comparison.macs, comparison.params)
+
+
+@settings(max_examples=300, derandomize=True, database=None, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(layer_configs())
+def test_layer_matches_torch_flopcounter_and_fvcore(config):
+    """Every run: 300 configs from a fixed seed (the same ones each time), every assertion of the long run."""
+    check_config(config)
+
+
+@pytest.mark.long
+@settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(layer_configs())
+def test_layer_matches_torch_flopcounter_and_fvcore_long(config):
+    """`pytest -m long`: 2,000 fresh random configs."""
+    check_config(config)
