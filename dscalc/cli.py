@@ -68,6 +68,7 @@ def root(
 # ------------------------------------------------------------------------------ options shared by commands
 
 LAYER, TIMING, OUTPUT, MODEL, NETWORK = "Layer", "Timing (--time)", "Output", "Model", "Network"
+TRAINING = "Training (--training)"
 
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format.", case_sensitive=False,
                                            rich_help_panel=OUTPUT)]
@@ -121,6 +122,15 @@ AlphaOpt = Annotated[float, typer.Option(help="Width multiplier: channels scaled
                                          rich_help_panel=NETWORK)]
 ResolutionOpt = Annotated[int | None, typer.Option(help="Input resolution rho (default: the network's).",
                                                    show_default=False, rich_help_panel=NETWORK)]
+TrainingOpt = Annotated[bool, typer.Option(
+    "--training", help="Also cost a training step: forward, grad-input and grad-weight MACs per layer (where autograd "
+    "computes them), and its memory: weights, gradients, optimizer state, saved activations, peak.",
+    rich_help_panel=TRAINING)]
+OptimizerOpt = Annotated[str, typer.Option(help="The optimizer whose state --training counts.",
+                                           metavar="sgd|momentum|adam|adamw", rich_help_panel=TRAINING)]
+MemoryLimitOpt = Annotated[str | None, typer.Option(
+    "--memory-limit", help="The largest batch whose training peak fits this size (16GiB, 16GB, 512MiB); implies "
+    "--training.", metavar="SIZE", show_default=False, rich_help_panel=TRAINING)]
 
 
 def given(ctx: Any, names: tuple[str, ...]) -> set[str]:
@@ -158,6 +168,17 @@ def _settings(time: bool, device: str, dtype: str, channels_last: bool, threads:
         return None
     need("torch", "torch", "--time")
     return settings(device, dtype, channels_last, threads, tf32)
+
+
+def _training(ctx: Any, training: bool, optimizer: str, memory_limit: str | None) -> Any:
+    """Checked training options with --training (or --memory-limit), None without; --optimizer alone is refused."""
+    from dscalc.report.training import options
+
+    opts = options(optimizer, memory_limit)
+    if not training and memory_limit is None:
+        _reject(given(ctx, ("optimizer",)), "applies with --training")
+        return None
+    return opts
 
 
 def _deliver(report: Any, fmt: Format, output: Path | None) -> None:
@@ -224,7 +245,8 @@ def layer(
     groups: GroupsOpt = 1, depth_multiplier: DmOpt = 1, output_padding: OutPadOpt = "0", bias: BiasOpt = False,
     dims: DimsOpt = None, batch: BatchOpt = 1, kind: KindOpt = None, dtype: DtypeOpt = DEFAULT_DTYPE,
     time: TimeOpt = False, device: DeviceOpt = "cpu", channels_last: ChannelsLastOpt = False,
-    threads: ThreadsOpt = None, tf32: Tf32Opt = False, fmt: FormatOpt = Format.table, output: OutputOpt = None,
+    threads: ThreadsOpt = None, tf32: Tf32Opt = False, training: TrainingOpt = False, optimizer: OptimizerOpt = "adam",
+    memory_limit: MemoryLimitOpt = None, fmt: FormatOpt = Format.table, output: OutputOpt = None,
 ) -> None:
     """One layer, exactly: standard conv vs its depthwise-separable counterpart, side by side."""
     from dscalc.cost.spec import LayerSpec
@@ -236,13 +258,19 @@ def layer(
         bias=bias, dims=dims, batch=batch, kind=kind.value if kind else None, dtype=dtype.value,
         given=given(ctx, _LAYER_NAMES))
     settings = _settings(time, device, dtype.value, channels_last, threads, tf32)
+    train = _training(ctx, training, optimizer, memory_limit)
     with _progress("measuring device ceilings and latency"):
         report = builder.build(spec, settings)
+        if train is not None:
+            from dscalc.report import training as training_report
+
+            training_report.add_layer(report, spec, train, settings)
     _deliver(report, fmt, output)
 
 
 @app.command()
 def network(
+    ctx: typer.Context,
     name: Annotated[str | None, typer.Argument(metavar="NETWORK",
                                                help="A built-in network (see --list) or a spec file (.yaml).",
                                                show_default=False)] = None,
@@ -257,11 +285,15 @@ def network(
                                              rich_help_panel=OUTPUT)] = False,
     list_: Annotated[bool, typer.Option("--list", help="List the built-in networks and exit.")] = False,
     time: TimeOpt = False, device: DeviceOpt = "cpu", channels_last: ChannelsLastOpt = False,
-    threads: ThreadsOpt = None, tf32: Tf32Opt = False, fmt: FormatOpt = Format.table, output: OutputOpt = None,
+    threads: ThreadsOpt = None, tf32: Tf32Opt = False, training: TrainingOpt = False, optimizer: OptimizerOpt = "adam",
+    memory_limit: MemoryLimitOpt = None, fmt: FormatOpt = Format.table, output: OutputOpt = None,
 ) -> None:
     """A declared network, layer by layer: params, MACs, share; totals and the paper's Table 2 by kind."""
     from dscalc.report import network as builder
 
+    train = _training(ctx, training, optimizer, memory_limit)
+    if list_ and train is not None:
+        raise BadInput("lists the built-in networks; --training costs one of them", "list")
     if list_:
         _deliver(builder.builtins(), fmt, output)
         return
@@ -271,11 +303,18 @@ def network(
     with _progress("timing every weighted layer"):
         report = builder.build(name, alpha=alpha, resolution=resolution, as_=as_.value if as_ else None, batch=batch,
                                dtype=dtype.value, all_layers=all_layers, settings=settings)
+        if train is not None:
+            from dscalc.report import training as training_report
+
+            training_report.add_network(report, name, train, alpha=alpha, resolution=resolution,
+                                        as_=as_.value if as_ else None, batch=batch, dtype=dtype.value,
+                                        all_layers=all_layers, settings=settings)
     _deliver(report, fmt, output)
 
 
 @app.command()
 def profile(
+    ctx: typer.Context,
     model: Annotated[str, typer.Argument(metavar="MODEL",
                                          help="path.py[:Name], model.pt (TorchScript), model.pt2 (torch.export), "
                                          "torchvision:NAME or timm:NAME.", show_default=False)],
@@ -290,6 +329,7 @@ def profile(
     kwargs: KwargsOpt = None, trust_pickle: TrustOpt = False,
     time: TimeOpt = False, device: DeviceOpt = "cpu", dtype: DtypeOpt = DEFAULT_DTYPE,
     channels_last: ChannelsLastOpt = False, threads: ThreadsOpt = None, tf32: Tf32Opt = False,
+    training: TrainingOpt = False, optimizer: OptimizerOpt = "adam", memory_limit: MemoryLimitOpt = None,
     fmt: FormatOpt = Format.table, output: OutputOpt = None,
 ) -> None:
     """A real PyTorch model, traced per layer on the meta device (no weights), optionally checked against fvcore."""
@@ -303,11 +343,20 @@ def profile(
     if check is not None:
         need("fvcore", "torch", "--check fvcore")
     settings = _settings(time, device, dtype.value, channels_last, threads, tf32)
+    train = _training(ctx, training, optimizer, memory_limit)
     source = ModelSource.of(model, kwargs, trust_pickle)
     from dscalc.report import profile as builder
 
+    if train is not None:
+        from dscalc.report import training as training_report
+
+        training_report.check_source(source)
+        training_report.check_dtype_trains(dtype.value)
     with _progress("tracing" + (" and timing the model and its layers" if time else "")):
         report = builder.build(source, shapes, depth=depth, check=check.value if check else None, settings=settings)
+        if train is not None:
+            training_report.add_profile(report, source, shapes, train, depth=depth, dtype=dtype.value,
+                                        settings=settings)
     _deliver(report, fmt, output)
 
 
@@ -350,7 +399,8 @@ def compare(
     as_: Annotated[As, typer.Option("--as", help="The variant to compare with (networks).",
                                     rich_help_panel=NETWORK)] = As.separable,
     time: TimeOpt = False, device: DeviceOpt = "cpu", channels_last: ChannelsLastOpt = False,
-    threads: ThreadsOpt = None, tf32: Tf32Opt = False, fmt: FormatOpt = Format.table, output: OutputOpt = None,
+    threads: ThreadsOpt = None, tf32: Tf32Opt = False, training: TrainingOpt = False, optimizer: OptimizerOpt = "adam",
+    memory_limit: MemoryLimitOpt = None, fmt: FormatOpt = Format.table, output: OutputOpt = None,
 ) -> None:
     """The original and its separable (or standard) variant side by side: params, MACs, predicted and measured."""
     from dscalc.cost.parse import shape
@@ -360,7 +410,9 @@ def compare(
     layer_names = tuple(n for n in _LAYER_NAMES if n not in ("output_padding", "kind", "batch"))
     need("torch", "torch", "dscalc compare")
     settings = _settings(time, device, dtype.value, channels_last, threads, tf32)
+    train = _training(ctx, training, optimizer, memory_limit)
     from dscalc.measure.settings import check_device
+    from dscalc.report import training as training_report
 
     check_device(device)  # compare always predicts, from this device's ceilings
     if target is None:
@@ -376,6 +428,8 @@ def compare(
             dtype=dtype.value, given=given(ctx, layer_names))
         with _progress("predicting and measuring"):
             report = builder.layer(spec, settings, device)
+            if train is not None:
+                training_report.add_layer(report, spec, train, settings)
     elif looks_like_model(target):
         _reject(given(ctx, layer_names + ("batch",) + _NETWORK_NAMES),
                 "does not apply to a model (its --input shape sets the batch and sizes)")
@@ -383,18 +437,26 @@ def compare(
             raise BadInput("is required to compare a model", "input")
         shapes = [shape(s) for s in input]
         source = ModelSource.of(target, kwargs, trust_pickle)
+        if train is not None:
+            training_report.check_source(source)
         with _progress("tracing and measuring"):
             report = builder.model(source, shapes, settings)
+            if train is not None:
+                training_report.add_compare_model(report, source, shapes, train, settings=settings)
     else:
         _reject(given(ctx, layer_names + _MODEL_NAMES), "does not apply to a network (its spec sets the layers)")
         with _progress("costing and measuring"):
             report = builder.network(target, alpha=alpha, resolution=resolution, as_=as_.value, batch=batch,
                                      dtype=dtype.value, settings=settings, device=device)
+            if train is not None:
+                training_report.add_compare_network(report, target, train, alpha=alpha, resolution=resolution,
+                                                    as_=as_.value, batch=batch, dtype=dtype.value, settings=settings)
     _deliver(report, fmt, output)
 
 
 @app.command()
 def sweep(
+    ctx: typer.Context,
     cin: Annotated[str, typer.Option(help="Input channels: 32,64 or 32:512:x2.")] = "32:512:x2",
     cout: Annotated[str | None, typer.Option(help="Output channels (default: equal to cin).",
                                              show_default=False)] = None,
@@ -408,6 +470,7 @@ def sweep(
     device: DeviceOpt = "cpu", threads: ThreadsOpt = None, tf32: Tf32Opt = False,
     plot: Annotated[Path | None, typer.Option(help="Draw the sweep to FILE.png or FILE.svg (matplotlib).",
                                               show_default=False, dir_okay=False, rich_help_panel=OUTPUT)] = None,
+    training: TrainingOpt = False, optimizer: OptimizerOpt = "adam",
     fmt: FormatOpt = Format.table, output: OutputOpt = None,
 ) -> None:
     """A grid of 3x3 (or --k) configs: MAC, predicted and measured speedup; where separable actually wins."""
@@ -423,11 +486,16 @@ def sweep(
     if plot is not None:
         need("matplotlib", "plot", "--plot")
     settings = _settings(True, device, "float32", False, threads, tf32)
+    train = _training(ctx, training, optimizer, None)
     from dscalc.report import sweep as builder
 
     with _bar("sweeping") as advance:
         report, rows = builder.build(cin=cin, cout=cout, k=k, size=size, batch=batch, dtypes=dtypes,
                                      formats=formats, settings=settings, measure=time, progress=advance)
+        if train is not None:
+            from dscalc.report import training as training_report
+
+            training_report.add_sweep(report, rows, train, settings, measure=time)
     if plot is not None:
         from dscalc.report.plot import sweep_plot
 

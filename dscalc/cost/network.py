@@ -289,11 +289,31 @@ class _Ctx:
     dtype: str
     as_separable: bool = False
     rows: list[LayerCost] = field(default_factory=list)
+    #: per row, the rows whose outputs are its inputs (-1 = the network's input): the data flow that decides which
+    #: gradients autograd computes and which tensors it keeps (`cost.training`)
+    sources: list[tuple[int, ...]] = field(default_factory=list)
+    head: int = -1  # the row whose output is the tensor flowing on
+
+    def append(self, row: LayerCost, sources: tuple[int, ...] | None = None) -> None:
+        self.rows.append(row)
+        self.sources.append((self.head,) if sources is None else sources)
+        self.head = len(self.rows) - 1
 
 
 def build(spec: Spec, *, alpha: float = 1.0, resolution: int | None = None, as_: str | None = None,
           batch: int = 1, dtype: str = "float32") -> list[LayerCost]:
     """Per-layer exact costs of a spec at width multiplier `alpha` and input `resolution`."""
+    return _costed(spec, alpha, resolution, as_, batch, dtype).rows
+
+
+def dataflow(spec: Spec, *, alpha: float = 1.0, resolution: int | None = None, as_: str | None = None,
+             batch: int = 1, dtype: str = "float32") -> tuple[list[LayerCost], list[tuple[int, ...]]]:
+    """The rows of `build` and, for each, the indices of the rows that feed it (-1 = the network's input)."""
+    ctx = _costed(spec, alpha, resolution, as_, batch, dtype)
+    return ctx.rows, ctx.sources
+
+
+def _costed(spec: Spec, alpha: float, resolution: int | None, as_: str | None, batch: int, dtype: str) -> _Ctx:
     if not (isinstance(alpha, (int, float)) and alpha > 0 and math.isfinite(alpha)):
         raise BadInput(f"must be a positive number, got {alpha}", "alpha")
     if alpha > MAX_ALPHA:
@@ -318,7 +338,7 @@ def build(spec: Spec, *, alpha: float = 1.0, resolution: int | None = None, as_:
     ctx = _Ctx(alpha, spec.width, spec.defaults, batch, dtype, as_separable=as_ == "separable")
     shape = (batch, channels, *spatial)
     _cost_list(items, shape, "", ctx, spec.source)
-    return ctx.rows
+    return ctx
 
 
 def _cost_list(items: list[Any], shape: tuple[int, ...], prefix: str, ctx: _Ctx, where: str) -> tuple[int, ...]:
@@ -337,10 +357,11 @@ def _cost_list(items: list[Any], shape: tuple[int, ...], prefix: str, ctx: _Ctx,
         elif kind in ("add", "concat"):
             # the first branching layer of a list names its branches b1, b2...; later ones add2.b1, concat1.b1...
             first = counters.get("add", 0) + counters.get("concat", 0) == 1
-            outs = [
-                _cost_list(branch, shape, f"{prefix}{'' if first else auto + '.'}b{b + 1}.", ctx, here)
-                for b, branch in enumerate(opts["branches"])
-            ]
+            start, outs, heads = ctx.head, [], []
+            for b, branch in enumerate(opts["branches"]):
+                ctx.head = start  # every branch starts from the same tensor
+                outs.append(_cost_list(branch, shape, f"{prefix}{'' if first else auto + '.'}b{b + 1}.", ctx, here))
+                heads.append(ctx.head)
             if kind == "add":
                 if any(o != outs[0] for o in outs):
                     shapes = " vs ".join("x".join(map(str, o[1:])) for o in outs)
@@ -351,8 +372,8 @@ def _cost_list(items: list[Any], shape: tuple[int, ...], prefix: str, ctx: _Ctx,
                 if any(o[2:] != outs[0][2:] for o in outs):
                     raise BadInput(f"{here}: concat of branches with different spatial sizes", "network")
                 out = (shape[0], sum(o[1] for o in outs), *outs[0][2:])
-            ctx.rows.append(LayerCost(name=f"{prefix}{kind if counters[kind] == 1 else auto}", kind=kind,
-                                      input_shape=shape, output_shape=out, dtype=ctx.dtype))
+            ctx.append(LayerCost(name=f"{prefix}{kind if counters[kind] == 1 else auto}", kind=kind,
+                                 input_shape=shape, output_shape=out, dtype=ctx.dtype), tuple(heads))
             shape = out
         else:
             try:
@@ -362,7 +383,8 @@ def _cost_list(items: list[Any], shape: tuple[int, ...], prefix: str, ctx: _Ctx,
                 raise BadInput(f"{here}: {kind}: {option}{e.rule}", "network") from None
             if ctx.as_separable:
                 rows = [part for r in rows for part in _separable_pair(r)]
-            ctx.rows += rows
+            for row in rows:
+                ctx.append(row)
             shape = rows[-1].output_shape
     return shape
 
