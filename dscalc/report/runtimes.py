@@ -470,7 +470,7 @@ def device(device_name: str, runs: list[Settings], *, refresh: bool = False, thr
     grid = Grid(title=f"per runtime ({ceilings.name})",
                 columns=[name("runtime"), Column("peak matmul, float32"), Column("per-call floor"),
                          Column("setup"), text("")],
-                caption="matmul: 1024x1024 @ 1024x1024 float32 (256 on a quick CPU probe); per-call floor: a "
+                caption=f"matmul: {_matmul_n(device_name)}² @ {_matmul_n(device_name)}² float32; per-call floor: a "
                         "1-element add; " + SETUP)
     objects, timings = [], []
     for s in runs:
@@ -478,7 +478,7 @@ def device(device_name: str, runs: list[Settings], *, refresh: bool = False, thr
         with configured(quick):
             matmul, floor = _probes(quick)
             context = runtimes.context(quick)
-        n = 1024 if device_name == "cpu" else 4096
+        n = _matmul_n(device_name)
         peak = 2 * n**3 / matmul.median if matmul.median else None
         setup = sum(t.setup_s for t in (matmul, floor) if t.setup_s is not None) if matmul.setup_s is not None \
             else None
@@ -511,8 +511,13 @@ def _probes(settings: Settings) -> tuple[Timing, Timing]:
         def forward(self, x: Any) -> Any:
             return x + 1
 
-    n = 1024 if settings.device == "cpu" else 4096
+    n = _matmul_n(settings.device)
     matmul = time_module(MatMul(), [(n, n), (n, n)], settings, "matmul", own=True)
     floor = time_module(AddOne(), [(1,)], settings, "add", own=True)
     return matmul, floor
 
+
+
+def _matmul_n(device: str) -> int:
+    """The matmul probe's size: as `measure.ceilings` measures float32 on this kind of device."""
+    return 1024 if device == "cpu" else 4096
