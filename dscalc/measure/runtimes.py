@@ -50,7 +50,7 @@ class Runtime:
     build: Callable[[Any, list[Any], Settings], Built]
 
 
-def _dist_version(*names: str) -> str:
+def dist_version(*names: str) -> str:
     from importlib.metadata import PackageNotFoundError, version
 
     for n in names:
@@ -60,7 +60,7 @@ def _dist_version(*names: str) -> str:
 
 
 def _torch_version() -> str:
-    return _dist_version("torch")
+    return dist_version("torch")
 
 
 def _numpy(out: Any) -> list[Any]:
@@ -287,7 +287,7 @@ def _litert(module: Any, inputs: list[Any], settings: Settings) -> Built:
 
     return Built(interpreter.invoke, outputs, setup,
                  {"num_threads": threads, "delegate": "XNNPACK" if delegated else "none (reference kernels)",
-                  "layout": "NHWC inputs/outputs", "converter": f"litert-torch {_dist_version('litert-torch')}"})
+                  "layout": "NHWC inputs/outputs", "converter": f"litert-torch {dist_version('litert-torch')}"})
 
 
 def _arg_number(name: str) -> tuple[int, str]:
@@ -306,10 +306,10 @@ RUNTIMES: dict[str, Runtime] = {r.name: r for r in (
             _compile),
     Runtime("onnxruntime", "ONNX Runtime", "onnx", ("onnx", "onnxruntime"), ("cpu", "cuda"),
             "SessionOptions.intra_op_num_threads (inter_op 1, sequential)", False, "export + session",
-            lambda: _dist_version("onnxruntime", "onnxruntime-gpu"), _onnxruntime),
+            lambda: dist_version("onnxruntime", "onnxruntime-gpu"), _onnxruntime),
     Runtime("litert", "LiteRT", "litert", ("litert_torch", "ai_edge_litert"), ("cpu",),
             "Interpreter(num_threads=...), XNNPACK delegate", False, "conversion",
-            lambda: _dist_version("ai-edge-litert"), _litert),
+            lambda: dist_version("ai-edge-litert"), _litert),
 )}
 DEFAULT = "eager"
 
