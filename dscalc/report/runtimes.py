@@ -132,26 +132,22 @@ def layer_grid(runs: list[Run]) -> Grid:
     first = runs[0]
     grid = Grid(title=f"latency on {first.context['device']}, by runtime",
                 columns=[name("kernel"), text("runtime"), Column("MACs"), Column("predicted"), Column("measured"),
-                         Column("IQR"), Column("runs"), Column("setup"), text("")],
+                         Column("IQR"), Column("runs"), Column("setup")],
                 caption=_caption(first.context) + "; " + SETUP)
     for i, row in enumerate(first.rows):
         for j, one in enumerate(runs):
             r = one.rows[i]
             t = r.timing
             grid.add(row.name if j == 0 else "", one.context["runtime"], exact(r.macs) if j == 0 else "",
-                     (seconds(r.predicted.seconds) if r.predicted else "-") if j == 0 else "", lat.measured_cell(t),
+                     (seconds(r.predicted.seconds) if r.predicted else "-") if j == 0 else "", _measured(t),
                      seconds(t.iqr) if t is not None and not t.error else "", str(t.runs) if t is not None else "",
-                     seconds(t.setup_s) if t is not None and t.setup_s is not None else "", lat.quality_cell(t),
+                     seconds(t.setup_s) if t is not None and t.setup_s is not None else "",
                      end_section=j == len(runs) - 1 and i < len(first.rows) - 1)
     for one in runs:
-        where = summary(one.context, _first_timing(one.rows))
+        grid.notes.append(f"{one.context['runtime']}: {summary(one.context, _first_timing(one.rows))}")
         if one.pair is not None:
-            grid.notes.append(f"{one.context['runtime']}: {where}")
             grid.notes.append("  " + lat.verdict_line(one.pair))
-        else:
-            grid.notes.append(f"{one.context['runtime']}: {where}")
-    if any(lat.quality_cell(r.timing) for one in runs for r in one.rows):
-        grid.notes.append(lat.UNRELIABLE)
+    _noisy_note(grid, [r.timing for one in runs for r in one.rows])
     return grid
 
 
