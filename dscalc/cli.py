@@ -110,6 +110,10 @@ ThreadsOpt = Annotated[int | None, typer.Option(help="CPU threads for timing (de
                                                 show_default=False, rich_help_panel=TIMING)]
 Tf32Opt = Annotated[bool, typer.Option("--tf32/--no-tf32", help="Allow TF32 matmul/conv on CUDA.",
                                        rich_help_panel=TIMING)]
+RuntimeOpt = Annotated[str, typer.Option(
+    "--runtime", metavar="eager|compile|onnxruntime|litert",
+    help="Measure on this runtime; several, comma-separated, side by side: torch eager, torch.compile (inductor), "
+    "ONNX Runtime (pip install 'dscalc[onnx]'), LiteRT (pip install 'dscalc[litert]').", rich_help_panel=TIMING)]
 InputOpt = Annotated[list[str] | None, typer.Option(
     "--input", "-i", metavar="SHAPE", help="Input shape, e.g. 1x3x224x224; repeat for several inputs.",
     show_default=False, rich_help_panel=MODEL)]
@@ -158,6 +162,19 @@ def _settings(time: bool, device: str, dtype: str, channels_last: bool, threads:
         return None
     need("torch", "torch", "--time")
     return settings(device, dtype, channels_last, threads, tf32)
+
+
+def _runs(runtime: str, settings: Any, time: bool, channels_last: bool | None = None) -> Any:
+    """`--runtime`: checked settings per runtime, or None for the default (torch eager alone, measured as ever).
+    An unknown name is bad input (exit 2); a runtime that is not installed, one line naming its extra (exit 1)."""
+    from dscalc.measure.runtimes import DEFAULT, check, parse
+
+    names = parse(runtime)
+    if names == [DEFAULT]:
+        return None
+    if not time or settings is None:
+        raise BadInput("applies to measurements: add --time", "runtime")
+    return check(names, settings, channels_last)
 
 
 def _deliver(report: Any, fmt: Format, output: Path | None) -> None:
@@ -224,7 +241,8 @@ def layer(
     groups: GroupsOpt = 1, depth_multiplier: DmOpt = 1, output_padding: OutPadOpt = "0", bias: BiasOpt = False,
     dims: DimsOpt = None, batch: BatchOpt = 1, kind: KindOpt = None, dtype: DtypeOpt = DEFAULT_DTYPE,
     time: TimeOpt = False, device: DeviceOpt = "cpu", channels_last: ChannelsLastOpt = False,
-    threads: ThreadsOpt = None, tf32: Tf32Opt = False, fmt: FormatOpt = Format.table, output: OutputOpt = None,
+    threads: ThreadsOpt = None, tf32: Tf32Opt = False, runtime: RuntimeOpt = "eager", fmt: FormatOpt = Format.table,
+    output: OutputOpt = None,
 ) -> None:
     """One layer, exactly: standard conv vs its depthwise-separable counterpart, side by side."""
     from dscalc.cost.spec import LayerSpec
@@ -236,8 +254,14 @@ def layer(
         bias=bias, dims=dims, batch=batch, kind=kind.value if kind else None, dtype=dtype.value,
         given=given(ctx, _LAYER_NAMES))
     settings = _settings(time, device, dtype.value, channels_last, threads, tf32)
+    runs = _runs(runtime, settings, time)
     with _progress("measuring device ceilings and latency"):
-        report = builder.build(spec, settings)
+        if runs:
+            from dscalc.report import runtimes as by_runtime
+
+            report = by_runtime.layer(spec, runs)
+        else:
+            report = builder.build(spec, settings)
     _deliver(report, fmt, output)
 
 
@@ -257,7 +281,8 @@ def network(
                                              rich_help_panel=OUTPUT)] = False,
     list_: Annotated[bool, typer.Option("--list", help="List the built-in networks and exit.")] = False,
     time: TimeOpt = False, device: DeviceOpt = "cpu", channels_last: ChannelsLastOpt = False,
-    threads: ThreadsOpt = None, tf32: Tf32Opt = False, fmt: FormatOpt = Format.table, output: OutputOpt = None,
+    threads: ThreadsOpt = None, tf32: Tf32Opt = False, runtime: RuntimeOpt = "eager", fmt: FormatOpt = Format.table,
+    output: OutputOpt = None,
 ) -> None:
     """A declared network, layer by layer: params, MACs, share; totals and the paper's Table 2 by kind."""
     from dscalc.report import network as builder
@@ -268,9 +293,17 @@ def network(
     if name is None:
         raise BadInput("give a built-in network name (see --list) or a spec file", "network")
     settings = _settings(time, device, dtype.value, channels_last, threads, tf32)
+    runs = _runs(runtime, settings, time)
     with _progress("timing every weighted layer"):
-        report = builder.build(name, alpha=alpha, resolution=resolution, as_=as_.value if as_ else None, batch=batch,
-                               dtype=dtype.value, all_layers=all_layers, settings=settings)
+        if runs:
+            from dscalc.report import runtimes as by_runtime
+
+            report = by_runtime.network(name, runs, alpha=alpha, resolution=resolution,
+                                        as_=as_.value if as_ else None, batch=batch, dtype=dtype.value,
+                                        all_layers=all_layers)
+        else:
+            report = builder.build(name, alpha=alpha, resolution=resolution, as_=as_.value if as_ else None,
+                                   batch=batch, dtype=dtype.value, all_layers=all_layers, settings=settings)
     _deliver(report, fmt, output)
 
 
@@ -290,7 +323,7 @@ def profile(
     kwargs: KwargsOpt = None, trust_pickle: TrustOpt = False,
     time: TimeOpt = False, device: DeviceOpt = "cpu", dtype: DtypeOpt = DEFAULT_DTYPE,
     channels_last: ChannelsLastOpt = False, threads: ThreadsOpt = None, tf32: Tf32Opt = False,
-    fmt: FormatOpt = Format.table, output: OutputOpt = None,
+    runtime: RuntimeOpt = "eager", fmt: FormatOpt = Format.table, output: OutputOpt = None,
 ) -> None:
     """A real PyTorch model, traced per layer on the meta device (no weights), optionally checked against fvcore."""
     from dscalc.cost.parse import shape
@@ -303,11 +336,18 @@ def profile(
     if check is not None:
         need("fvcore", "torch", "--check fvcore")
     settings = _settings(time, device, dtype.value, channels_last, threads, tf32)
+    runs = _runs(runtime, settings, time)
     source = ModelSource.of(model, kwargs, trust_pickle)
     from dscalc.report import profile as builder
 
     with _progress("tracing" + (" and timing the model and its layers" if time else "")):
-        report = builder.build(source, shapes, depth=depth, check=check.value if check else None, settings=settings)
+        if runs:
+            from dscalc.report import runtimes as by_runtime
+
+            report = by_runtime.profile(source, shapes, runs, depth=depth, check=check.value if check else None)
+        else:
+            report = builder.build(source, shapes, depth=depth, check=check.value if check else None,
+                                   settings=settings)
     _deliver(report, fmt, output)
 
 
@@ -315,17 +355,29 @@ def profile(
 def device_cmd(
     device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N.", metavar="cpu|cuda")] = "cpu",
     refresh: Annotated[bool, typer.Option("--refresh", help="Measure again instead of using the cache.")] = False,
-    threads: ThreadsOpt = None, fmt: FormatOpt = Format.table, output: OutputOpt = None,
+    threads: ThreadsOpt = None,
+    runtime: Annotated[str, typer.Option(
+        "--runtime", metavar="eager|compile|onnxruntime|litert",
+        help="Also measure each runtime's own float32 matmul peak and per-call floor (comma-separated).")] = "eager",
+    fmt: FormatOpt = Format.table, output: OutputOpt = None,
 ) -> None:
     """Measured ceilings of this CPU/GPU: peak matmul FLOP/s per dtype, copy bandwidth, launch floor (cached)."""
-    from dscalc.measure.settings import check_device, check_threads
+    from dscalc.measure.runtimes import DEFAULT, check, parse
+    from dscalc.measure.settings import Settings, check_device, check_threads
     from dscalc.report import device as builder
 
     check_threads(threads)
+    names = parse(runtime)
     need("torch", "torch", "dscalc device")
     check_device(device)
+    runs = check(names, Settings(device=device, threads=threads)) if names != [DEFAULT] else None
     with _progress(f"measuring {device} ceilings"):
-        report = builder.build(device, refresh=refresh, threads=threads)
+        if runs:
+            from dscalc.report import runtimes as by_runtime
+
+            report = by_runtime.device(device, runs, refresh=refresh, threads=threads)
+        else:
+            report = builder.build(device, refresh=refresh, threads=threads)
     _deliver(report, fmt, output)
 
 
@@ -350,7 +402,8 @@ def compare(
     as_: Annotated[As, typer.Option("--as", help="The variant to compare with (networks).",
                                     rich_help_panel=NETWORK)] = As.separable,
     time: TimeOpt = False, device: DeviceOpt = "cpu", channels_last: ChannelsLastOpt = False,
-    threads: ThreadsOpt = None, tf32: Tf32Opt = False, fmt: FormatOpt = Format.table, output: OutputOpt = None,
+    threads: ThreadsOpt = None, tf32: Tf32Opt = False, runtime: RuntimeOpt = "eager", fmt: FormatOpt = Format.table,
+    output: OutputOpt = None,
 ) -> None:
     """The original and its separable (or standard) variant side by side: params, MACs, predicted and measured."""
     from dscalc.cost.parse import shape
@@ -363,6 +416,9 @@ def compare(
     from dscalc.measure.settings import check_device
 
     check_device(device)  # compare always predicts, from this device's ceilings
+    runs = _runs(runtime, settings, time)
+    from dscalc.report import runtimes as by_runtime
+
     if target is None:
         _reject(given(ctx, _MODEL_NAMES), "applies to a model TARGET, not to a layer")
         _reject(given(ctx, _NETWORK_NAMES), "applies to a network TARGET, not to a layer")
@@ -375,7 +431,8 @@ def compare(
             dilation=dilation, groups=groups, depth_multiplier=depth_multiplier, bias=bias, dims=dims, batch=batch,
             dtype=dtype.value, given=given(ctx, layer_names))
         with _progress("predicting and measuring"):
-            report = builder.layer(spec, settings, device)
+            report = by_runtime.layer(spec, runs, command="compare", device=device) if runs \
+                else builder.layer(spec, settings, device)
     elif looks_like_model(target):
         _reject(given(ctx, layer_names + ("batch",) + _NETWORK_NAMES),
                 "does not apply to a model (its --input shape sets the batch and sizes)")
@@ -384,12 +441,16 @@ def compare(
         shapes = [shape(s) for s in input]
         source = ModelSource.of(target, kwargs, trust_pickle)
         with _progress("tracing and measuring"):
-            report = builder.model(source, shapes, settings)
+            report = by_runtime.compare_model(source, shapes, runs) if runs else builder.model(source, shapes, settings)
     else:
         _reject(given(ctx, layer_names + _MODEL_NAMES), "does not apply to a network (its spec sets the layers)")
         with _progress("costing and measuring"):
-            report = builder.network(target, alpha=alpha, resolution=resolution, as_=as_.value, batch=batch,
-                                     dtype=dtype.value, settings=settings, device=device)
+            if runs:
+                report = by_runtime.compare_network(target, runs, alpha=alpha, resolution=resolution, as_=as_.value,
+                                                    batch=batch, dtype=dtype.value, device=device)
+            else:
+                report = builder.network(target, alpha=alpha, resolution=resolution, as_=as_.value, batch=batch,
+                                         dtype=dtype.value, settings=settings, device=device)
     _deliver(report, fmt, output)
 
 
@@ -405,7 +466,7 @@ def sweep(
     channels_last: Annotated[str, typer.Option("--channels-last", help="no, yes or both.")] = "no",
     time: Annotated[bool, typer.Option("--time/--no-time", help="Measure (default) or only predict.",
                                        rich_help_panel=TIMING)] = True,
-    device: DeviceOpt = "cpu", threads: ThreadsOpt = None, tf32: Tf32Opt = False,
+    device: DeviceOpt = "cpu", threads: ThreadsOpt = None, tf32: Tf32Opt = False, runtime: RuntimeOpt = "eager",
     plot: Annotated[Path | None, typer.Option(help="Draw the sweep to FILE.png or FILE.svg (matplotlib).",
                                               show_default=False, dir_okay=False, rich_help_panel=OUTPUT)] = None,
     fmt: FormatOpt = Format.table, output: OutputOpt = None,
@@ -423,11 +484,18 @@ def sweep(
     if plot is not None:
         need("matplotlib", "plot", "--plot")
     settings = _settings(True, device, "float32", False, threads, tf32)
+    runs = _runs(runtime, settings, time, channels_last=True in formats)
     from dscalc.report import sweep as builder
 
     with _bar("sweeping") as advance:
-        report, rows = builder.build(cin=cin, cout=cout, k=k, size=size, batch=batch, dtypes=dtypes,
-                                     formats=formats, settings=settings, measure=time, progress=advance)
+        if runs:
+            from dscalc.report import runtimes as by_runtime
+
+            report, rows = by_runtime.sweep(cin=cin, cout=cout, k=k, size=size, batch=batch, dtypes=dtypes,
+                                            formats=formats, runs=runs, progress=advance)
+        else:
+            report, rows = builder.build(cin=cin, cout=cout, k=k, size=size, batch=batch, dtypes=dtypes,
+                                         formats=formats, settings=settings, measure=time, progress=advance)
     if plot is not None:
         from dscalc.report.plot import sweep_plot
 

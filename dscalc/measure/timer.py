@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from dscalc.errors import first_line
@@ -22,7 +22,9 @@ RELIABLE_IQR = 0.10
 
 @dataclass(frozen=True)
 class Timing:
-    """One measured latency: median and quartiles in seconds over `runs` timed blocks of `per_run` calls."""
+    """One measured latency: median and quartiles in seconds over `runs` timed blocks of `per_run` calls, and the
+    runtime that ran it (`measure.runtimes`): its name, version, own settings, and the seconds it took to build the
+    timed call (torch.compile's compilation, ONNX export + session, LiteRT conversion) - never part of the median."""
 
     median: float | None
     iqr: float | None
@@ -31,6 +33,10 @@ class Timing:
     error: str | None = None
     q1: float | None = None
     q3: float | None = None
+    runtime: str = "eager"
+    runtime_version: str = ""
+    runtime_settings: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    setup_s: float | None = None
 
     @property
     def reliable(self) -> bool:
@@ -50,10 +56,12 @@ class Timing:
         return ", ".join(reasons)
 
     def to_dict(self) -> dict[str, Any]:
+        ran = {"runtime": self.runtime, "runtime_version": self.runtime_version,
+               "runtime_settings": dict(self.runtime_settings), "setup_s": self.setup_s}
         if self.error:
-            return {"error": self.error}
+            return {"error": self.error, **ran}
         return {"median_s": self.median, "iqr_s": self.iqr, "q1_s": self.q1, "q3_s": self.q3, "runs": self.runs,
-                "per_run": self.per_run, "reliable": self.reliable}
+                "per_run": self.per_run, "reliable": self.reliable, **ran}
 
     @classmethod
     def failed(cls, error: str) -> Timing:

@@ -1,5 +1,5 @@
 """The sweep as a picture (matplotlib, the `plot` extra): speedup of separable against channels, one line per
-batch / dtype / memory format, with the MAC ratio for reference."""
+batch / dtype / memory format (and runtime, when several were measured), with the MAC ratio for reference."""
 
 from __future__ import annotations
 
@@ -17,10 +17,13 @@ def sweep_plot(rows: list[SweepRow], path: str, device: str = "") -> None:
     except ImportError:
         raise BadInput("needs matplotlib: pip install 'dscalc[plot]'", "plot") from None
     measured = any(r.pair.measured_speedup is not None for r in rows)
+    several = len({r.runtime for r in rows}) > 1  # one line per runtime, each with its spread
     fig, ax = plt.subplots(figsize=(7.5, 5))
-    for key in sorted({(r.batch, r.dtype, r.channels_last, r.k, r.size) for r in rows}):
-        sel = [r for r in rows if (r.batch, r.dtype, r.channels_last, r.k, r.size) == key]
-        label = f"{key[3]}x{key[3]} at {key[4]}², batch {key[0]}, {key[1]}" + (", channels-last" if key[2] else "")
+    drawn: set[tuple[object, ...]] = set()
+    for key in sorted({(r.batch, r.dtype, r.channels_last, r.k, r.size, r.runtime or "") for r in rows}):
+        sel = [r for r in rows if (r.batch, r.dtype, r.channels_last, r.k, r.size, r.runtime or "") == key]
+        label = f"{key[3]}x{key[3]} at {key[4]}², batch {key[0]}, {key[1]}" + (", channels-last" if key[2] else "") \
+            + (f", {key[5]}" if several else "")
         xs = [r.cin for r in sel]
         predicted = [_nan(r.pair.predicted_speedup) for r in sel]
         if measured:
@@ -28,8 +31,10 @@ def sweep_plot(rows: list[SweepRow], path: str, device: str = "") -> None:
             low, high = zip(*[_spread(r) for r in sel])
             line = ax.plot(xs, ys, marker="o", label=f"{label}: measured")[0]
             ax.fill_between(xs, low, high, color=line.get_color(), alpha=0.2, lw=0)
-            ax.plot(xs, predicted, ls="--", marker=".", color=line.get_color(), alpha=0.7,
-                    label=f"{label}: predicted (roofline)")
+            if key[:5] not in drawn:  # the roofline does not depend on the runtime: drawn once
+                drawn.add(key[:5])
+                ax.plot(xs, predicted, ls="--", marker=".", color=line.get_color(), alpha=0.7,
+                        label=f"{label.rpartition(', ')[0] if several else label}: predicted (roofline)")
         else:
             ax.plot(xs, predicted, ls="--", marker="o", label=f"{label}: predicted (roofline)")
     theory = sorted({(r.cin, r.pair.mac_speedup) for r in rows})
