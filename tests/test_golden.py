@@ -169,14 +169,18 @@ def sweep(fixed):
 def fake_timer(monkeypatch):
     """Every kernel "takes" 1 µs + 1 ps per MAC, with a 2% IQR over 7 runs."""
     from dscalc.measure import latency
-    from dscalc.measure.timer import Timing
+    from dscalc.measure.timer import Ratio, Timing
 
     def timing(macs: int) -> Timing:
         median = 1e-6 + macs * 1e-12
         return Timing(median, median * 0.02, 7, 10, q1=median * 0.99, q3=median * 1.01)
 
+    def against(original, first, second, settings):
+        a, b = timing(original.macs), timing(first.macs + second.macs)
+        return a, b, Ratio(a.median / b.median, a.median / b.median * 0.99, a.median / b.median * 1.01, 7)
+
     monkeypatch.setattr(latency, "time_layer", lambda layer, settings: timing(layer.macs))
-    monkeypatch.setattr(latency, "time_pair", lambda first, second, settings: timing(first.macs + second.macs))
+    monkeypatch.setattr(latency, "time_against", against)
 
 
 @pytest.mark.parametrize("name", list(CASES))

@@ -11,10 +11,10 @@ from typing import Any
 from dscalc.cost.kinds import WEIGHTED, separable_of
 from dscalc.cost.records import LayerCost, SeparableComparison
 from dscalc.measure.ceilings import Ceilings, get_ceilings
-from dscalc.measure.modules import time_layer, time_pair
+from dscalc.measure.modules import time_against, time_layer
 from dscalc.measure.roofline import Prediction, predict, predict_pair
 from dscalc.measure.settings import Settings, configured
-from dscalc.measure.timer import Timing, overlap
+from dscalc.measure.timer import Ratio, Timing, overlap
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,7 @@ class PairLatency:
     depthwise: Latency
     pointwise: Latency
     pair: Latency
+    ratio: Ratio | None = None  # original / pair over interleaved blocks (the measured speedup), where measured
 
     @property
     def mac_speedup(self) -> float:
@@ -63,6 +64,8 @@ class PairLatency:
 
     @property
     def measured_speedup(self) -> float | None:
+        if self.ratio is not None:
+            return self.ratio.median
         a, b = self.original.timing, self.pair.timing
         if a is not None and b is not None and a.median and b.median:
             return float(a.median / b.median)
@@ -70,11 +73,12 @@ class PairLatency:
 
     @property
     def verdict(self) -> str | None:
-        """'separable wins', 'standard wins' or 'too close to call' (the two IQRs overlap); None unmeasured."""
+        """'separable wins', 'standard wins' or 'too close to call' - when the paired ratio's interquartile range
+        straddles 1 (or, unpaired, the two timings' IQRs overlap); None unmeasured."""
         gain = self.measured_speedup
         if gain is None:
             return None
-        if overlap(self.original.timing, self.pair.timing):
+        if (not self.ratio.decided) if self.ratio is not None else overlap(self.original.timing, self.pair.timing):
             return "too close to call"
         return "separable wins" if gain > 1 else f"{self.original.name} wins"
 
@@ -83,7 +87,8 @@ class PairLatency:
 
     def to_dict(self) -> dict[str, Any]:
         return {"rows": [r.to_dict() for r in (self.original, self.depthwise, self.pointwise, self.pair)],
-                "speedup": self.speedups(), "verdict": self.verdict}
+                "speedup": self.speedups(), "verdict": self.verdict,
+                "paired": self.ratio.to_dict() if self.ratio is not None else None}
 
 
 def ceilings_for(settings: Settings | None, device: str = "cpu") -> Ceilings:
@@ -102,21 +107,26 @@ def layer_latency(layer: LayerCost, ceilings: Ceilings, settings: Settings | Non
 def pair_latency(comparison: SeparableComparison, ceilings: Ceilings | None, settings: Settings | None) -> PairLatency:
     """Predict (with ceilings) and measure (with timing settings) the original and its separable pair."""
 
-    def row(layer: LayerCost, name: str) -> Latency:
+    def row(layer: LayerCost, name: str, measured: Timing | None = None) -> Latency:
         pred = predict(layer, ceilings) if ceilings else None
-        measured = time_layer(layer, settings) if settings else None
+        if measured is None and settings:
+            measured = time_layer(layer, settings)
         return Latency(name, layer.macs, layer.bytes, pred, measured)
 
-    original = row(comparison.original, comparison.original.kind)
+    # the original and the pair in interleaved blocks (their ratio is the measured speedup); each half on its own
+    original_t = pair_t = ratio = None
+    if settings:
+        original_t, pair_t, ratio = time_against(comparison.original, comparison.depthwise, comparison.pointwise,
+                                                 settings)
+    original = row(comparison.original, comparison.original.kind, original_t)
     dw, pw = row(comparison.depthwise, "depthwise"), row(comparison.pointwise, "pointwise")
     pair_pred = None
     if ceilings:
         d, p, total = predict_pair(comparison, ceilings)
         pair_pred = Prediction(total, "2 kernels", d.compute_s + p.compute_s, d.memory_s + p.memory_s,
                                d.launch_s + p.launch_s)
-    pair_timing = time_pair(comparison.depthwise, comparison.pointwise, settings) if settings else None
-    pair = Latency("dw then pw", comparison.macs, comparison.bytes, pair_pred, pair_timing)
-    return PairLatency(original, dw, pw, pair)
+    pair = Latency("dw then pw", comparison.macs, comparison.bytes, pair_pred, pair_t)
+    return PairLatency(original, dw, pw, pair, ratio)
 
 
 def time_rows(rows: list[LayerCost], settings: Settings | None, ceilings: Ceilings,

@@ -11,7 +11,7 @@ from dscalc.cost.records import LayerCost
 from dscalc.errors import first_line
 from dscalc.measure import runtimes
 from dscalc.measure.settings import Settings
-from dscalc.measure.timer import Timing, measure
+from dscalc.measure.timer import Ratio, Timing, measure, measure_pair
 
 
 def module_for(layer: LayerCost) -> Any:
@@ -95,3 +95,41 @@ def time_pair(first: LayerCost, second: LayerCost, settings: Settings) -> Timing
     except (RuntimeError, TypeError, ValueError) as e:
         return runtimes.stamp(Timing.failed(first_line(e)), settings)
     return time_module(module, [first.input_shape], settings, f"{first.name}+{second.name}", own=True)
+
+
+def time_against(original: LayerCost, first: LayerCost, second: LayerCost,
+                 settings: Settings) -> tuple[Timing, Timing, Ratio | None]:
+    """A layer and the pair that would replace it (first then second), timed in interleaved blocks: each one's
+    timing and the paired ratio original / pair - the measured speedup, its spread free of the machine's drift."""
+    from torch import nn
+
+    try:
+        modules = [module_for(original), nn.Sequential(module_for(first), module_for(second))]
+    except (RuntimeError, TypeError, ValueError) as e:
+        failed = runtimes.stamp(Timing.failed(first_line(e)), settings)
+        return failed, failed, None
+    import torch
+
+    built: list[runtimes.Built] = []
+    try:
+        for module in modules:
+            built.append(prepare(module, [original.input_shape], settings))
+    except torch.cuda.OutOfMemoryError:
+        torch.cuda.empty_cache()
+        failed = runtimes.stamp(Timing.failed("out of memory"), settings)
+        return failed, failed, None
+    except Exception as e:
+        failed = runtimes.stamp(Timing.failed(_why(e, settings)), settings)
+        for one in built:
+            one.close()
+        return failed, failed, None
+    try:
+        t_original, t_pair, ratio = measure_pair(built[0].call, built[1].call, settings,
+                                                 (original.name, f"{first.name}+{second.name}"))
+    except Exception as e:
+        t_original = t_pair = Timing.failed(_why(e, settings))
+        ratio = None
+    finally:
+        for one in built:
+            one.close()
+    return runtimes.stamp(t_original, settings, built[0]), runtimes.stamp(t_pair, settings, built[1]), ratio

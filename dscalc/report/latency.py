@@ -52,7 +52,8 @@ def quality_cell(t: Timing | None) -> str:
 def verdict_line(pair: PairLatency) -> str:
     gain = pair.measured_speedup
     verdict = pair.verdict
-    said = "" if verdict is None else (" - too close to call (the IQRs overlap)" if verdict == "too close to call"
+    why = "the paired ratio's IQR spans 1" if pair.ratio is not None else "the IQRs overlap"
+    said = "" if verdict is None else (f" - too close to call ({why})" if verdict == "too close to call"
                                        else " - separable wins" if gain and gain > 1 else " - separable LOSES")
     return (f"separable speedup: MACs {speedup(pair.mac_speedup)}, roofline {speedup(pair.predicted_speedup)}, "
             f"measured {speedup(gain)}{said}")
