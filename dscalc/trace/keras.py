@@ -118,7 +118,7 @@ def _python_model(keras: Any, source: ModelSource) -> Any:
         factory = getattr(module, source.name)
     else:
         own = [o for o in vars(module).values() if getattr(o, "__module__", None) == module_name]
-        candidates = [o for o in own if inspect.isclass(o) and issubclass(o, keras.Model)] or \
+        candidates: list[Any] = [o for o in own if inspect.isclass(o) and issubclass(o, keras.Model)] or \
             [o for o in own if inspect.isfunction(o)]
         if len(candidates) != 1:
             names = ", ".join(sorted(c.__name__ for c in candidates)) or "none"
@@ -163,7 +163,7 @@ def _conv_records(keras: Any, layer: Any, shape: tuple[int, ...], name: str) -> 
     batch, cin, spatial = _spatial(layer, shape)
     kernel, stride, dilation = tuple(layer.kernel_size), tuple(layer.strides), tuple(layer.dilation_rate)
     padding = _padding(layer, kernel, dilation)
-    geo = dict(batch=batch, stride=stride, dilation=dilation)
+    geo: dict[str, Any] = dict(batch=batch, stride=stride, dilation=dilation)
     klayers = keras.layers
     if isinstance(layer, (klayers.Conv1DTranspose, klayers.Conv2DTranspose, klayers.Conv3DTranspose)):
         extra = layer.output_padding
@@ -306,9 +306,9 @@ class _Walk:
             raise BadInput(f"layer {row!r} ({cls}): {e}", "model") from None
         except (ValueError, TypeError, AttributeError):
             pass  # a configuration dscalc does not cost: listed below
-        kind = _simple_kind(cls)
-        if kind is not None:
-            self.records.append(OpRecord(row, cls, kind, 0, elements))
+        simple = _simple_kind(cls)
+        if simple is not None:
+            self.records.append(OpRecord(row, cls, simple, 0, elements))
         elif cls not in _SHAPE:
             self.uncounted[cls] = self.uncounted.get(cls, 0) + 1
 

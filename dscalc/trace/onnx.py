@@ -96,8 +96,10 @@ def _dims(value_info: Any) -> Shape | None:
     return tuple(d.dim_value if d.HasField("dim_value") else None for d in t.tensor_type.shape.dim)
 
 
-def _show(dims: Shape) -> str:
-    return "x".join("?" if d is None else str(d) for d in dims)
+def _show(value_info: Any) -> str:
+    """A declared shape as the file names it: Nx3x224x224 (? for a dimension with no name)."""
+    dims = value_info.type.tensor_type.shape.dim
+    return "x".join(str(d.dim_value) if d.HasField("dim_value") else (d.dim_param or "?") for d in dims)
 
 
 def _static(model: Any, shapes: list[tuple[int, ...]]) -> Any:
@@ -115,11 +117,11 @@ def _static(model: Any, shapes: list[tuple[int, ...]]) -> Any:
         declared = _dims(value)
         if declared is not None:
             if len(declared) != len(given):
-                raise BadInput(f"input {value.name!r} has {len(declared)} dimensions ({_show(declared)}), "
+                raise BadInput(f"input {value.name!r} has {len(declared)} dimensions ({_show(value)}), "
                                f"got {'x'.join(map(str, given))}", "input")
             for i, (d, g) in enumerate(zip(declared, given)):
                 if d not in (None, 0) and d != g:
-                    raise BadInput(f"input {value.name!r} is {_show(declared)}: dimension {i} is fixed at {d}, "
+                    raise BadInput(f"input {value.name!r} is {_show(value)}: dimension {i} is fixed at {d}, "
                                    f"got {'x'.join(map(str, given))}", "input")
         shape = value.type.tensor_type.shape
         shape.ClearField("dim")
@@ -130,10 +132,67 @@ def _static(model: Any, shapes: list[tuple[int, ...]]) -> Any:
     for out in m.graph.output:
         if out.type.HasField("tensor_type"):
             out.type.tensor_type.ClearField("shape")
-    try:
-        return onnx.shape_inference.infer_shapes(m, check_type=False, strict_mode=False, data_prop=True)
-    except Exception as e:
-        raise BadInput(f"ONNX shape inference fails with these shapes: {first_line(e)}", "input") from None
+    for _ in range(_FOLD_ROUNDS):
+        try:
+            m = onnx.shape_inference.infer_shapes(m, check_type=False, strict_mode=False, data_prop=True)
+        except Exception as e:
+            raise BadInput(f"ONNX shape inference fails with these shapes: {first_line(e)}", "input") from None
+        if not _fold(m):
+            break
+    return m
+
+
+#: shape arithmetic that dscalc evaluates itself where ONNX's data propagation stops (torch's chunk exports a
+#: Div of a Shape, which ONNX does not propagate; the Slice after it then has no shape)
+_SHAPE_MATH = frozenset({"Shape", "Size", "Gather", "Div", "Mul", "Add", "Sub", "Concat", "Slice", "Unsqueeze",
+                         "Squeeze", "Cast", "Constant", "ConstantOfShape", "Range", "Equal", "Where", "Floor",
+                         "Ceil", "Reshape", "ReduceProd", "Max", "Min", "Neg", "Mod", "Expand", "Identity", "Abs"})
+_FOLD_ROUNDS = 8
+_FOLD_LIMIT = 1 << 16  # elements: shape arithmetic is small; anything larger is data, left alone
+
+
+def _fold(m: Any) -> bool:
+    """Replace each shape-arithmetic node whose inputs are known (constants, or the Shape of a tensor whose shape
+    is inferred) by the constant it computes. True when something was folded (the shapes are then inferred
+    again)."""
+    import numpy as np  # (onnx's own dependency)
+    from onnx import numpy_helper
+    from onnx.reference import ReferenceEvaluator
+
+    g = m.graph
+    values: dict[str, Any] = {i.name: numpy_helper.to_array(i) for i in g.initializer
+                              if math.prod(i.dims) <= _FOLD_LIMIT and i.data_type not in _FLOATS}
+    shapes = {v.name: _dims(v) for v in (*g.input, *g.value_info, *g.output)}
+    keep, folded = [], []
+    for node in g.node:
+        value = None
+        if node.op_type == "Shape" and node.input:
+            full = _full(shapes.get(node.input[0]))
+            if full is not None:
+                a = _attrs(node)
+                value = np.array(full[a.get("start", 0):a.get("end", len(full))], dtype=np.int64)
+        elif node.op_type in _SHAPE_MATH and node.domain in ("", "ai.onnx") and len(node.output) == 1 and \
+                all(not i or i in values for i in node.input):
+            try:
+                feeds = {str(name): values[str(name)] for name in node.input if name}
+                outputs: Any = ReferenceEvaluator(node).run(None, feeds)
+                value = outputs[0]
+            except Exception:
+                value = None
+        if value is not None and getattr(value, "size", _FOLD_LIMIT + 1) <= _FOLD_LIMIT:
+            values[node.output[0]] = value
+            folded.append(numpy_helper.from_array(value, node.output[0]))
+        else:
+            keep.append(node)
+    if not folded:
+        return False
+    used = {i for node in keep for i in node.input} | {o.name for o in g.output}
+    folded = [t for t in folded if t.name in used]
+    changed = len(keep) < len(g.node)
+    del g.node[:]
+    g.node.extend(keep)
+    g.initializer.extend(folded)
+    return changed
 
 
 # ------------------------------------------------------------------------------------------------ names
@@ -192,11 +251,17 @@ def _attrs(node: Any) -> dict[str, Any]:
 
 
 def _full(shape: Shape | None) -> tuple[int, ...] | None:
-    return tuple(int(d) for d in shape) if shape is not None and all(d is not None for d in shape) else None
+    if shape is None or any(d is None for d in shape):
+        return None
+    return tuple(int(d) for d in shape if d is not None)
 
 
 class _Unknown(Exception):
     """A node whose operand shapes shape inference could not establish."""
+
+
+class _NoContraction(_Unknown):
+    """An Einsum that is not a matmul (elementwise, outer product, or more than two operands)."""
 
 
 class Graph:
@@ -400,11 +465,11 @@ def _cost(g: Graph, node: Any, name: str) -> list[tuple[str, int, LayerCost | No
         return [("linear" if weighted else "matmul", macs, None)]
     if op == "Einsum":
         shapes = [g.shape(node, i) for i in range(len(node.input))]
-        macs = einsum_macs(str(_attrs(node).get("equation", "")), shapes)
-        if macs is None:
-            raise _Unknown
+        contraction = einsum_macs(str(_attrs(node).get("equation", "")), shapes)
+        if contraction is None:
+            raise _NoContraction
         weighted = any(g.is_weight(node, i) for i in range(len(node.input)))
-        return [("linear" if weighted else "matmul", macs, None)]
+        return [("linear" if weighted else "matmul", contraction, None)]
     if (op == "Attention" and node.domain in ("", "ai.onnx")) or op == "MultiHeadAttention":
         return [("matmul", _attention_macs(g, node), None)]
     if op == "Attention" and node.domain == "com.microsoft":
@@ -424,7 +489,7 @@ def _kind(op: str) -> str | None:
 
 # --------------------------------------------------------------------------------------------- profile
 
-def _parameters(g: Graph, model: Any, modules: list[str]) -> tuple[dict[str, int], int, int]:
+def _parameters(g: Graph, model: Any, modules: list[str], stored: set[str]) -> tuple[dict[str, int], int, int]:
     """Each initializer counted once, in the row of the first node that uses it: (params by row, params,
     buffers). BatchNormalization's mean and variance are buffers; integer constants are not parameters (except
     the weights of quantized ops)."""
@@ -437,7 +502,7 @@ def _parameters(g: Graph, model: Any, modules: list[str]) -> tuple[dict[str, int
         for slot, name in enumerate(node.input):
             root = g.root(name)
             init = g.initializers.get(root)
-            if init is None or root in seen:
+            if init is None or root in seen or root not in stored:  # (not the constants dscalc folded)
                 continue
             quantized = slot in _QUANTIZED_WEIGHTS.get(node.op_type, ())
             if init.data_type not in _FLOATS and not quantized:
@@ -474,15 +539,15 @@ def profile(source: ModelSource, shapes: list[tuple[int, ...]], depth: int | Non
             elif node.op_type not in SHAPE_OPS:
                 uncounted[node.op_type] = uncounted.get(node.op_type, 0) + 1
             continue
-        except _Unknown:
-            key = f"{node.op_type} (shape unknown)" if node.op_type != "Einsum" else "Einsum (no contraction)"
+        except _Unknown as e:
+            key = "Einsum (no contraction)" if isinstance(e, _NoContraction) else f"{node.op_type} (shape unknown)"
             uncounted[key] = uncounted.get(key, 0) + 1
             continue
         except DscalcError as e:
             raise BadInput(f"node {node.name or index!r} ({node.op_type}): {e}", "model") from None
         for op_kind, macs, layer in costs:
             records.append(OpRecord(row, node.op_type, op_kind, macs, g.elements(node), layer))
-    per_row, params, buffers = _parameters(g, model, rows)
+    per_row, params, buffers = _parameters(g, model, rows, {i.name for i in loaded.proto.graph.initializer})
     outputs = [_full(g.shapes.get(o.name)) or () for o in model.graph.output]
     trace = Trace(records, uncounted, types, per_row, params, list(shapes), [tuple(o) for o in outputs])
     result = summarize(trace, depth)
