@@ -151,17 +151,42 @@ def test_attention_ops(tmp_path):
     # ONNX Attention (opset 23) on Q (1,2,5,4), K (1,2,6,4), V (1,2,6,3): per head Q K^T 5*6*4 and
     #   weights x V 5*6*3 -> 2 heads * 5*6*(4+3) = 420 MACs
     # com.microsoft MultiHeadAttention, 2 heads, Q (1,5,8), K (1,6,8), V (1,6,8): 5*6*(8+8) = 480 MACs
+    # com.microsoft Attention (fused QKV projection), 2 heads, x (1,5,8), W (8, 24), bias 24: projection
+    #   5*8*24 = 960 MACs (linear); attention 5*5*(8+8) = 400 (matmul); params 8*24 + 24 = 216
     nodes = [helper.make_node("Attention", ["q", "k", "v"], ["o"], name="attn"),
              helper.make_node("MultiHeadAttention", ["q3", "k3", "v3"], ["o3"], name="mha", domain="com.microsoft",
+                              num_heads=2),
+             helper.make_node("Attention", ["q3", "wqkv", "bqkv"], ["o4"], name="fused", domain="com.microsoft",
                               num_heads=2)]
     inputs = [_float("q", [1, 2, 5, 4]), _float("k", [1, 2, 6, 4]), _float("v", [1, 2, 6, 3]),
               _float("q3", [1, 5, 8]), _float("k3", [1, 6, 8]), _float("v3", [1, 6, 8])]
-    path = _save(tmp_path, nodes, inputs, [_float("o", None), _float("o3", None)], opset=23,
+    path = _save(tmp_path, nodes, inputs, [_float("o", None), _float("o3", None), _float("o4", None)],
+                 [_tensor("wqkv", (8, 24)), _tensor("bqkv", (24,))], opset=23,
                  extra_opsets=[helper.make_opsetid("com.microsoft", 1)])
     data = _profile(path, "1x2x5x4", "1x2x6x4", "1x2x6x3", "1x5x8", "1x6x8", "1x6x8")
     rows = {r["name"]: r for r in data["rows"]}
-    assert (rows["attn"]["macs"], rows["mha"]["macs"]) == (420, 480)
-    assert data["totals"]["macs"] == data["by_op_kind"]["matmul"]["macs"] == 900
+    assert (rows["attn"]["macs"], rows["mha"]["macs"], rows["fused"]["macs"]) == (420, 480, 960 + 400)
+    assert data["by_op_kind"]["matmul"]["macs"] == 420 + 480 + 400 and data["by_op_kind"]["linear"]["macs"] == 960
+    assert data["totals"]["macs"] == 2_260 and data["totals"]["params"] == 216
+
+
+def test_quantized_convolution_and_matmul(tmp_path):
+    # ConvInteger uint8 x (1,3,6,6), int8 W (4,3,3,3), pads 1: 4*3*9*36 = 3,888 MACs, 108 int8 params
+    # MatMulInteger (1,144) x int8 (144,10): 1,440 MACs, 1,440 params; the int64 Reshape shape is no parameter
+    nodes = [helper.make_node("ConvInteger", ["x", "w"], ["y"], name="qconv", pads=[1, 1, 1, 1]),
+             helper.make_node("Cast", ["y"], ["y8"], to=TensorProto.UINT8),
+             helper.make_node("Reshape", ["y8", "shape"], ["flat"], name="flat"),
+             helper.make_node("MatMulInteger", ["flat", "wm"], ["out"], name="qfc")]
+    inits = [numpy_helper.from_array(np.ones((4, 3, 3, 3), dtype=np.int8), "w"),
+             numpy_helper.from_array(np.array([1, 144], dtype=np.int64), "shape"),
+             numpy_helper.from_array(np.ones((144, 10), dtype=np.int8), "wm")]
+    x = helper.make_tensor_value_info("x", TensorProto.UINT8, [1, 3, 6, 6])
+    path = _save(tmp_path, nodes, [x], [helper.make_tensor_value_info("out", TensorProto.INT32, None)], inits)
+    data = _profile(path, "1x3x6x6")
+    rows = {r["name"]: r for r in data["rows"]}
+    assert (rows["qconv"]["macs"], rows["qconv"]["params"], rows["qconv"]["kind"]) == (3_888, 108, "standard")
+    assert (rows["qfc"]["macs"], rows["qfc"]["params"]) == (1_440, 1_440)
+    assert data["totals"]["params"] == 108 + 1_440
 
 
 def test_batchnorm_statistics_are_buffers_and_shape_constants_are_not_params(tmp_path):

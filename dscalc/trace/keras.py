@@ -66,6 +66,9 @@ def import_keras() -> Any:
     """Keras, on the backend the user configured when it is installed, else on torch (dscalc computes nothing
     with it: any backend will do)."""
     if "keras" not in sys.modules and not _usable_backend():
+        if importlib.util.find_spec("torch") is None:
+            raise RuntimeFailure("Keras needs a backend and none is installed: pip install 'dscalc[torch]' (or set "
+                                 "KERAS_BACKEND to an installed one)")
         os.environ["KERAS_BACKEND"] = "torch"
     try:
         with _quiet():
