@@ -245,3 +245,35 @@ def test_bad_keras_input(cifar_file, tmp_path, monkeypatch):
     assert r.returncode == 1
     assert r.stderr.strip() == "dscalc: error: dscalc profile needs keras, which is not installed: " \
                                "pip install 'dscalc[keras]'"
+
+
+APPLICATIONS = textwrap.dedent("""
+    from keras import applications
+
+
+    def mobilenet():
+        return applications.MobileNet(weights=None)
+
+
+    def mobilenet_v2():
+        return applications.MobileNetV2(weights=None)
+""")
+
+
+@pytest.mark.parametrize("name,macs,params", [
+    # the MobileNets paper's 1.0/224 figure (DESIGN.md: conv + FC, bias and BN excluded)
+    ("mobilenet", 568_740_352, None),
+    # torchvision's published mobilenet_v2 `_ops` (0.301 G) and num_params: the same network, the same counts
+    ("mobilenet_v2", 300_774_272, 3_504_872),
+])
+def test_keras_applications_against_published_figures(tmp_path, name, macs, params):
+    path = tmp_path / "apps.py"
+    path.write_text(APPLICATIONS)
+    data = _profile(f"{path}:{name}", "-i", "1x224x224x3")
+    assert data["totals"]["macs"] == macs
+    if params is not None:
+        assert data["totals"]["params"] == params
+    namespace: dict = {}
+    exec(compile(APPLICATIONS, str(path), "exec"), namespace)
+    assert data["totals"]["total_params"] == namespace[name]().count_params()
+    assert data["uncounted"] == {}  # every layer of a keras.applications model is known

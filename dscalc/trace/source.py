@@ -101,7 +101,7 @@ def _kwargs(text: str | dict[str, Any] | None) -> dict[str, Any]:
 
 
 #: a .py file that imports Keras (and not torch) builds a Keras model
-_KERAS_IMPORT = re.compile(r"^\s*(?:import\s+(?:keras|tf_keras|tensorflow\.keras)\b|"
+_KERAS_IMPORT = re.compile(r"^\s*(?:import\s+(?:keras|tf_keras|tensorflow)\b|"
                            r"from\s+(?:keras|tf_keras|tensorflow\.keras)\b|from\s+tensorflow\s+import\s+keras\b)",
                            re.MULTILINE)
 _TORCH_IMPORT = re.compile(r"^\s*(?:import|from)\s+torch\b", re.MULTILINE)
