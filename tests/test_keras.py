@@ -9,6 +9,7 @@ import importlib.util
 import json
 import math
 import textwrap
+from pathlib import Path
 
 import pytest
 from conftest import run_in_process
@@ -109,6 +110,8 @@ def test_cifar_separable_by_hand_and_the_what_if(cifar_file):
     assert SEPARABLE_MACS == 31_623_680 and SEPARABLE_PARAMS == 227_850
     separable = _profile(cifar_file, "-i", "1x32x32x3")  # kind defaults to separable
     assert separable["totals"]["macs"] == SEPARABLE_MACS
+    jsonschema = pytest.importorskip("jsonschema")  # dscalc's one JSON schema, as for a torch profile
+    jsonschema.validate(separable, json.loads((Path(__file__).parents[1] / "dscalc/report/schema.json").read_text()))
     assert (separable["totals"]["params"], separable["totals"]["buffers"]) == (SEPARABLE_PARAMS, BN_STATS)
     row = next(r for r in separable["rows"] if r["name"] == "m1_x1")
     assert (row["macs"], row["params"], row["geometry"]) == (4_784_128, 4_736, "3x3")

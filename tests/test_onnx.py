@@ -39,6 +39,17 @@ def _profile(path, *shapes):
     return json.loads(r.stdout)
 
 
+def _valid(data):
+    """The document follows dscalc's one JSON schema (dscalc/report/schema.json), as a torch profile does."""
+    from pathlib import Path
+
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = Path(__file__).parents[1] / "dscalc" / "report" / "schema.json"
+    if schema.exists():
+        jsonschema.validate(data, json.loads(schema.read_text()))
+    assert data["schema_version"] == 1 and data["format"] == "onnx"
+
+
 def _float(name, dims):
     return helper.make_tensor_value_info(name, TensorProto.FLOAT, dims)
 
@@ -89,6 +100,7 @@ def test_conv_convtranspose_gemm_by_hand(tmp_path):
     assert rows["a"]["separable"] == {"params": 76, "macs": 2_176}
     assert data["totals"]["separable_macs"] == 62_288 - 4_608 + 2_176
     assert data["outputs"][-1] == [2, 10] and data["inputs"] == [[2, 4, 7, 7]]
+    _valid(data)
 
     ort = pytest.importorskip("onnxruntime")  # an independent runtime agrees on every output shape
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
