@@ -311,7 +311,8 @@ def network(
 def profile(
     model: Annotated[str, typer.Argument(metavar="MODEL",
                                          help="path.py[:Name], model.pt (TorchScript), model.pt2 (torch.export), "
-                                         "torchvision:NAME or timm:NAME.", show_default=False)],
+                                         "torchvision:NAME, timm:NAME, model.onnx, model.keras or model.h5.",
+                                         show_default=False)],
     input: Annotated[list[str], typer.Option("--input", "-i", metavar="SHAPE",
                                              help="Input shape, e.g. 1x3x224x224; repeat for "
                                              "several inputs.", show_default=False, rich_help_panel=MODEL)],
@@ -325,19 +326,24 @@ def profile(
     channels_last: ChannelsLastOpt = False, threads: ThreadsOpt = None, tf32: Tf32Opt = False,
     runtime: RuntimeOpt = "eager", fmt: FormatOpt = Format.table, output: OutputOpt = None,
 ) -> None:
-    """A real PyTorch model, traced per layer on the meta device (no weights), optionally checked against fvcore."""
+    """A real model per layer: PyTorch traced on the meta device (no weights), optionally checked against fvcore;
+    ONNX and Keras models counted from their graph (no torch for ONNX)."""
     from dscalc.cost.parse import shape
     from dscalc.trace.source import ModelSource
 
     if depth is not None and depth < 1:
         raise BadInput(f"must be positive, got {depth}", "depth")
     shapes = [shape(s) for s in input]
-    need("torch", "torch", "dscalc profile")
+    source = ModelSource.of(model, kwargs, trust_pickle)
+    need(*source.needs, "dscalc profile")  # the module its format needs: torch, onnx or keras
+    if not source.spec.torch and (time or check is not None):
+        what = "an ONNX" if source.format == "onnx" else "a Keras"
+        raise BadInput(f"applies to PyTorch models; {model} is {what} model, counted from its graph and not run",
+                       "time" if time else "check")
     if check is not None:
         need("fvcore", "torch", "--check fvcore")
     settings = _settings(time, device, dtype.value, channels_last, threads, tf32)
     runs = _runs(runtime, settings, time)
-    source = ModelSource.of(model, kwargs, trust_pickle)
     from dscalc.report import profile as builder
 
     with _progress("tracing" + (" and timing the model and its layers" if time else "")):

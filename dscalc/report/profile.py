@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from dscalc.errors import BadInput
 from dscalc.measure.latency import ceilings_for, time_rows
 from dscalc.measure.modules import time_module
 from dscalc.measure.settings import Settings, configured, describe
@@ -13,9 +14,15 @@ from dscalc.report import latency as lat
 from dscalc.report.fmt import exact, in_out, shape, si
 from dscalc.report.model import CONVENTIONS, Column, Grid, Report, name, text
 from dscalc.report.render import bar
-from dscalc.trace.profile import check_fvcore, explain, fvcore_extra, profile_model
 from dscalc.trace.records import ProfileResult
 from dscalc.trace.source import ModelSource
+
+# dscalc.trace.profile (the torch tracer, and the fvcore check) is imported where it is used: an ONNX or Keras
+# model is profiled without torch
+
+#: what `params` counts, for the formats not counted by sum(p.numel())
+PARAMS_LABEL = {"onnx": "params (initializers, each once)", "keras": "params (weights created trainable)",
+                "keras_python": "params (weights created trainable)"}
 
 
 def counts(result: ProfileResult, meta: dict[str, Any]) -> Report:
@@ -30,6 +37,8 @@ def counts(result: ProfileResult, meta: dict[str, Any]) -> Report:
     records = [r.to_dict() for r in result.rows]
     fv = result.fvcore or {}
     checked = "total" in fv
+    if checked:
+        from dscalc.trace.profile import explain, fvcore_extra
     columns = [name("module"), text("type"), text("input -> output"), Column("params"),
                Column("MACs"), Column("share", "left"), Column("as separable")]
     if checked:
@@ -53,7 +62,14 @@ def counts(result: ProfileResult, meta: dict[str, Any]) -> Report:
     summary = Grid(title="totals", columns=[name(""), Column("count"), Column("")])
     summary.add("MACs (conv + linear + matmul)", exact(tot["macs"]), si(tot["macs"]))
     summary.add("FLOPs (2 x MACs)", exact(tot["flops"]), si(tot["flops"]))
-    summary.add("params (sum of p.numel())", exact(tot["params"]), si(tot["params"]))
+    summary.add(PARAMS_LABEL.get(meta.get("format", ""), "params (sum of p.numel())"), exact(tot["params"]),
+                si(tot["params"]))
+    if "buffers" in tot:
+        summary.add("buffers (BN running mean/var)", exact(tot["buffers"]), si(tot["buffers"]))
+    if "total_params" in tot:  # Keras' own convention, as model.summary() prints it
+        summary.add("Keras trainable params", exact(tot["trainable_params"]), si(tot["trainable_params"]))
+        summary.add("Keras non-trainable params", exact(tot["non_trainable_params"]), si(tot["non_trainable_params"]))
+        summary.add("Keras total params (count_params())", exact(tot["total_params"]), si(tot["total_params"]))
     if "separable_macs" in tot:
         summary.add("MACs if every k>1 standard/grouped conv were separable", exact(tot["separable_macs"]),
                     si(tot["separable_macs"]))
@@ -79,7 +95,17 @@ def counts(result: ProfileResult, meta: dict[str, Any]) -> Report:
 def build(source: ModelSource, shapes: list[tuple[int, ...]], *, depth: int | None = None, check: str | None = None,
           settings: Settings | None = None) -> Report:
     """Profile the model; with `check='fvcore'` cross-check it; with settings, time its layers and its forward.
-    The model is built once per device: on meta to count, on the CPU (random weights) to check or time."""
+    The model is built once per device: on meta to count, on the CPU (random weights) to check or time.
+    ONNX and Keras models are profiled by their own module (no torch), counts only."""
+    if not source.spec.torch:
+        if check is not None or settings is not None:
+            what = "an ONNX" if source.format == "onnx" else "a Keras"
+            raise BadInput(f"applies to PyTorch models; {source.target} is {what} model, counted from its graph and "
+                           "not run", "check" if check is not None else "time")
+        return counts(source.profile(shapes, depth), {"model": source.target, "depth": depth,
+                                                      "format": source.format})
+    from dscalc.trace.profile import check_fvcore, profile_model
+
     model = source.load("cpu" if settings is not None else "meta")
     result = profile_model(model, shapes, depth)
     if check == "fvcore":
