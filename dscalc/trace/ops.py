@@ -387,6 +387,53 @@ def _efficient_backward(c: Call) -> Count:
     return Count(_attention_backward(_heads_first(q), _heads_first(k), _heads_first(v)))
 
 
+def _flex_forward(c: Call) -> Count:
+    """flex_attention (query, key, value, score_mod, block_mask, ...), layout (B, H, L, E): the full product - a
+    block mask's sparsity is not subtracted (FlopCounterMode counts it the same way unless given a hint)."""
+    return Count(_attention(shape_of(c.args[0]), shape_of(c.args[1]), shape_of(c.args[2])))
+
+
+def _flex_backward(c: Call) -> Count:
+    # (query, key, value, out, logsumexp, grad_out, ...)
+    return Count(_attention_backward(shape_of(c.args[0]), shape_of(c.args[1]), shape_of(c.args[2])))
+
+
+try:  # higher-order ops: registered as themselves
+    from torch._higher_order_ops.flex_attention import flex_attention, flex_attention_backward
+
+    register(flex_attention, kind="attention")(_flex_forward)
+    register(flex_attention_backward, kind="attention")(_flex_backward)
+except ImportError:  # a torch without flex attention
+    pass
+
+try:  # torch.nn.attention.varlen defines its custom ops (torch_attn::) when imported
+    import torch.nn.attention.varlen  # noqa: F401
+except ImportError:
+    pass
+
+
+@register("_varlen_attn", kind="attention", namespace="torch_attn")
+def _varlen_attn(c: Call) -> Count:
+    """torch.nn.attention.varlen_attn: packed (total, H, D) sequences delimited by cu_seq_q / cu_seq_k."""
+    q, k, v, cum_q = c.args[0], c.args[1], c.args[2], c.args[3]
+    cum_k = c.arg("cu_seq_k", 4)
+    return Count(_varlen(q, k, v, cum_q, cum_k if cum_k is not None else cum_q, "torch_attn._varlen_attn"))
+
+
+@register("_varlen_attn_out", kind="attention", namespace="torch_attn")
+def _varlen_attn_out(c: Call) -> Count:
+    q, k, v, cum_q = c.args[1], c.args[2], c.args[3], c.args[4]
+    cum_k = c.arg("cu_seq_k", 5)
+    return Count(_varlen(q, k, v, cum_q, cum_k if cum_k is not None else cum_q, "torch_attn._varlen_attn_out"))
+
+
+@register("_varlen_attn_backward", kind="attention", namespace="torch_attn")
+def _varlen_attn_backward(c: Call) -> Count:
+    # (grad_out, query, key, value, out, lse, cu_seq_q, cu_seq_k, ...)
+    q, k, v = c.args[1], c.args[2], c.args[3]
+    return Count(2 * _varlen(q, k, v, c.args[6], c.args[7], "torch_attn._varlen_attn_backward"))
+
+
 @register("_native_multi_head_attention", kind="attention")
 def _native_mha(c: Call) -> Count:
     """nn.MultiheadAttention's fused inference path: Q/K/V projections, attention, output projection.

@@ -44,6 +44,8 @@ SEED = 0
 
 
 def _op_name(func: Any) -> str:
+    if isinstance(func, torch._ops.HigherOrderOperator):
+        return f"higher_order::{func.name()}"
     name = getattr(func, "__name__", str(func)).split(".")[0]
     namespace = getattr(func, "namespace", "aten")
     return name if namespace == "aten" else f"{namespace}::{name}"
