@@ -15,6 +15,7 @@ Other runners (ONNX files, Keras models) plug in through RUNNERS: a function (en
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import os
@@ -120,10 +121,8 @@ def machine() -> str:
         pass
     versions = [f"torch {torch.__version__}"]
     for name in ("torchvision", "timm"):
-        try:
+        with contextlib.suppress(ImportError):
             versions.append(f"{name} {__import__(name).__version__}")
-        except ImportError:
-            pass
     return (f"{cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, Python "
             f"{platform.python_version()}, {', '.join(versions)}, {time.strftime('%Y-%m-%d')}")
 

@@ -13,6 +13,7 @@ sparsity is not subtracted, as the math kernel computes and FlopCounterMode coun
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -406,10 +407,8 @@ try:  # higher-order ops: registered as themselves
 except ImportError:  # a torch without flex attention
     pass
 
-try:  # torch.nn.attention.varlen defines its custom ops (torch_attn::) when imported
+with contextlib.suppress(ImportError):  # torch.nn.attention.varlen defines its custom ops (torch_attn::)
     import torch.nn.attention.varlen  # noqa: F401
-except ImportError:
-    pass
 
 
 @register("_varlen_attn", kind="attention", namespace="torch_attn")
