@@ -4,7 +4,8 @@ says exactly why not.
 
     python benchmarks/bench_zoo.py [--only NAME_PART] [--out benchmarks/results/zoo]
 
-writes zoo.md (the table and the machine it ran on) and zoo.json. FlopCounterMode runs on the meta device where
+writes zoo.md (the table and the machine it ran on) and zoo.json; with --only, the rows it profiles replace theirs
+in an existing zoo.json and the others stay. FlopCounterMode runs on the meta device where
 dscalc did; where dscalc needed a real CPU run (a data-dependent model), FlopCounterMode runs on the same CPU model
 with the same seeded input. A difference is explained when it is exactly the MACs of ops FlopCounterMode has no
 formula for (the CPU flash-attention kernel, oneDNN's fused LSTM layer).
@@ -55,7 +56,7 @@ def torch_row(entry: Entry) -> Row:
     from torch.utils.flop_counter import FlopCounterMode, flop_registry
 
     from dscalc.errors import DscalcError
-    from dscalc.trace import tracer
+    from dscalc.trace import tracer, wrappers
     from dscalc.trace.source import ModelSource
     from dscalc.trace.summary import summarize
 
@@ -81,9 +82,10 @@ def torch_row(entry: Entry) -> Row:
         if real:
             cpu = source.load("cpu")
             args = tracer.arguments(cpu, tracer._inputs([tuple(s) for s in inputs], torch.float32, "cpu"))
-        else:
+        else:  # where dscalc ran: on meta (a model whose constructor needs data is built on the CPU)
             cpu = model
-            args = tracer.arguments(model, [torch.empty(s, device="meta") for s in inputs])
+            device = "meta" if wrappers.on_meta(model) else "cpu"
+            args = tracer.arguments(model, [torch.zeros(s, device=device) for s in inputs])
         with warnings.catch_warnings(), torch.no_grad(), FlopCounterMode(display=False) as counter:
             warnings.simplefilter("ignore")
             cpu(*args)
@@ -165,6 +167,12 @@ def main() -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     where = machine()
+    previous = out.with_suffix(".json")
+    if args.only and previous.exists():  # update those rows, keep the rest in the list's order
+        fresh = {r.target: r for r in rows}
+        kept = {r["target"]: Row(**r) for r in json.loads(previous.read_text())["rows"]}
+        kept.update(fresh)
+        rows = [kept[e.target] for e in MODELS if e.target in kept]
     out.with_suffix(".md").write_text(markdown(rows, where))
     out.with_suffix(".json").write_text(json.dumps({"machine": where, "rows": [asdict(r) for r in rows]}, indent=1))
 

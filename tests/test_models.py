@@ -285,3 +285,19 @@ def test_sequencer_lstms_by_hand():
             assert rows[name] == 2 * side * side * 4 * hidden * (channels + hidden), name
             checked += 1
     assert checked == 8
+
+
+def test_faster_rcnn_from_the_cli():
+    # issue 11's reproducer: `dscalc profile torchvision:fasterrcnn_mobilenet_v3_large_320_fpn` stopped with
+    # "NotImplementedError: The register_meta function for torch.nonzero()"; now a real CPU run, equal to
+    # FlopCounterMode on the same CPU model (random weights, seed 0) and the same seeded image
+    pytest.importorskip("torchvision")
+    from dscalc.trace.source import ModelSource
+
+    name = "torchvision:fasterrcnn_mobilenet_v3_large_320_fpn"
+    r = dscalc("profile", name, "--input", "3x320x320", "-f", "json")
+    assert r.returncode == 0, r.stderr
+    data = json.loads(r.stdout)
+    model = ModelSource.of(name).load("cpu")
+    assert data["totals"]["macs"] == fcm_macs(model, [seeded(3, 320, 320)])
+    assert data["totals"]["params"] == sum(p.numel() for p in model.parameters())

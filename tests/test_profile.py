@@ -326,3 +326,36 @@ def test_memory_matches_torchinfo_on_resnet18():
     memory = profile_model(model, [(1, 3, 224, 224)]).memory
     assert memory["inputs"] == 3 * 224 * 224 * 4 <= stats.total_input
     assert memory["weights"] == stats.total_param_bytes == 4 * 11_689_512
+
+
+PYTHON_OP = textwrap.dedent("""
+    import torch
+    from torch import nn
+
+    class WithPython(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 4)
+
+        @torch.jit.ignore
+        def helper(self, x: torch.Tensor) -> torch.Tensor:
+            return x * 2
+
+        def forward(self, x):
+            return self.helper(self.fc(x))
+""")
+
+
+def test_torchscript_with_a_python_callback_runs_natively_on_one_row(tmp_path):
+    # prim::PythonOp cannot be interpreted: TorchScript runs a copy of the module on the CPU, all MACs on one row
+    # (Linear(4, 4) on 2 rows: 2*4*4 = 32), and the notes say why
+    (tmp_path / "python_op.py").write_text(PYTHON_OP)
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import python_op  # type: ignore[import-not-found]
+    finally:
+        sys.path.pop(0)
+    result = profile_model(torch.jit.script(python_op.WithPython()), [(2, 4)])
+    assert result.totals["macs"] == 32
+    assert [(r.name, r.macs) for r in result.rows if r.macs] == [("(model)", 32)]
+    assert any("prim::PythonOp" in n for n in result.notes)

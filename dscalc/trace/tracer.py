@@ -248,7 +248,10 @@ def _meta_limitation(e: BaseException) -> str | None:
 
 
 def list_input(model: Any) -> bool:
-    """Whether the forward takes a list of tensors as its first argument (torchvision's detection models)."""
+    """Whether the forward takes a list of tensors as its first argument: annotated so (`List[Tensor]`), or a
+    torchvision detection model (its `transform` batches a list of images; RetinaNet's forward is unannotated)."""
+    if type(getattr(model, "transform", None)).__name__ == "GeneralizedRCNNTransform":
+        return True
     try:
         params = list(inspect.signature(model.forward).parameters.values())
     except (TypeError, ValueError):
