@@ -353,7 +353,7 @@ def profile(
             report = by_runtime.profile(source, shapes, runs, depth=depth, check=check.value if check else None)
         else:
             report = builder.build(source, shapes, depth=depth, check=check.value if check else None,
-                                   settings=settings)
+                                   settings=settings, dtype=dtype.value)
     _deliver(report, fmt, output)
 
 

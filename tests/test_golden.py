@@ -137,8 +137,9 @@ def compare_model(fixed, tmp_path, monkeypatch):
 
 
 # resnet18 at 224x224: torchvision's metadata says 1.814 GMACs (_ops) and 11,689,512 params; fvcore counts
-# 1,819,065,856 (it adds BatchNorm and pooling)
-@case("profile_resnet18_depth1", "1,814,073,344", "11,689,512", "1,819,065,856")
+# 1,819,065,856 (it adds BatchNorm and pooling); its 11,689,512 float32 parameters take
+# 4 x 11,689,512 = 46,758,048 bytes
+@case("profile_resnet18_depth1", "1,814,073,344", "11,689,512", "1,819,065,856", "46,758,048")
 def profile_resnet18(fixed):
     pytest.importorskip("torchvision")
     from dscalc.report import profile
