@@ -101,8 +101,11 @@ BatchOpt = Annotated[int, typer.Option(help="Batch size B.", rich_help_panel=LAY
 KindOpt = Annotated[Kind | None, typer.Option(help="Layer kind (default: standard, or grouped with --groups).",
                                               case_sensitive=False, show_default=False, rich_help_panel=LAYER)]
 DtypeOpt = Annotated[Dtype, typer.Option(help="Element type for bytes, intensity and timing.", case_sensitive=False)]
-TimeOpt = Annotated[bool, typer.Option("--time", help="Also measure latency (torch.utils.benchmark) and predict it "
-                                       "from the device's ceilings (roofline).", rich_help_panel=TIMING)]
+TimeOpt = Annotated[bool, typer.Option("--time", help="Also measure latency (torch.utils.benchmark) beside its "
+                                       "prediction.", rich_help_panel=TIMING)]
+PredictOpt = Annotated[bool, typer.Option("--predict", help="Also predict latency from this device's calibration "
+                                          "(calibrating it first if needed), without timing anything.",
+                                          rich_help_panel=TIMING)]
 DeviceOpt = Annotated[str, typer.Option(help="cpu, cuda or cuda:N.", metavar="cpu|cuda", rich_help_panel=TIMING)]
 ChannelsLastOpt = Annotated[bool, typer.Option("--channels-last", help="Time in channels-last memory format.",
                                                rich_help_panel=TIMING)]
@@ -177,6 +180,21 @@ def _runs(runtime: str, settings: Any, time: bool, channels_last: bool | None = 
     return check(names, settings, channels_last)
 
 
+def _calibrated(settings: Any, device: str = "cpu") -> None:
+    """Predictions need this device's calibration: the first time (float32, torch eager, the default memory
+    format), measure it now, with a progress bar (about two minutes on a CPU; `dscalc device --calibrate` does it
+    ahead, and for other dtypes, formats and runtimes). Elsewhere the roofline predicts, and says so."""
+    from dscalc.measure.calibrate import calibrate, design, load_cached
+    from dscalc.measure.settings import Settings
+
+    base = settings if settings is not None else Settings(device=device)
+    if base.dtype != "float32" or base.channels_last or base.runtime != "eager" or load_cached(base) is not None:
+        return
+    probes = len(design(base.dtype))
+    with _bar(f"calibrating {base.device} for predictions (once; {probes} kernels)", probes) as advance:
+        calibrate(base, advance)
+
+
 def _deliver(report: Any, fmt: Format, output: Path | None) -> None:
     from dscalc.report.render import emit, render
 
@@ -207,8 +225,8 @@ class _progress:
 class _bar:
     """A rich progress bar on stderr (only on a terminal); yields the function that advances it."""
 
-    def __init__(self, text: str) -> None:
-        self.text = text
+    def __init__(self, text: str, total: int | None = None) -> None:
+        self.text, self.total = text, total
         self.progress: Any = None
         self.task: Any = None
 
@@ -219,7 +237,7 @@ class _bar:
 
             self.progress = Progress(console=Console(stderr=True), transient=True)
             self.progress.__enter__()
-            self.task = self.progress.add_task(self.text, total=None)
+            self.task = self.progress.add_task(self.text, total=self.total)
         return lambda: self.progress.advance(self.task) if self.progress is not None else None
 
     def __exit__(self, *exc: object) -> None:
@@ -240,9 +258,9 @@ def layer(
     width: WidthOpt = None, stride: StrideOpt = "1", padding: PaddingOpt = "same", dilation: DilationOpt = "1",
     groups: GroupsOpt = 1, depth_multiplier: DmOpt = 1, output_padding: OutPadOpt = "0", bias: BiasOpt = False,
     dims: DimsOpt = None, batch: BatchOpt = 1, kind: KindOpt = None, dtype: DtypeOpt = DEFAULT_DTYPE,
-    time: TimeOpt = False, device: DeviceOpt = "cpu", channels_last: ChannelsLastOpt = False,
-    threads: ThreadsOpt = None, tf32: Tf32Opt = False, runtime: RuntimeOpt = "eager", fmt: FormatOpt = Format.table,
-    output: OutputOpt = None,
+    time: TimeOpt = False, predict: PredictOpt = False, device: DeviceOpt = "cpu",
+    channels_last: ChannelsLastOpt = False, threads: ThreadsOpt = None, tf32: Tf32Opt = False,
+    runtime: RuntimeOpt = "eager", fmt: FormatOpt = Format.table, output: OutputOpt = None,
 ) -> None:
     """One layer, exactly: standard conv vs its depthwise-separable counterpart, side by side."""
     from dscalc.cost.spec import LayerSpec
@@ -255,13 +273,17 @@ def layer(
         given=given(ctx, _LAYER_NAMES))
     settings = _settings(time, device, dtype.value, channels_last, threads, tf32)
     runs = _runs(runtime, settings, time)
+    if predict:
+        need("torch", "torch", "--predict")
+    if time or predict:
+        _calibrated(settings, device)
     with _progress("measuring device ceilings and latency"):
         if runs:
             from dscalc.report import runtimes as by_runtime
 
             report = by_runtime.layer(spec, runs)
         else:
-            report = builder.build(spec, settings)
+            report = builder.build(spec, settings, predict=predict, device=device)
     _deliver(report, fmt, output)
 
 
@@ -280,9 +302,9 @@ def network(
     all_layers: Annotated[bool, typer.Option("--all-layers", help="Also show BN, activation, dropout rows.",
                                              rich_help_panel=OUTPUT)] = False,
     list_: Annotated[bool, typer.Option("--list", help="List the built-in networks and exit.")] = False,
-    time: TimeOpt = False, device: DeviceOpt = "cpu", channels_last: ChannelsLastOpt = False,
-    threads: ThreadsOpt = None, tf32: Tf32Opt = False, runtime: RuntimeOpt = "eager", fmt: FormatOpt = Format.table,
-    output: OutputOpt = None,
+    time: TimeOpt = False, predict: PredictOpt = False, device: DeviceOpt = "cpu",
+    channels_last: ChannelsLastOpt = False, threads: ThreadsOpt = None, tf32: Tf32Opt = False,
+    runtime: RuntimeOpt = "eager", fmt: FormatOpt = Format.table, output: OutputOpt = None,
 ) -> None:
     """A declared network, layer by layer: params, MACs, share; totals and the paper's Table 2 by kind."""
     from dscalc.report import network as builder
@@ -294,6 +316,10 @@ def network(
         raise BadInput("give a built-in network name (see --list) or a spec file", "network")
     settings = _settings(time, device, dtype.value, channels_last, threads, tf32)
     runs = _runs(runtime, settings, time)
+    if predict:
+        need("torch", "torch", "--predict")
+    if time or predict:
+        _calibrated(settings, device)
     with _progress("timing every weighted layer"):
         if runs:
             from dscalc.report import runtimes as by_runtime
@@ -303,7 +329,8 @@ def network(
                                         all_layers=all_layers)
         else:
             report = builder.build(name, alpha=alpha, resolution=resolution, as_=as_.value if as_ else None,
-                                   batch=batch, dtype=dtype.value, all_layers=all_layers, settings=settings)
+                                   batch=batch, dtype=dtype.value, all_layers=all_layers, settings=settings,
+                                   predict=predict, device=device)
     _deliver(report, fmt, output)
 
 
@@ -322,7 +349,7 @@ def profile(
                                                 "model on the CPU).", show_default=False,
                                                 rich_help_panel=MODEL)] = None,
     kwargs: KwargsOpt = None, trust_pickle: TrustOpt = False,
-    time: TimeOpt = False, device: DeviceOpt = "cpu", dtype: DtypeOpt = DEFAULT_DTYPE,
+    time: TimeOpt = False, predict: PredictOpt = False, device: DeviceOpt = "cpu", dtype: DtypeOpt = DEFAULT_DTYPE,
     channels_last: ChannelsLastOpt = False, threads: ThreadsOpt = None, tf32: Tf32Opt = False,
     runtime: RuntimeOpt = "eager", fmt: FormatOpt = Format.table, output: OutputOpt = None,
 ) -> None:
@@ -336,14 +363,16 @@ def profile(
     shapes = [shape(s) for s in input]
     source = ModelSource.of(model, kwargs, trust_pickle)
     need(*source.needs, "dscalc profile")  # the module its format needs: torch, onnx or keras
-    if not source.spec.torch and (time or check is not None):
+    if not source.spec.torch and (time or predict or check is not None):
         what = "an ONNX" if source.format == "onnx" else "a Keras"
         raise BadInput(f"applies to PyTorch models; {model} is {what} model, counted from its graph and not run",
-                       "time" if time else "check")
+                       "time" if time else "predict" if predict else "check")
     if check is not None:
         need("fvcore", "torch", "--check fvcore")
     settings = _settings(time, device, dtype.value, channels_last, threads, tf32)
     runs = _runs(runtime, settings, time)
+    if time or predict:
+        _calibrated(settings, device)
     from dscalc.report import profile as builder
 
     with _progress("tracing" + (" and timing the model and its layers" if time else "")):
@@ -353,7 +382,7 @@ def profile(
             report = by_runtime.profile(source, shapes, runs, depth=depth, check=check.value if check else None)
         else:
             report = builder.build(source, shapes, depth=depth, check=check.value if check else None,
-                                   settings=settings, dtype=dtype.value)
+                                   settings=settings, dtype=dtype.value, predict=predict, device=device)
     _deliver(report, fmt, output)
 
 
@@ -364,10 +393,17 @@ def device_cmd(
     threads: ThreadsOpt = None,
     runtime: Annotated[str, typer.Option(
         "--runtime", metavar="eager|compile|onnxruntime|litert",
-        help="Also measure each runtime's own float32 matmul peak and per-call floor (comma-separated).")] = "eager",
+        help="Also measure each runtime's own float32 matmul peak and per-call floor (comma-separated); with "
+        "--calibrate, calibrate that runtime.")] = "eager",
+    calibrate: Annotated[bool, typer.Option("--calibrate", help="Measure a designed set of kernels of every kind "
+                                            "and fit the latency model predictions use (cached; --refresh "
+                                            "measures again).")] = False,
+    dtype: Annotated[str, typer.Option(help=f"With --calibrate: the dtype ({', '.join(TIMED)}).")] = "float32",
+    channels_last: ChannelsLastOpt = False,
     fmt: FormatOpt = Format.table, output: OutputOpt = None,
 ) -> None:
-    """Measured ceilings of this CPU/GPU: peak matmul FLOP/s per dtype, copy bandwidth, launch floor (cached)."""
+    """Measured ceilings of this CPU/GPU: peak matmul FLOP/s per dtype, copy bandwidth, launch floor (cached);
+    with --calibrate, the fitted latency model of every kernel kind."""
     from dscalc.measure.runtimes import DEFAULT, check, parse
     from dscalc.measure.settings import Settings, check_device, check_threads
     from dscalc.report import device as builder
@@ -376,6 +412,20 @@ def device_cmd(
     names = parse(runtime)
     need("torch", "torch", "dscalc device")
     check_device(device)
+    if calibrate:
+        from dscalc.cost.dtypes import check as check_dtype
+        from dscalc.measure.calibrate import design, get_calibration
+
+        if len(names) != 1:
+            raise BadInput("--calibrate takes one runtime at a time", "runtime")
+        base = Settings(device=device, dtype=check_dtype(dtype, timed=True).name, channels_last=channels_last,
+                        threads=threads)
+        one = check(names, base, channels_last)[0] if names != [DEFAULT] else base
+        probes = len(design(one.dtype))
+        with _bar(f"calibrating {device} ({probes} kernels)", probes) as advance:
+            cal, cached = get_calibration(one, refresh=refresh, progress=advance)
+        _deliver(builder.calibration(cal, cached), fmt, output)
+        return
     runs = check(names, Settings(device=device, threads=threads)) if names != [DEFAULT] else None
     with _progress(f"measuring {device} ceilings"):
         if runs:
@@ -421,7 +471,8 @@ def compare(
     settings = _settings(time, device, dtype.value, channels_last, threads, tf32)
     from dscalc.measure.settings import check_device
 
-    check_device(device)  # compare always predicts, from this device's ceilings
+    check_device(device)  # compare always predicts, from this device's calibration (or ceilings)
+    _calibrated(settings, device)
     runs = _runs(runtime, settings, time)
     from dscalc.report import runtimes as by_runtime
 
@@ -491,6 +542,7 @@ def sweep(
         need("matplotlib", "plot", "--plot")
     settings = _settings(True, device, "float32", False, threads, tf32)
     runs = _runs(runtime, settings, time, channels_last=True in formats)
+    _calibrated(settings)  # a sweep always predicts
     from dscalc.report import sweep as builder
 
     with _bar("sweeping") as advance:

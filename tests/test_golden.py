@@ -74,9 +74,12 @@ def layer_3d(fixed):
 
 
 # compare of the MobileNets layer 3x3 64->128 at 112x112: 9*64*128*12,544 = 924,844,032 MACs; separable
-# 9*64*12,544 + 64*128*12,544 = 7,225,344 + 102,760,448 = 109,985,792. Roofline at the fixed ceilings: the standard
-# conv is compute-bound, 2 * 924,844,032 FLOPs / 1e11 FLOP/s = 18.5 ms
-@case("compare_layer", "924,844,032", "109,985,792", "18.5 ms")
+# 9*64*12,544 + 64*128*12,544 = 7,225,344 + 102,760,448 = 109,985,792. Predicted with conftest.FIXED_MODELS:
+#   standard  20 µs + 2 * 924,844,032 FLOPs / 50 GFLOP/s                          = 37.01 ms ("37 ms")
+#   depthwise 50 µs + 4 * (2 * 64 * 12,544 + 576) bytes / 10 GB/s = 50 + 642.5 µs  = 692 µs
+#   pointwise 10 µs + 2 * 102,760,448 FLOPs / 40 GFLOP/s                          = 5.148 ms
+#   the pair 5.840 ms: separable predicted 37.01 / 5.840 = 6.3x faster, the pointwise kernel 88% of the pair
+@case("compare_layer", "924,844,032", "109,985,792", "37 ms", "692 µs", "5.15 ms", "6.3x faster", "(88%")
 def compare_layer(fixed):
     from dscalc.cost.spec import LayerSpec
     from dscalc.report import compare

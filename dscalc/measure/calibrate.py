@@ -21,7 +21,7 @@ from dscalc.cost.layers import conv, depthwise, linear
 from dscalc.cost.records import LayerCost
 from dscalc.measure.ceilings import cache_dir, get_ceilings, machine_load
 from dscalc.measure.modules import module_for, time_module
-from dscalc.measure.predict import Calibration, Kernel, Sample, fit_all
+from dscalc.measure.predict import Calibration, Kernel, Sample, fit_all, kernel_of
 from dscalc.measure.settings import Settings, configured, device_name
 from dscalc.measure.timer import Timing
 
@@ -37,10 +37,6 @@ class Probe:
     kernel: Kernel
     input_shapes: list[tuple[int, ...]]
     build: Callable[[Any], Any]  # torch.nn -> module
-
-
-def kernel_of(layer: LayerCost) -> Kernel:
-    return Kernel(layer.name, layer.kind, layer.flops, layer.bytes)
 
 
 def _layer_probe(layer: LayerCost) -> Probe:

@@ -19,6 +19,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from dscalc.cost.records import LayerCost
+
 #: the kernel kinds a calibration measures: the weighted layer kinds and the memory-bound ops a model also runs
 CONV_KINDS = ("standard", "grouped", "depthwise", "pointwise", "transposed", "linear")
 MEMORY_KINDS = ("batchnorm", "activation", "add", "pooling")
@@ -35,6 +37,11 @@ class Kernel:
     kind: str
     flops: int
     bytes: int
+
+
+def kernel_of(layer: LayerCost) -> Kernel:
+    """A costed layer as the model sees it."""
+    return Kernel(layer.name, layer.kind, layer.flops, layer.bytes)
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
 """`dscalc sweep`: a grid of layer configs, each a standard conv beside its depthwise-separable pair - MAC speedup
-(theory), roofline speedup (prediction) and measured speedup, on each runtime asked for (one row per config and
+(theory), predicted speedup and measured speedup, on each runtime asked for (one row per config and
 runtime)."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from dscalc.cost.kinds import separable_of
 from dscalc.cost.layers import conv
 from dscalc.cost.records import SeparableComparison
 from dscalc.errors import BadInput
-from dscalc.measure.ceilings import Ceilings
 from dscalc.measure.latency import PairLatency, pair_latency
+from dscalc.measure.predictor import Predictor
 from dscalc.measure.settings import Settings, configured
 
 #: the most configs one sweep runs
@@ -72,7 +72,7 @@ def grid_size(*axes: list[Any]) -> int:
 
 
 def run(cins: list[int], couts: list[int] | None, ks: list[int], sizes: list[int], batches: list[int],
-        dtypes: list[str], formats: list[bool], settings: Settings | None, ceilings: Ceilings,
+        dtypes: list[str], formats: list[bool], settings: Settings | None, predictor: Predictor,
         progress: Callable[[], Any] | None = None, runtimes: list[str] | None = None) -> list[SweepRow]:
     """Every combination (cout follows cin when not given), predicted and, with settings, measured on each of
     `runtimes` (default: the settings' runtime) one after the other, config by config."""
@@ -90,14 +90,14 @@ def run(cins: list[int], couts: list[int] | None, ks: list[int], sizes: list[int
         if pair is None:
             raise BadInput("a 1x1 kernel has no separable counterpart", "k")
         if settings is None:
-            rows.append(SweepRow(ci, cout, k, s, b, d, cl, pair, pair_latency(pair, ceilings, None)))
+            rows.append(SweepRow(ci, cout, k, s, b, d, cl, pair, pair_latency(pair, predictor, None)))
             if progress is not None:
                 progress()
         for name in names:
             assert settings is not None
             here = replace(settings, dtype=d, channels_last=cl, runtime=name)
             with configured(here):
-                rows.append(SweepRow(ci, cout, k, s, b, d, cl, pair, pair_latency(pair, ceilings, here), name))
+                rows.append(SweepRow(ci, cout, k, s, b, d, cl, pair, pair_latency(pair, predictor, here), name))
             if progress is not None:
                 progress()
     return rows

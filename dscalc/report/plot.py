@@ -8,7 +8,7 @@ from dscalc.measure.sweep import SweepRow
 
 
 def sweep_plot(rows: list[SweepRow], path: str, device: str = "") -> None:
-    """Measured speedup (with its spread and the roofline's prediction) or, unmeasured, predicted speedup."""
+    """Measured speedup (with its spread and the prediction) or, unmeasured, predicted speedup."""
     try:
         import matplotlib
 
@@ -31,12 +31,12 @@ def sweep_plot(rows: list[SweepRow], path: str, device: str = "") -> None:
             low, high = zip(*[_spread(r) for r in sel])
             line = ax.plot(xs, ys, marker="o", label=f"{label}: measured")[0]
             ax.fill_between(xs, low, high, color=line.get_color(), alpha=0.2, lw=0)
-            if key[:5] not in drawn:  # the roofline does not depend on the runtime: drawn once
+            if key[:5] not in drawn:  # the prediction (eager) is drawn once
                 drawn.add(key[:5])
                 ax.plot(xs, predicted, ls="--", marker=".", color=line.get_color(), alpha=0.7,
-                        label=f"{label.rpartition(', ')[0] if several else label}: predicted (roofline)")
+                        label=f"{label.rpartition(', ')[0] if several else label}: predicted")
         else:
-            ax.plot(xs, predicted, ls="--", marker="o", label=f"{label}: predicted (roofline)")
+            ax.plot(xs, predicted, ls="--", marker="o", label=f"{label}: predicted")
     theory = sorted({(r.cin, r.pair.mac_speedup) for r in rows})
     ax.plot([c for c, _ in theory], [m for _, m in theory], color="grey", ls=":", label="MAC ratio (theory)")
     ax.axhline(1.0, color="grey", lw=1, ls="--")
@@ -45,7 +45,7 @@ def sweep_plot(rows: list[SweepRow], path: str, device: str = "") -> None:
     ax.set_ylabel("speedup of separable (standard / separable time)")
     where = f" on {device}" if device else ""
     ax.set_title(("Measured: where depthwise-separable wins" if measured
-                  else "Predicted (roofline, not measured): where depthwise-separable would win") + where,
+                  else "Predicted (not measured): where depthwise-separable would win") + where,
                  fontsize=10)
     ax.legend(fontsize=7)
     fig.tight_layout()

@@ -7,8 +7,9 @@ from __future__ import annotations
 from typing import Any
 
 from dscalc.errors import BadInput
-from dscalc.measure.latency import ceilings_for, time_rows
+from dscalc.measure.latency import time_rows
 from dscalc.measure.modules import time_module
+from dscalc.measure.predictor import Predictor, op_kernel, predictor_for
 from dscalc.measure.settings import Settings, configured, describe
 from dscalc.report import latency as lat
 from dscalc.report.fmt import binary, exact, in_out, shape, si
@@ -111,7 +112,8 @@ def counts(result: ProfileResult, meta: dict[str, Any]) -> Report:
 
 
 def build(source: ModelSource, shapes: list[tuple[int, ...]], *, depth: int | None = None, check: str | None = None,
-          settings: Settings | None = None, dtype: str | None = None) -> Report:
+          settings: Settings | None = None, dtype: str | None = None, predict: bool = False,
+          device: str = "cpu") -> Report:
     """Profile the model; with `check='fvcore'` cross-check it; with settings, time its layers and its forward.
     Bytes and memory are counted at `dtype` (default: the timing dtype, else float32). The model is built once
     per device: on meta to count, on the CPU (random weights) to check, time, or run a model meta cannot run.
@@ -131,15 +133,37 @@ def build(source: ModelSource, shapes: list[tuple[int, ...]], *, depth: int | No
     if check == "fvcore":
         check_fvcore(result, lambda: source.load("cpu"))
     report = counts(result, {"model": source.target, "depth": depth})
-    if settings is None:
+    if settings is None and not predict:
         return report
-    per_layer = time_rows(result.layers, settings, ceilings_for(settings), pairs=True)
-    with configured(settings):
-        end_to_end = time_module(source.load("cpu"), shapes, settings, source.target)
-    context = describe(settings)
-    report.grids.append(lat.layers_grid(per_layer, context, end_to_end))
-    report.data["timing"] = {**lat.section(per_layer, context), "end_to_end": end_to_end.to_dict()}
-    by_name = {one.name: one for one in per_layer}
-    lat.attach(report.records, by_name)
+    predictor = predictor_for(settings, device)
+    per_layer = time_rows(result.layers, settings, predictor, pairs=settings is not None)
+    end_to_end = None
+    if settings is not None:
+        with configured(settings):
+            end_to_end = time_module(source.load("cpu"), shapes, settings, source.target)
+    context = {**(describe(settings) if settings else {"device": predictor.name, "dtype": dtype, "threads": 0,
+                                                       "tf32": False}),
+               "prediction": predictor.describe(dtype)}
+    whole = whole_model(result, predictor)
+    report.grids.append(lat.layers_grid(per_layer, context, end_to_end, whole=whole,
+                                        title="" if settings else f"predicted on {predictor.name}"))
+    report.data["timing"] = {**lat.section(per_layer, context), "predicted_end_to_end_s": whole}
+    if end_to_end is not None:
+        report.data["timing"]["end_to_end"] = end_to_end.to_dict()
+    lat.attach(report.records, {one.name: one for one in per_layer})
     return report
+
+
+def whole_model(result: ProfileResult, predictor: Predictor) -> float | None:
+    """The predicted latency of the whole forward: every op the trace recorded (convolutions, matrix products,
+    norms, pooling, elementwise), each by the calibrated model of its kind; None without a calibration."""
+    total = 0.0
+    for op in result.ops:
+        nbytes = op.reads.bytes(result.dtype) + op.writes.bytes(result.dtype)
+        k = op_kernel(op.op, op.kind, op.macs, op.elements, nbytes, op.layer.kind if op.layer is not None else None)
+        p = predictor.kernel(k, result.dtype)
+        if p is None:
+            return None
+        total += p.seconds
+    return total
 

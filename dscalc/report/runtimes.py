@@ -22,13 +22,13 @@ from dscalc.measure.ceilings import get_ceilings
 from dscalc.measure.latency import (
     Latency,
     PairLatency,
-    ceilings_for,
     latency_sums,
     layer_latency,
     pair_latency,
     time_rows,
 )
 from dscalc.measure.modules import time_module
+from dscalc.measure.predictor import predictor_for
 from dscalc.measure.settings import Settings, configured
 from dscalc.measure.sweep import SweepRow, run
 from dscalc.measure.timer import Timing
@@ -114,16 +114,16 @@ def _long_records(records: list[dict[str, Any]], runs: list[Run], by_name: list[
 # ------------------------------------------------------------------------------------------ layer and compare
 
 def _layer_runs(layer: Any, comparison: Any, runs: list[Settings], device: str) -> list[Run]:
-    ceilings = ceilings_for(runs[0], device)
+    predictor = predictor_for(runs[0], device)
     out = []
     for s in runs:
         with configured(s):
             context = runtimes.context(s)
             if comparison is not None:
-                pair = pair_latency(comparison, ceilings, s)
+                pair = pair_latency(comparison, predictor, s)
                 out.append(Run(context, [pair.original, pair.depthwise, pair.pointwise, pair.pair], pair))
             else:
-                out.append(Run(context, [layer_latency(layer, ceilings, s, name=layer.kind)]))
+                out.append(Run(context, [layer_latency(layer, predictor, s, name=layer.kind)]))
     return out
 
 
@@ -246,10 +246,10 @@ def network(target: str, runs: list[Settings], *, alpha: float = 1.0, resolution
                                   all_layers=all_layers)
     spec = N.load(target)
     rows = N.build(spec, alpha=alpha, resolution=resolution, as_=as_, batch=batch, dtype=dtype)
-    ceilings = ceilings_for(runs[0])
+    predictor = predictor_for(runs[0])
     measured = []
     for s in runs:
-        per_layer = time_rows(rows, s, ceilings)
+        per_layer = time_rows(rows, s, predictor)
         with configured(s):
             measured.append(Run(runtimes.context(s), per_layer))
     report.grids.insert(1, layers_grid(measured, f"{spec.name}: measured on {measured[0].context['device']}, "
@@ -269,10 +269,10 @@ def profile(source: Any, shapes: list[tuple[int, ...]], runs: list[Settings], *,
     if check == "fvcore":
         check_fvcore(result, lambda: source.load("cpu"))
     report = profile_report.counts(result, {"model": source.target, "depth": depth})
-    ceilings = ceilings_for(runs[0])
+    predictor = predictor_for(runs[0])
     measured = []
     for s in runs:
-        per_layer = time_rows(result.layers, s, ceilings, pairs=True)
+        per_layer = time_rows(result.layers, s, predictor, pairs=True)
         with configured(s):
             end_to_end = time_module(model, shapes, s, source.target)
             measured.append(Run(runtimes.context(s), per_layer, end_to_end=end_to_end))
@@ -315,10 +315,10 @@ def compare_network(target: str, runs: list[Settings], *, alpha: float, resoluti
     spec = N.load(target)
     original = N.build(spec, alpha=alpha, resolution=resolution, batch=batch, dtype=dtype)
     variant = N.build(spec, alpha=alpha, resolution=resolution, as_=as_, batch=batch, dtype=dtype)
-    ceilings = ceilings_for(runs[0], device)
+    predictor = predictor_for(runs[0], device)
     contexts, medians, predicted = [], [], None
     for s in runs:
-        (p0, m0), (p1, m1) = (latency_sums(time_rows(rows, s, ceilings)) for rows in (original, variant))
+        (p0, m0), (p1, m1) = (latency_sums(time_rows(rows, s, predictor)) for rows in (original, variant))
         predicted = (p0, p1)
         with configured(s):
             contexts.append(runtimes.context(s))
@@ -326,7 +326,7 @@ def compare_network(target: str, runs: list[Settings], *, alpha: float, resoluti
     assert predicted is not None
     t0, t1 = totals(original), totals(variant)
     names = (spec.name, f"as {as_}")
-    grid = _pairs_grid(f"{spec.name} vs every conv as {as_} ({ceilings.name})", names,
+    grid = _pairs_grid(f"{spec.name} vs every conv as {as_} ({predictor.name})", names,
                        [("params", t0["params"], t1["params"]), ("weights", t0["weights"], t1["weights"]),
                         ("MACs", t0["macs"], t1["macs"])],
                        [("predicted (sum of layers)", *predicted)]
@@ -338,7 +338,7 @@ def compare_network(target: str, runs: list[Settings], *, alpha: float, resoluti
     second = {**t1, "predicted_s": predicted[1], "measured_s": medians[0][1]}
     objects, records = _compare_data("network", names, {**t0, "predicted_s": predicted[0]},
                                      {**t1, "predicted_s": predicted[1]}, contexts, medians)
-    data = {"command": "compare", "network": spec.name, "as": as_, "device": ceilings.name, "original": first,
+    data = {"command": "compare", "network": spec.name, "as": as_, "device": predictor.name, "original": first,
             "variant": second, "runtimes": objects}
     return Report("compare", data, records, [grid])
 
@@ -400,8 +400,8 @@ def sweep_table(rows: list[SweepRow], names: list[str], context: dict[str, Any])
                 columns=[name("cin->cout"), Column("k"), Column("size"), Column("batch"), Column("dtype", "left"),
                          Column("MACs"), Column("predicted"), *(Column(n) for n in names), text("winner")],
                 caption="speedup = standard time / separable time (> 1: separable is faster), measured on each "
-                        "runtime; MACs: theory; predicted: roofline from the device's ceilings; winner per runtime, "
-                        "in the order of the columns ('close': the IQRs overlap)")
+                        "runtime; MACs: theory; predicted: from this device's calibration (or its roofline); winner "
+                        "per runtime, in the order of the columns ('close': too close to call)")
     disagree = measured = 0
     for group in configs.values():
         r0 = group[0]
@@ -445,7 +445,7 @@ def sweep(*, cin: str, cout: str | None, k: str, size: str, batch: str, dtypes: 
     cins, couts = values(cin, "cin"), values(cout, "cout") if cout else None
     ks, sizes, batches = values(k, "k"), values(size, "size"), values(batch, "batch")
     names = [s.runtime for s in runs]
-    rows = run(cins, couts, ks, sizes, batches, dtypes, formats, runs[0], ceilings_for(runs[0]), progress, names)
+    rows = run(cins, couts, ks, sizes, batches, dtypes, formats, runs[0], predictor_for(runs[0]), progress, names)
     with configured(runs[0]):
         context = runtimes.context(runs[0])
     context = {k_: v for k_, v in context.items() if not k_.startswith("runtime")}
@@ -455,7 +455,7 @@ def sweep(*, cin: str, cout: str | None, k: str, size: str, batch: str, dtypes: 
 # ------------------------------------------------------------------------------------------------------ device
 
 def device(device_name: str, runs: list[Settings], *, refresh: bool = False, threads: int | None = None) -> Report:
-    """The device's ceilings (measured with torch, cached), then each runtime's own matmul peak and per-call floor.
+    """The device's predictor (measured with torch, cached), then each runtime's own matmul peak and per-call floor.
 
     Per runtime: the float32 matmul peak (each runtime brings its own GEMM: MKL/oneDNN, inductor, MLAS, XNNPACK)
     and the per-call floor (a 1-element add: the fixed cost every kernel or session call pays). Not per runtime:
@@ -515,5 +515,5 @@ def _probes(settings: Settings) -> tuple[Timing, Timing]:
 
 
 def _matmul_n(device: str) -> int:
-    """The matmul probe's size: as `measure.ceilings` measures float32 on this kind of device."""
+    """The matmul probe's size: as `measure.predictor` measures float32 on this kind of device."""
     return 1024 if device == "cpu" else 4096

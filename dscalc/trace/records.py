@@ -125,3 +125,4 @@ class ProfileResult:
     memory: dict[str, int] = field(default_factory=dict)  # bytes at `dtype`: weights, activations, peak, ...
     notes: list[str] = field(default_factory=list)
     dtype: str = "float32"
+    ops: list[OpRecord] = field(default_factory=list)  # every op the trace recorded, in order (for predictions)

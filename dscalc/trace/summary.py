@@ -102,7 +102,8 @@ def summarize(tr: Trace, depth: int | None = None, dtype: str = "float32") -> Pr
     memory["total"] = memory["weights"] + memory["buffers"] + memory["inputs"] + peak
     layers = [r.layer for r in tr.records if r.layer is not None]
     return ProfileResult(rows, totals, {k: v for k, v in by_kind.items() if v["ops"]}, dict(tr.uncounted),
-                         tr.input_shapes, tr.output_shapes, layers, memory=memory, notes=list(tr.notes), dtype=dtype)
+                         tr.input_shapes, tr.output_shapes, layers, memory=memory, notes=list(tr.notes), dtype=dtype,
+                         ops=list(tr.records))
 
 
 def _weights_and_bias(tr: Trace) -> tuple[dict[str, int], dict[str, int]]:
