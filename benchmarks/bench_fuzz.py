@@ -22,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
 
 from conftest import FIXED_CEILINGS, run_in_process  # noqa: E402
-from fuzz_cli import STRATEGIES, judge, make_files  # noqa: E402
+from fuzz_cli import STRATEGIES, judge, make_files, measure_once  # noqa: E402
 from hypothesis import HealthCheck, given, seed, settings  # noqa: E402
 
 
@@ -41,16 +41,8 @@ def fixed_cache(home: Path) -> None:
 
 def quick_timer() -> None:
     from dscalc.measure import modules
-    from dscalc.measure.timer import Timing
 
-    def once(fn, settings, label=""):
-        try:
-            fn()
-        except (RuntimeError, ValueError, TypeError) as e:
-            return Timing.failed(str(e).splitlines()[0] if str(e) else type(e).__name__)
-        return Timing(1e-4, 1e-6, 5, 1, q1=1e-4, q3=1e-4)
-
-    modules.measure = once  # type: ignore[assignment]
+    modules.measure = measure_once  # type: ignore[assignment]
 
 
 def campaign(command: str, strategy, args, counts: collections.Counter[str], problems: list[str]) -> None:

@@ -102,8 +102,11 @@ BatchOpt = Annotated[int, typer.Option(help="Batch size B.", rich_help_panel=LAY
 KindOpt = Annotated[Kind | None, typer.Option(help="Layer kind (default: standard, or grouped with --groups).",
                                               case_sensitive=False, show_default=False, rich_help_panel=LAYER)]
 DtypeOpt = Annotated[Dtype, typer.Option(help="Element type for bytes, intensity and timing.", case_sensitive=False)]
-TimeOpt = Annotated[bool, typer.Option("--time", help="Also measure latency (torch.utils.benchmark) and predict it "
-                                       "from the device's ceilings (roofline).", rich_help_panel=TIMING)]
+TimeOpt = Annotated[bool, typer.Option("--time", help="Also measure latency (torch.utils.benchmark) beside its "
+                                       "prediction.", rich_help_panel=TIMING)]
+PredictOpt = Annotated[bool, typer.Option("--predict", help="Also predict latency from this device's calibration "
+                                          "(calibrating it first if needed), without timing anything.",
+                                          rich_help_panel=TIMING)]
 DeviceOpt = Annotated[str, typer.Option(help="cpu, cuda or cuda:N.", metavar="cpu|cuda", rich_help_panel=TIMING)]
 ChannelsLastOpt = Annotated[bool, typer.Option("--channels-last", help="Time in channels-last memory format.",
                                                rich_help_panel=TIMING)]
@@ -111,6 +114,10 @@ ThreadsOpt = Annotated[int | None, typer.Option(help="CPU threads for timing (de
                                                 show_default=False, rich_help_panel=TIMING)]
 Tf32Opt = Annotated[bool, typer.Option("--tf32/--no-tf32", help="Allow TF32 matmul/conv on CUDA.",
                                        rich_help_panel=TIMING)]
+RuntimeOpt = Annotated[str, typer.Option(
+    "--runtime", metavar="eager|compile|onnxruntime|litert",
+    help="Measure on this runtime; several, comma-separated, side by side: torch eager, torch.compile (inductor), "
+    "ONNX Runtime (pip install 'dscalc[onnx]'), LiteRT (pip install 'dscalc[litert]').", rich_help_panel=TIMING)]
 InputOpt = Annotated[list[str] | None, typer.Option(
     "--input", "-i", metavar="SHAPE", help="Input shape, e.g. 1x3x224x224; repeat for several inputs.",
     show_default=False, rich_help_panel=MODEL)]
@@ -170,15 +177,46 @@ def _settings(time: bool, device: str, dtype: str, channels_last: bool, threads:
     return settings(device, dtype, channels_last, threads, tf32)
 
 
-def _training(ctx: Any, training: bool, optimizer: str, memory_limit: str | None) -> Any:
-    """Checked training options with --training (or --memory-limit), None without; --optimizer alone is refused."""
+def _runs(runtime: str, settings: Any, time: bool, channels_last: bool | None = None) -> Any:
+    """`--runtime`: checked settings per runtime, or None for the default (torch eager alone, measured as ever).
+    An unknown name is bad input (exit 2); a runtime that is not installed, one line naming its extra (exit 1)."""
+    from dscalc.measure.runtimes import DEFAULT, check, parse
+
+    names = parse(runtime)
+    if names == [DEFAULT]:
+        return None
+    if not time or settings is None:
+        raise BadInput("applies to measurements: add --time", "runtime")
+    return check(names, settings, channels_last)
+
+
+def _training(ctx: Any, training: bool, optimizer: str, memory_limit: str | None, runs: Any = None) -> Any:
+    """Checked training options with --training (or --memory-limit), None without; --optimizer alone is refused,
+    and so is --training with several runtimes (a training step is timed in torch eager)."""
     from dscalc.report.training import options
 
     opts = options(optimizer, memory_limit)
     if not training and memory_limit is None:
         _reject(given(ctx, ("optimizer",)), "applies with --training")
         return None
+    if runs:
+        raise BadInput("times a training step in torch eager; --runtime compares inference runtimes", "training")
     return opts
+
+
+def _calibrated(settings: Any, device: str = "cpu") -> None:
+    """Predictions need this device's calibration: the first time (float32, torch eager, the default memory
+    format), measure it now, with a progress bar (about two minutes on a CPU; `dscalc device --calibrate` does it
+    ahead, and for other dtypes, formats and runtimes). Elsewhere the roofline predicts, and says so."""
+    from dscalc.measure.calibrate import calibrate, design, load_cached
+    from dscalc.measure.settings import Settings
+
+    base = settings if settings is not None else Settings(device=device)
+    if base.dtype != "float32" or base.channels_last or base.runtime != "eager" or load_cached(base) is not None:
+        return
+    probes = len(design(base.dtype))
+    with _bar(f"calibrating {base.device} for predictions (once; {probes} kernels)", probes) as advance:
+        calibrate(base, advance)
 
 
 def _deliver(report: Any, fmt: Format, output: Path | None) -> None:
@@ -211,8 +249,8 @@ class _progress:
 class _bar:
     """A rich progress bar on stderr (only on a terminal); yields the function that advances it."""
 
-    def __init__(self, text: str) -> None:
-        self.text = text
+    def __init__(self, text: str, total: int | None = None) -> None:
+        self.text, self.total = text, total
         self.progress: Any = None
         self.task: Any = None
 
@@ -223,7 +261,7 @@ class _bar:
 
             self.progress = Progress(console=Console(stderr=True), transient=True)
             self.progress.__enter__()
-            self.task = self.progress.add_task(self.text, total=None)
+            self.task = self.progress.add_task(self.text, total=self.total)
         return lambda: self.progress.advance(self.task) if self.progress is not None else None
 
     def __exit__(self, *exc: object) -> None:
@@ -244,8 +282,9 @@ def layer(
     width: WidthOpt = None, stride: StrideOpt = "1", padding: PaddingOpt = "same", dilation: DilationOpt = "1",
     groups: GroupsOpt = 1, depth_multiplier: DmOpt = 1, output_padding: OutPadOpt = "0", bias: BiasOpt = False,
     dims: DimsOpt = None, batch: BatchOpt = 1, kind: KindOpt = None, dtype: DtypeOpt = DEFAULT_DTYPE,
-    time: TimeOpt = False, device: DeviceOpt = "cpu", channels_last: ChannelsLastOpt = False,
-    threads: ThreadsOpt = None, tf32: Tf32Opt = False, training: TrainingOpt = False, optimizer: OptimizerOpt = "adam",
+    time: TimeOpt = False, predict: PredictOpt = False, device: DeviceOpt = "cpu",
+    channels_last: ChannelsLastOpt = False, threads: ThreadsOpt = None, tf32: Tf32Opt = False,
+    runtime: RuntimeOpt = "eager", training: TrainingOpt = False, optimizer: OptimizerOpt = "adam",
     memory_limit: MemoryLimitOpt = None, fmt: FormatOpt = Format.table, output: OutputOpt = None,
 ) -> None:
     """One layer, exactly: standard conv vs its depthwise-separable counterpart, side by side."""
@@ -258,9 +297,19 @@ def layer(
         bias=bias, dims=dims, batch=batch, kind=kind.value if kind else None, dtype=dtype.value,
         given=given(ctx, _LAYER_NAMES))
     settings = _settings(time, device, dtype.value, channels_last, threads, tf32)
-    train = _training(ctx, training, optimizer, memory_limit)
+    runs = _runs(runtime, settings, time)
+    train = _training(ctx, training, optimizer, memory_limit, runs)
+    if predict:
+        need("torch", "torch", "--predict")
+    if time or predict:
+        _calibrated(settings, device)
     with _progress("measuring device ceilings and latency"):
-        report = builder.build(spec, settings)
+        if runs:
+            from dscalc.report import runtimes as by_runtime
+
+            report = by_runtime.layer(spec, runs)
+        else:
+            report = builder.build(spec, settings, predict=predict, device=device)
         if train is not None:
             from dscalc.report import training as training_report
 
@@ -284,15 +333,15 @@ def network(
     all_layers: Annotated[bool, typer.Option("--all-layers", help="Also show BN, activation, dropout rows.",
                                              rich_help_panel=OUTPUT)] = False,
     list_: Annotated[bool, typer.Option("--list", help="List the built-in networks and exit.")] = False,
-    time: TimeOpt = False, device: DeviceOpt = "cpu", channels_last: ChannelsLastOpt = False,
-    threads: ThreadsOpt = None, tf32: Tf32Opt = False, training: TrainingOpt = False, optimizer: OptimizerOpt = "adam",
+    time: TimeOpt = False, predict: PredictOpt = False, device: DeviceOpt = "cpu",
+    channels_last: ChannelsLastOpt = False, threads: ThreadsOpt = None, tf32: Tf32Opt = False,
+    runtime: RuntimeOpt = "eager", training: TrainingOpt = False, optimizer: OptimizerOpt = "adam",
     memory_limit: MemoryLimitOpt = None, fmt: FormatOpt = Format.table, output: OutputOpt = None,
 ) -> None:
     """A declared network, layer by layer: params, MACs, share; totals and the paper's Table 2 by kind."""
     from dscalc.report import network as builder
 
-    train = _training(ctx, training, optimizer, memory_limit)
-    if list_ and train is not None:
+    if list_ and (training or memory_limit is not None):
         raise BadInput("lists the built-in networks; --training costs one of them", "list")
     if list_:
         _deliver(builder.builtins(), fmt, output)
@@ -300,9 +349,23 @@ def network(
     if name is None:
         raise BadInput("give a built-in network name (see --list) or a spec file", "network")
     settings = _settings(time, device, dtype.value, channels_last, threads, tf32)
+    runs = _runs(runtime, settings, time)
+    train = _training(ctx, training, optimizer, memory_limit, runs)
+    if predict:
+        need("torch", "torch", "--predict")
+    if time or predict:
+        _calibrated(settings, device)
     with _progress("timing every weighted layer"):
-        report = builder.build(name, alpha=alpha, resolution=resolution, as_=as_.value if as_ else None, batch=batch,
-                               dtype=dtype.value, all_layers=all_layers, settings=settings)
+        if runs:
+            from dscalc.report import runtimes as by_runtime
+
+            report = by_runtime.network(name, runs, alpha=alpha, resolution=resolution,
+                                        as_=as_.value if as_ else None, batch=batch, dtype=dtype.value,
+                                        all_layers=all_layers)
+        else:
+            report = builder.build(name, alpha=alpha, resolution=resolution, as_=as_.value if as_ else None,
+                                   batch=batch, dtype=dtype.value, all_layers=all_layers, settings=settings,
+                                   predict=predict, device=device)
         if train is not None:
             from dscalc.report import training as training_report
 
@@ -317,7 +380,8 @@ def profile(
     ctx: typer.Context,
     model: Annotated[str, typer.Argument(metavar="MODEL",
                                          help="path.py[:Name], model.pt (TorchScript), model.pt2 (torch.export), "
-                                         "torchvision:NAME or timm:NAME.", show_default=False)],
+                                         "torchvision:NAME, timm:NAME, model.onnx, model.keras or model.h5.",
+                                         show_default=False)],
     input: Annotated[list[str], typer.Option("--input", "-i", metavar="SHAPE",
                                              help="Input shape, e.g. 1x3x224x224; repeat for "
                                              "several inputs.", show_default=False, rich_help_panel=MODEL)],
@@ -327,33 +391,47 @@ def profile(
                                                 "model on the CPU).", show_default=False,
                                                 rich_help_panel=MODEL)] = None,
     kwargs: KwargsOpt = None, trust_pickle: TrustOpt = False,
-    time: TimeOpt = False, device: DeviceOpt = "cpu", dtype: DtypeOpt = DEFAULT_DTYPE,
+    time: TimeOpt = False, predict: PredictOpt = False, device: DeviceOpt = "cpu", dtype: DtypeOpt = DEFAULT_DTYPE,
     channels_last: ChannelsLastOpt = False, threads: ThreadsOpt = None, tf32: Tf32Opt = False,
-    training: TrainingOpt = False, optimizer: OptimizerOpt = "adam", memory_limit: MemoryLimitOpt = None,
-    fmt: FormatOpt = Format.table, output: OutputOpt = None,
+    runtime: RuntimeOpt = "eager", training: TrainingOpt = False, optimizer: OptimizerOpt = "adam",
+    memory_limit: MemoryLimitOpt = None, fmt: FormatOpt = Format.table, output: OutputOpt = None,
 ) -> None:
-    """A real PyTorch model, traced per layer on the meta device (no weights), optionally checked against fvcore."""
+    """A real model per layer: PyTorch traced on the meta device (no weights), optionally checked against fvcore;
+    ONNX and Keras models counted from their graph (no torch for ONNX)."""
     from dscalc.cost.parse import shape
     from dscalc.trace.source import ModelSource
 
     if depth is not None and depth < 1:
         raise BadInput(f"must be positive, got {depth}", "depth")
     shapes = [shape(s) for s in input]
-    need("torch", "torch", "dscalc profile")
+    source = ModelSource.of(model, kwargs, trust_pickle)
+    need(*source.needs, "dscalc profile")  # the module its format needs: torch, onnx or keras
+    if not source.spec.torch and (time or predict or check is not None):
+        raise BadInput(f"applies to PyTorch models; {model} is {source.spec.noun} model, counted from its graph and "
+                       "not run",
+                       "time" if time else "predict" if predict else "check")
     if check is not None:
         need("fvcore", "torch", "--check fvcore")
     settings = _settings(time, device, dtype.value, channels_last, threads, tf32)
-    train = _training(ctx, training, optimizer, memory_limit)
-    source = ModelSource.of(model, kwargs, trust_pickle)
-    from dscalc.report import profile as builder
-
+    runs = _runs(runtime, settings, time)
+    train = _training(ctx, training, optimizer, memory_limit, runs)
     if train is not None:
         from dscalc.report import training as training_report
 
         training_report.check_source(source)
         training_report.check_dtype_trains(dtype.value)
+    if time or predict:
+        _calibrated(settings, device)
+    from dscalc.report import profile as builder
+
     with _progress("tracing" + (" and timing the model and its layers" if time else "")):
-        report = builder.build(source, shapes, depth=depth, check=check.value if check else None, settings=settings)
+        if runs:
+            from dscalc.report import runtimes as by_runtime
+
+            report = by_runtime.profile(source, shapes, runs, depth=depth, check=check.value if check else None)
+        else:
+            report = builder.build(source, shapes, depth=depth, check=check.value if check else None,
+                                   settings=settings, dtype=dtype.value, predict=predict, device=device)
         if train is not None:
             training_report.add_profile(report, source, shapes, train, depth=depth, dtype=dtype.value,
                                         settings=settings)
@@ -364,17 +442,50 @@ def profile(
 def device_cmd(
     device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N.", metavar="cpu|cuda")] = "cpu",
     refresh: Annotated[bool, typer.Option("--refresh", help="Measure again instead of using the cache.")] = False,
-    threads: ThreadsOpt = None, fmt: FormatOpt = Format.table, output: OutputOpt = None,
+    threads: ThreadsOpt = None,
+    runtime: Annotated[str, typer.Option(
+        "--runtime", metavar="eager|compile|onnxruntime|litert",
+        help="Also measure each runtime's own float32 matmul peak and per-call floor (comma-separated); with "
+        "--calibrate, calibrate that runtime.")] = "eager",
+    calibrate: Annotated[bool, typer.Option("--calibrate", help="Measure a designed set of kernels of every kind "
+                                            "and fit the latency model predictions use (cached; --refresh "
+                                            "measures again).")] = False,
+    dtype: Annotated[str, typer.Option(help=f"With --calibrate: the dtype ({', '.join(TIMED)}).")] = "float32",
+    channels_last: ChannelsLastOpt = False,
+    fmt: FormatOpt = Format.table, output: OutputOpt = None,
 ) -> None:
-    """Measured ceilings of this CPU/GPU: peak matmul FLOP/s per dtype, copy bandwidth, launch floor (cached)."""
-    from dscalc.measure.settings import check_device, check_threads
+    """Measured ceilings of this CPU/GPU: peak matmul FLOP/s per dtype, copy bandwidth, launch floor (cached);
+    with --calibrate, the fitted latency model of every kernel kind."""
+    from dscalc.measure.runtimes import DEFAULT, check, parse
+    from dscalc.measure.settings import Settings, check_device, check_threads
     from dscalc.report import device as builder
 
     check_threads(threads)
+    names = parse(runtime)
     need("torch", "torch", "dscalc device")
     check_device(device)
+    if calibrate:
+        from dscalc.cost.dtypes import check as check_dtype
+        from dscalc.measure.calibrate import design, get_calibration
+
+        if len(names) != 1:
+            raise BadInput("--calibrate takes one runtime at a time", "runtime")
+        base = Settings(device=device, dtype=check_dtype(dtype, timed=True).name, channels_last=channels_last,
+                        threads=threads)
+        one = check(names, base, channels_last)[0] if names != [DEFAULT] else base
+        probes = len(design(one.dtype))
+        with _bar(f"calibrating {device} ({probes} kernels)", probes) as advance:
+            cal, cached = get_calibration(one, refresh=refresh, progress=advance)
+        _deliver(builder.calibration(cal, cached), fmt, output)
+        return
+    runs = check(names, Settings(device=device, threads=threads)) if names != [DEFAULT] else None
     with _progress(f"measuring {device} ceilings"):
-        report = builder.build(device, refresh=refresh, threads=threads)
+        if runs:
+            from dscalc.report import runtimes as by_runtime
+
+            report = by_runtime.device(device, runs, refresh=refresh, threads=threads)
+        else:
+            report = builder.build(device, refresh=refresh, threads=threads)
     _deliver(report, fmt, output)
 
 
@@ -399,8 +510,9 @@ def compare(
     as_: Annotated[As, typer.Option("--as", help="The variant to compare with (networks).",
                                     rich_help_panel=NETWORK)] = As.separable,
     time: TimeOpt = False, device: DeviceOpt = "cpu", channels_last: ChannelsLastOpt = False,
-    threads: ThreadsOpt = None, tf32: Tf32Opt = False, training: TrainingOpt = False, optimizer: OptimizerOpt = "adam",
-    memory_limit: MemoryLimitOpt = None, fmt: FormatOpt = Format.table, output: OutputOpt = None,
+    threads: ThreadsOpt = None, tf32: Tf32Opt = False, runtime: RuntimeOpt = "eager", training: TrainingOpt = False,
+    optimizer: OptimizerOpt = "adam", memory_limit: MemoryLimitOpt = None, fmt: FormatOpt = Format.table,
+    output: OutputOpt = None,
 ) -> None:
     """The original and its separable (or standard) variant side by side: params, MACs, predicted and measured."""
     from dscalc.cost.parse import shape
@@ -410,11 +522,15 @@ def compare(
     layer_names = tuple(n for n in _LAYER_NAMES if n not in ("output_padding", "kind", "batch"))
     need("torch", "torch", "dscalc compare")
     settings = _settings(time, device, dtype.value, channels_last, threads, tf32)
-    train = _training(ctx, training, optimizer, memory_limit)
     from dscalc.measure.settings import check_device
+
+    check_device(device)  # compare always predicts, from this device's calibration (or ceilings)
+    runs = _runs(runtime, settings, time)
+    train = _training(ctx, training, optimizer, memory_limit, runs)
+    _calibrated(settings, device)
+    from dscalc.report import runtimes as by_runtime
     from dscalc.report import training as training_report
 
-    check_device(device)  # compare always predicts, from this device's ceilings
     if target is None:
         _reject(given(ctx, _MODEL_NAMES), "applies to a model TARGET, not to a layer")
         _reject(given(ctx, _NETWORK_NAMES), "applies to a network TARGET, not to a layer")
@@ -427,7 +543,8 @@ def compare(
             dilation=dilation, groups=groups, depth_multiplier=depth_multiplier, bias=bias, dims=dims, batch=batch,
             dtype=dtype.value, given=given(ctx, layer_names))
         with _progress("predicting and measuring"):
-            report = builder.layer(spec, settings, device)
+            report = by_runtime.layer(spec, runs, command="compare", device=device) if runs \
+                else builder.layer(spec, settings, device)
             if train is not None:
                 training_report.add_layer(report, spec, train, settings)
     elif looks_like_model(target):
@@ -440,14 +557,18 @@ def compare(
         if train is not None:
             training_report.check_source(source)
         with _progress("tracing and measuring"):
-            report = builder.model(source, shapes, settings)
+            report = by_runtime.compare_model(source, shapes, runs) if runs else builder.model(source, shapes, settings)
             if train is not None:
                 training_report.add_compare_model(report, source, shapes, train, settings=settings)
     else:
         _reject(given(ctx, layer_names + _MODEL_NAMES), "does not apply to a network (its spec sets the layers)")
         with _progress("costing and measuring"):
-            report = builder.network(target, alpha=alpha, resolution=resolution, as_=as_.value, batch=batch,
-                                     dtype=dtype.value, settings=settings, device=device)
+            if runs:
+                report = by_runtime.compare_network(target, runs, alpha=alpha, resolution=resolution, as_=as_.value,
+                                                    batch=batch, dtype=dtype.value, device=device)
+            else:
+                report = builder.network(target, alpha=alpha, resolution=resolution, as_=as_.value, batch=batch,
+                                         dtype=dtype.value, settings=settings, device=device)
             if train is not None:
                 training_report.add_compare_network(report, target, train, alpha=alpha, resolution=resolution,
                                                     as_=as_.value, batch=batch, dtype=dtype.value, settings=settings)
@@ -467,7 +588,7 @@ def sweep(
     channels_last: Annotated[str, typer.Option("--channels-last", help="no, yes or both.")] = "no",
     time: Annotated[bool, typer.Option("--time/--no-time", help="Measure (default) or only predict.",
                                        rich_help_panel=TIMING)] = True,
-    device: DeviceOpt = "cpu", threads: ThreadsOpt = None, tf32: Tf32Opt = False,
+    device: DeviceOpt = "cpu", threads: ThreadsOpt = None, tf32: Tf32Opt = False, runtime: RuntimeOpt = "eager",
     plot: Annotated[Path | None, typer.Option(help="Draw the sweep to FILE.png or FILE.svg (matplotlib).",
                                               show_default=False, dir_okay=False, rich_help_panel=OUTPUT)] = None,
     training: TrainingOpt = False, optimizer: OptimizerOpt = "adam",
@@ -486,12 +607,20 @@ def sweep(
     if plot is not None:
         need("matplotlib", "plot", "--plot")
     settings = _settings(True, device, "float32", False, threads, tf32)
-    train = _training(ctx, training, optimizer, None)
+    runs = _runs(runtime, settings, time, channels_last=True in formats)
+    train = _training(ctx, training, optimizer, None, runs)
+    _calibrated(settings)  # a sweep always predicts
     from dscalc.report import sweep as builder
 
     with _bar("sweeping") as advance:
-        report, rows = builder.build(cin=cin, cout=cout, k=k, size=size, batch=batch, dtypes=dtypes,
-                                     formats=formats, settings=settings, measure=time, progress=advance)
+        if runs:
+            from dscalc.report import runtimes as by_runtime
+
+            report, rows = by_runtime.sweep(cin=cin, cout=cout, k=k, size=size, batch=batch, dtypes=dtypes,
+                                            formats=formats, runs=runs, progress=advance)
+        else:
+            report, rows = builder.build(cin=cin, cout=cout, k=k, size=size, batch=batch, dtypes=dtypes,
+                                         formats=formats, settings=settings, measure=time, progress=advance)
         if train is not None:
             from dscalc.report import training as training_report
 

@@ -101,14 +101,54 @@ FIXED_CEILINGS = {"peak_flops": {"float32": 1e11, "float16": 2e9, "bfloat16": 2e
                   "launch": 5e-6}
 
 
-@pytest.fixture
-def fixed_ceilings(tmp_path, monkeypatch):
-    """A device cache holding FIXED_CEILINGS for a CPU named "Test CPU" at every thread count, measured "3 days ago"
-    under no load, in ~/.cache with HOME in a temporary directory: no test measures the machine, and every table
-    that shows the device, a prediction or the cache is the same on every machine."""
+#: the fixed calibration (float32, eager) those tests predict with: kind -> (fixed s, FLOP/s, bytes/s), 0 = no term
+FIXED_MODELS = {"standard": (20e-6, 50e9, 0), "grouped": (30e-6, 20e9, 0), "depthwise": (50e-6, 0, 10e9),
+                "pointwise": (10e-6, 40e9, 0), "transposed": (30e-6, 25e9, 0), "linear": (10e-6, 30e9, 0),
+                "batchnorm": (5e-6, 0, 10e9), "activation": (5e-6, 0, 10e9), "add": (5e-6, 0, 10e9),
+                "pooling": (5e-6, 0, 10e9)}
+
+
+def write_fixed_cache(name_of) -> None:
+    """FIXED_CEILINGS and a calibration of FIXED_MODELS for the CPU (named by `name_of(device, threads)`), at every
+    thread count, measured "3 days ago" under no load, into the cache dscalc reads now."""
     import torch
 
-    from dscalc.measure import ceilings, settings
+    from dscalc.measure import calibrate, ceilings
+    from dscalc.measure.predict import Calibration, KernelModel
+
+    models = {kind: KernelModel(kind, fixed, 1 / flops if flops else 0.0, 1 / nbytes if nbytes else 0.0, 10, 0.05)
+              for kind, (fixed, flops, nbytes) in FIXED_MODELS.items()}
+    when = time.time() - 3 * 86400 - 60
+    for threads in range(1, max(os.cpu_count() or 1, torch.get_num_threads()) + 1):
+        ceilings.save(ceilings.Ceilings("cpu", name_of("cpu", threads), dict(FIXED_CEILINGS["peak_flops"]),
+                                        FIXED_CEILINGS["bandwidth"], FIXED_CEILINGS["launch"], when, "2.14.1",
+                                        threads, 0.1))
+        calibrate.save(Calibration("cpu", name_of("cpu", threads), threads, "float32", False, "eager",
+                                   torch.__version__, when, 90.0, 1e11, models, 0.1))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_cache(tmp_path_factory):
+    """No test reads or writes the user's cache, and none measures the machine unless it asks to: every test
+    starts with a cache of fixed ceilings and a fixed calibration for this machine's CPU."""
+    from dscalc.measure.settings import device_name
+
+    root = tmp_path_factory.mktemp("dscalc-cache")
+    saved = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(root)
+    write_fixed_cache(device_name)
+    yield root
+    if saved is None:
+        os.environ.pop("XDG_CACHE_HOME", None)
+    else:
+        os.environ["XDG_CACHE_HOME"] = saved
+
+
+@pytest.fixture
+def fixed_ceilings(tmp_path, monkeypatch):
+    """The fixed cache (write_fixed_cache) for a CPU named "Test CPU", in ~/.cache with HOME in a temporary
+    directory: every table that shows the device, a prediction or the cache is the same on every machine."""
+    from dscalc.measure import calibrate, ceilings, settings
 
     home = tmp_path / "home"
     monkeypatch.setenv("HOME", str(home))
@@ -119,9 +159,7 @@ def fixed_ceilings(tmp_path, monkeypatch):
 
     monkeypatch.setattr(settings, "device_name", name)
     monkeypatch.setattr(ceilings, "device_name", name)
-    for threads in range(1, max(os.cpu_count() or 1, torch.get_num_threads()) + 1):
-        ceilings.save(ceilings.Ceilings("cpu", name("cpu", threads), dict(FIXED_CEILINGS["peak_flops"]),
-                                        FIXED_CEILINGS["bandwidth"], FIXED_CEILINGS["launch"],
-                                        time.time() - 3 * 86400 - 60, "2.14.1", threads, 0.1))
-    assert json.loads(ceilings.cache_path().read_text())
+    monkeypatch.setattr(calibrate, "device_name", name)
+    write_fixed_cache(name)
+    assert json.loads(ceilings.cache_path().read_text()) and json.loads(calibrate.cache_path().read_text())
     return {"HOME": str(home), "XDG_CACHE_HOME": str(home / ".cache")}

@@ -210,3 +210,15 @@ def judge(args: list[str], code: int, stdout: str, stderr: str) -> Verdict:
             except ValueError:
                 return Verdict(False, "json")
     return Verdict(True)
+
+
+def measure_once(fn, settings, label=""):
+    """A stand-in for the timer (dscalc.measure.modules.measure): runs the call once, so its errors surface, and
+    reports a fixed timing - the fuzz tests the boundary, not the machine."""
+    from dscalc.measure.timer import Timing
+
+    try:
+        fn()
+    except (RuntimeError, ValueError, TypeError) as e:
+        return Timing.failed(str(e).splitlines()[0] if str(e) else type(e).__name__)
+    return Timing(1e-4, 1e-6, 5, 1, q1=1e-4, q3=1e-4)

@@ -65,14 +65,17 @@ def test_compare_mobilenet_v2_at_alpha_2_and_resolution_1():
     (["compare", "mobilenet_v1", "--cin", "3"], "--cin: does not apply to a network"),
     (["compare", "--k", "3", "--cin", "8", "--cout", "8", "--input", "1x8x8x8"],
      "--input: applies to a model TARGET, not to a layer"),
-    (["profile", "{fake_onnx}", "-i", "1x3x8x8"], "is not a supported model format (supported: "),
+    (["profile", "{fake_bin}", "-i", "1x3x8x8"], "is not a supported model format (supported: "),
+    (["profile", "{fake_onnx}", "-i", "1x3x8x8"], "fake.onnx is not a valid ONNX model: "),
     (["sweep", "--cin", "1:1000000000"], "--cin: expands to more than 1000 values"),
     (["network", "mobilenet_v1", "--alpha", "1e300"], "--alpha: must be at most 1e+06"),
 ])
 def test_bad_options(args, text, tmp_path):
     (tmp_path / "m.py").write_text("from torch import nn\n\ndef net():\n    return nn.Conv2d(3, 4, 3)\n")
     (tmp_path / "fake.onnx").write_bytes(b"not onnx")
-    args = [a.format(model=tmp_path / "m.py", fake_onnx=tmp_path / "fake.onnx") for a in args]
+    (tmp_path / "fake.bin").write_bytes(b"not a model")  # (ONNX is supported now: a .bin is not)
+    args = [a.format(model=tmp_path / "m.py", fake_onnx=tmp_path / "fake.onnx", fake_bin=tmp_path / "fake.bin")
+            for a in args]
     one_line(dscalc(*args), 2, text)
 
 

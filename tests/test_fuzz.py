@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 from conftest import run_in_process
-from fuzz_cli import STRATEGIES, judge, make_files
+from fuzz_cli import STRATEGIES, judge, make_files, measure_once
 from hypothesis import HealthCheck, given, settings
 
 
@@ -17,19 +17,9 @@ def files(tmp_path_factory):
 
 @pytest.fixture
 def quick_timer(monkeypatch):
-    """--time runs each call once (so its errors surface) and reports a fixed timing: the fuzz tests the
-    boundary, not the machine."""
     from dscalc.measure import modules
-    from dscalc.measure.timer import Timing
 
-    def once(fn, settings, label=""):
-        try:
-            fn()
-        except (RuntimeError, ValueError, TypeError) as e:
-            return Timing.failed(str(e).splitlines()[0] if str(e) else type(e).__name__)
-        return Timing(1e-4, 1e-6, 5, 1, q1=1e-4, q3=1e-4)
-
-    monkeypatch.setattr(modules, "measure", once)
+    monkeypatch.setattr(modules, "measure", measure_once)
 
 
 @pytest.mark.parametrize("command", list(STRATEGIES))

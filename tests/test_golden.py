@@ -74,9 +74,12 @@ def layer_3d(fixed):
 
 
 # compare of the MobileNets layer 3x3 64->128 at 112x112: 9*64*128*12,544 = 924,844,032 MACs; separable
-# 9*64*12,544 + 64*128*12,544 = 7,225,344 + 102,760,448 = 109,985,792. Roofline at the fixed ceilings: the standard
-# conv is compute-bound, 2 * 924,844,032 FLOPs / 1e11 FLOP/s = 18.5 ms
-@case("compare_layer", "924,844,032", "109,985,792", "18.5 ms")
+# 9*64*12,544 + 64*128*12,544 = 7,225,344 + 102,760,448 = 109,985,792. Predicted with conftest.FIXED_MODELS:
+#   standard  20 µs + 2 * 924,844,032 FLOPs / 50 GFLOP/s                          = 37.01 ms ("37 ms")
+#   depthwise 50 µs + 4 * (2 * 64 * 12,544 + 576) bytes / 10 GB/s = 50 + 642.5 µs  = 692 µs
+#   pointwise 10 µs + 2 * 102,760,448 FLOPs / 40 GFLOP/s                          = 5.148 ms
+#   the pair 5.840 ms: separable predicted 37.01 / 5.840 = 6.3x faster, the pointwise kernel 88% of the pair
+@case("compare_layer", "924,844,032", "109,985,792", "37 ms", "692 µs", "5.15 ms", "6.3x faster", "(88%")
 def compare_layer(fixed):
     from dscalc.cost.spec import LayerSpec
     from dscalc.report import compare
@@ -137,8 +140,9 @@ def compare_model(fixed, tmp_path, monkeypatch):
 
 
 # resnet18 at 224x224: torchvision's metadata says 1.814 GMACs (_ops) and 11,689,512 params; fvcore counts
-# 1,819,065,856 (it adds BatchNorm and pooling)
-@case("profile_resnet18_depth1", "1,814,073,344", "11,689,512", "1,819,065,856")
+# 1,819,065,856 (it adds BatchNorm and pooling); its 11,689,512 float32 parameters take
+# 4 x 11,689,512 = 46,758,048 bytes
+@case("profile_resnet18_depth1", "1,814,073,344", "11,689,512", "1,819,065,856", "46,758,048")
 def profile_resnet18(fixed):
     pytest.importorskip("torchvision")
     from dscalc.report import profile
@@ -169,14 +173,18 @@ def sweep(fixed):
 def fake_timer(monkeypatch):
     """Every kernel "takes" 1 µs + 1 ps per MAC, with a 2% IQR over 7 runs."""
     from dscalc.measure import latency
-    from dscalc.measure.timer import Timing
+    from dscalc.measure.timer import Ratio, Timing
 
     def timing(macs: int) -> Timing:
         median = 1e-6 + macs * 1e-12
         return Timing(median, median * 0.02, 7, 10, q1=median * 0.99, q3=median * 1.01)
 
+    def against(original, first, second, settings):
+        a, b = timing(original.macs), timing(first.macs + second.macs)
+        return a, b, Ratio(a.median / b.median, a.median / b.median * 0.99, a.median / b.median * 1.01, 7)
+
     monkeypatch.setattr(latency, "time_layer", lambda layer, settings: timing(layer.macs))
-    monkeypatch.setattr(latency, "time_pair", lambda first, second, settings: timing(first.macs + second.macs))
+    monkeypatch.setattr(latency, "time_against", against)
 
 
 @pytest.mark.parametrize("name", list(CASES))

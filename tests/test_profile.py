@@ -235,3 +235,127 @@ def test_a_model_is_built_once_per_device(tmp_path, fixed_ceilings, args, builds
     r = dscalc("profile", str(path), "-i", "1x3x8x8", *args, "-f", "json")
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "counted.builds").read_text().count("built") == builds
+
+
+NESTED = textwrap.dedent("""
+    import torch
+    from torch import nn
+
+    class Block(nn.Module):
+        def __init__(self, c):
+            super().__init__()
+            self.conv = nn.Conv2d(c, c, 3, padding=1, groups=c, bias=False)
+            self.bn = nn.BatchNorm2d(c)
+            self.pw = nn.Conv2d(c, 2 * c, 1)
+
+        def forward(self, x):
+            return self.pw(torch.relu(self.bn(self.conv(x))))
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem = nn.Conv2d(3, 8, 3, stride=2, padding=1)
+            self.blocks = nn.Sequential(Block(8), Block(16))
+            self.head = nn.Linear(32, 10)
+
+        def forward(self, x):
+            x = self.blocks(self.stem(x))
+            return self.head(x.mean((2, 3)))
+""")
+
+
+def test_torchscript_and_export_give_the_rows_of_the_python_source(tmp_path):
+    # one row per module, as the .py: the same names, MACs, params and conv geometry (stem 3->8 3x3/s2 on 16x16
+    # -> 8x8: 8*3*9*64 = 13,824 MACs; blocks.0.conv depthwise 8x9x64 = 4,608; ...)
+    (tmp_path / "nested.py").write_text(NESTED)
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import nested  # type: ignore[import-not-found]
+    finally:
+        sys.path.pop(0)
+    model = nested.Net().eval()
+    torch.jit.save(torch.jit.script(model), tmp_path / "net.pt")
+    torch.export.save(torch.export.export(model, (torch.zeros(1, 3, 16, 16),)), tmp_path / "net.pt2")
+    keys = ("name", "kind", "macs", "params", "kernel", "stride", "groups", "input_shape", "output_shape")
+    rows = []
+    for path in (tmp_path / "nested.py", tmp_path / "net.pt", tmp_path / "net.pt2"):
+        r = dscalc("profile", f"{path}:Net" if path.suffix == ".py" else str(path), "--input", "1x3x16x16",
+                   "-f", "json")
+        assert r.returncode == 0, r.stderr
+        rows.append([{k: row.get(k) for k in keys} for row in json.loads(r.stdout)["rows"]])
+    assert rows[0] == rows[1] == rows[2]
+    names = [row["name"] for row in rows[0]]
+    assert names[:4] == ["stem", "blocks.0.conv", "blocks.0.bn", "blocks.0.pw"] and "(model)" not in names
+    stem = rows[0][0]
+    assert stem["macs"] == 8 * 3 * 9 * 64 == 13_824 and stem["stride"] == [2, 2]
+    assert rows[0][1]["macs"] == 8 * 9 * 64 and rows[0][1]["kind"] == "depthwise"
+
+
+def test_profile_rows_carry_the_layer_keys(mixed_file):
+    # a conv row has the keys of a `dscalc layer` row, with the arithmetic of the README's conventions:
+    # the 1x1 conv 64->8 on 16x16: weights 512, bias 8, MACs 131,072, bytes at float32 = 4 x (input 64*256 +
+    # output 8*256 + params 520) = 4 x 18,952 = 75,808; intensity = 2*131,072 / 75,808
+    data = json.loads(dscalc("profile", str(mixed_file), "--input", "1x16x8x8", "-f", "json").stdout)
+    pw = next(r for r in data["rows"] if r["name"] == "pw")
+    assert (pw["weights"], pw["bias"], pw["macs"], pw["bytes"]) == (512, 8, 131_072, 75_808)
+    assert pw["intensity"] == round(2 * 131_072 / 75_808, 4)
+    assert (pw["kernel"], pw["stride"], pw["padding"], pw["dilation"], pw["groups"]) == ([1, 1], [1, 1],
+                                                                                          [[0, 0], [0, 0]], [1, 1], 1)
+    base = {"name", "kind", "params", "weights", "bias", "macs", "flops", "bytes", "intensity", "input_shape",
+            "output_shape"}
+    assert all(base <= set(row) for row in data["rows"])
+
+
+def test_memory_at_a_dtype():
+    # Conv2d(3, 8, 3, padding=1, bias=False) on 1x3x8x8: weights 216 elements, input 192, output 512 - at float32
+    # 864 + 768 + 2,048 bytes, the output is the only activation and the peak; at float16 every figure halves
+    conv = torch.nn.Conv2d(3, 8, 3, padding=1, bias=False)
+    full = profile_model(conv, [(1, 3, 8, 8)]).memory
+    half = profile_model(conv, [(1, 3, 8, 8)], dtype="float16").memory
+    assert full == {"weights": 864, "buffers": 0, "inputs": 768, "activations": 2_048, "peak_activations": 2_048,
+                    "total": 864 + 768 + 2_048}
+    assert half == {k: v // 2 for k, v in full.items()}
+
+
+def test_memory_matches_torchinfo_on_resnet18():
+    # torchinfo's "Params size" is the same parameter bytes (its "Input size" adds the Python objects' own size,
+    # sys.getsizeof, to the tensor's 602,112 bytes)
+    torchinfo = pytest.importorskip("torchinfo")
+    model = tv.models.resnet18().eval()
+    stats = torchinfo.summary(model, input_size=(1, 3, 224, 224), verbose=0)
+    memory = profile_model(model, [(1, 3, 224, 224)]).memory
+    assert memory["inputs"] == 3 * 224 * 224 * 4 <= stats.total_input
+    assert memory["weights"] == stats.total_param_bytes == 4 * 11_689_512
+
+
+PYTHON_OP = textwrap.dedent("""
+    import torch
+    from torch import nn
+
+    class WithPython(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 4)
+
+        @torch.jit.ignore
+        def helper(self, x: torch.Tensor) -> torch.Tensor:
+            return x * 2
+
+        def forward(self, x):
+            return self.helper(self.fc(x))
+""")
+
+
+def test_torchscript_with_a_python_callback_runs_natively_on_one_row(tmp_path):
+    # prim::PythonOp cannot be interpreted: TorchScript runs a copy of the module on the CPU, all MACs on one row
+    # (Linear(4, 4) on 2 rows: 2*4*4 = 32), and the notes say why
+    (tmp_path / "python_op.py").write_text(PYTHON_OP)
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import python_op  # type: ignore[import-not-found]
+    finally:
+        sys.path.pop(0)
+    result = profile_model(torch.jit.script(python_op.WithPython()), [(2, 4)])
+    assert result.totals["macs"] == 32
+    assert [(r.name, r.macs) for r in result.rows if r.macs] == [("(model)", 32)]
+    assert any("prim::PythonOp" in n for n in result.notes)

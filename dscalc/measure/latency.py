@@ -1,5 +1,6 @@
 """Theory next to measurement: for a layer (and its depthwise-separable pair) or every weighted row of a network
-or model, the roofline prediction from the device's ceilings and, with timing settings, the measured latency.
+or model, the predicted latency (`measure.predictor`: calibrated, else roofline) and, with timing settings, the
+measured latency.
 These are records like the counts: every output format shows them."""
 
 from __future__ import annotations
@@ -10,11 +11,11 @@ from typing import Any
 
 from dscalc.cost.kinds import WEIGHTED, separable_of
 from dscalc.cost.records import LayerCost, SeparableComparison
-from dscalc.measure.ceilings import Ceilings, get_ceilings
-from dscalc.measure.modules import time_layer, time_pair
-from dscalc.measure.roofline import Prediction, predict, predict_pair
+from dscalc.measure.modules import time_against, time_layer
+from dscalc.measure.predict import Prediction
+from dscalc.measure.predictor import Predictor
 from dscalc.measure.settings import Settings, configured
-from dscalc.measure.timer import Timing, overlap
+from dscalc.measure.timer import Ratio, Timing, overlap
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class Latency:
         if self.predicted:
             row["predicted_s"] = self.predicted.seconds
             row["bound"] = self.predicted.bound
+            row["prediction"] = self.predicted.to_dict()
         if self.timing is not None:
             row.update(self.timing.to_dict())
         if self.pair is not None:
@@ -44,12 +46,13 @@ class Latency:
 
 @dataclass(frozen=True)
 class PairLatency:
-    """Original vs separable: latency rows, the three speedups (theory, roofline, measured) and the verdict."""
+    """Original vs separable: latency rows, the three speedups (theory, predicted, measured) and the verdict."""
 
     original: Latency
     depthwise: Latency
     pointwise: Latency
     pair: Latency
+    ratio: Ratio | None = None  # original / pair over interleaved blocks (the measured speedup), where measured
 
     @property
     def mac_speedup(self) -> float:
@@ -63,6 +66,8 @@ class PairLatency:
 
     @property
     def measured_speedup(self) -> float | None:
+        if self.ratio is not None:
+            return self.ratio.median
         a, b = self.original.timing, self.pair.timing
         if a is not None and b is not None and a.median and b.median:
             return float(a.median / b.median)
@@ -70,11 +75,12 @@ class PairLatency:
 
     @property
     def verdict(self) -> str | None:
-        """'separable wins', 'standard wins' or 'too close to call' (the two IQRs overlap); None unmeasured."""
+        """'separable wins', 'standard wins' or 'too close to call' - when the paired ratio's interquartile range
+        straddles 1 (or, unpaired, the two timings' IQRs overlap); None unmeasured."""
         gain = self.measured_speedup
         if gain is None:
             return None
-        if overlap(self.original.timing, self.pair.timing):
+        if (not self.ratio.decided) if self.ratio is not None else overlap(self.original.timing, self.pair.timing):
             return "too close to call"
         return "separable wins" if gain > 1 else f"{self.original.name} wins"
 
@@ -83,43 +89,40 @@ class PairLatency:
 
     def to_dict(self) -> dict[str, Any]:
         return {"rows": [r.to_dict() for r in (self.original, self.depthwise, self.pointwise, self.pair)],
-                "speedup": self.speedups(), "verdict": self.verdict}
+                "speedup": self.speedups(), "verdict": self.verdict,
+                "paired": self.ratio.to_dict() if self.ratio is not None else None}
 
 
-def ceilings_for(settings: Settings | None, device: str = "cpu") -> Ceilings:
-    """The device's ceilings at the thread count the measurement will use (measured once, then cached)."""
-    if settings is not None:
-        return get_ceilings(settings.device, threads=settings.threads)[0]
-    return get_ceilings(device)[0]
-
-
-def layer_latency(layer: LayerCost, ceilings: Ceilings, settings: Settings | None, name: str | None = None) -> Latency:
-    """One layer: predicted from the ceilings; measured when timing settings are given."""
+def layer_latency(layer: LayerCost, predictor: Predictor, settings: Settings | None,
+                  name: str | None = None) -> Latency:
+    """One layer: predicted; measured when timing settings are given."""
     measured = time_layer(layer, settings) if settings else None
-    return Latency(name or layer.name, layer.macs, layer.bytes, predict(layer, ceilings), measured)
+    return Latency(name or layer.name, layer.macs, layer.bytes, predictor.predict(layer), measured)
 
 
-def pair_latency(comparison: SeparableComparison, ceilings: Ceilings | None, settings: Settings | None) -> PairLatency:
-    """Predict (with ceilings) and measure (with timing settings) the original and its separable pair."""
+def pair_latency(comparison: SeparableComparison, predictor: Predictor | None,
+                 settings: Settings | None) -> PairLatency:
+    """Predict (with a predictor) and measure (with timing settings) the original and its separable pair."""
 
-    def row(layer: LayerCost, name: str) -> Latency:
-        pred = predict(layer, ceilings) if ceilings else None
-        measured = time_layer(layer, settings) if settings else None
+    def row(layer: LayerCost, name: str, measured: Timing | None = None) -> Latency:
+        pred = predictor.predict(layer) if predictor else None
+        if measured is None and settings:
+            measured = time_layer(layer, settings)
         return Latency(name, layer.macs, layer.bytes, pred, measured)
 
-    original = row(comparison.original, comparison.original.kind)
+    # the original and the pair in interleaved blocks (their ratio is the measured speedup); each half on its own
+    original_t = pair_t = ratio = None
+    if settings:
+        original_t, pair_t, ratio = time_against(comparison.original, comparison.depthwise, comparison.pointwise,
+                                                 settings)
+    original = row(comparison.original, comparison.original.kind, original_t)
     dw, pw = row(comparison.depthwise, "depthwise"), row(comparison.pointwise, "pointwise")
-    pair_pred = None
-    if ceilings:
-        d, p, total = predict_pair(comparison, ceilings)
-        pair_pred = Prediction(total, "2 kernels", d.compute_s + p.compute_s, d.memory_s + p.memory_s,
-                               d.launch_s + p.launch_s)
-    pair_timing = time_pair(comparison.depthwise, comparison.pointwise, settings) if settings else None
-    pair = Latency("dw then pw", comparison.macs, comparison.bytes, pair_pred, pair_timing)
-    return PairLatency(original, dw, pw, pair)
+    pair_pred = predictor.predict_pair(comparison)[2] if predictor else None
+    pair = Latency("dw then pw", comparison.macs, comparison.bytes, pair_pred, pair_t)
+    return PairLatency(original, dw, pw, pair, ratio)
 
 
-def time_rows(rows: list[LayerCost], settings: Settings | None, ceilings: Ceilings,
+def time_rows(rows: list[LayerCost], settings: Settings | None, predictor: Predictor,
               pairs: bool = False) -> list[Latency]:
     """Predicted latency of every weighted row and, with timing settings, its measured latency, each run on its
     own; with `pairs`, also of the depthwise-separable counterpart of every row that has one."""
@@ -130,10 +133,10 @@ def time_rows(rows: list[LayerCost], settings: Settings | None, ceilings: Ceilin
                 continue
             comparison = separable_of(r) if pairs else None
             if comparison is not None:
-                measured = pair_latency(comparison, ceilings, settings)
+                measured = pair_latency(comparison, predictor, settings)
                 out.append(replace(measured.original, name=r.name, pair=measured))
             else:
-                out.append(layer_latency(r, ceilings, settings))
+                out.append(layer_latency(r, predictor, settings))
     return out
 
 

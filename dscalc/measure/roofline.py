@@ -6,19 +6,9 @@ depthwise-separable pair is two kernels, and the depthwise output is written the
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from dscalc.cost.records import LayerCost, SeparableComparison
 from dscalc.measure.ceilings import Ceilings
-
-
-@dataclass(frozen=True)
-class Prediction:
-    seconds: float
-    bound: str  # compute | memory | launch
-    compute_s: float
-    memory_s: float
-    launch_s: float
+from dscalc.measure.predict import Prediction
 
 
 def predict(layer: LayerCost, ceilings: Ceilings) -> Prediction:
@@ -28,7 +18,8 @@ def predict(layer: LayerCost, ceilings: Ceilings) -> Prediction:
     memory = layer.bytes / ceilings.bandwidth
     times = {"compute": compute, "memory": memory, "launch": ceilings.launch}
     bound = max(times, key=lambda k: times[k])
-    return Prediction(times[bound], bound, compute, memory, ceilings.launch)
+    return Prediction(times[bound], bound, ceilings.launch, compute, memory, compute / times[bound] if times[bound]
+                      else None, "roofline")
 
 
 def predict_pair(pair: SeparableComparison, ceilings: Ceilings) -> tuple[Prediction, Prediction, float]:

@@ -1,5 +1,6 @@
-"""The conditions a measurement runs under - device, dtype, memory format, threads, TF32 - checked once at the
-boundary, applied inside `configured()` and restored afterwards."""
+"""The conditions a measurement runs under - device, dtype, memory format, threads, TF32, the runtime - checked once
+at the boundary, applied inside `configured()` and restored afterwards. (The runtimes themselves, and the checks
+that need them, are in `measure.runtimes`.)"""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ class Settings:
     tf32: bool = False
     min_run_time: float = 0.2
     max_run_time: float = 2.0
+    runtime: str = "eager"  # a name in measure.runtimes.RUNTIMES
 
 
 def check_device_name(device: str) -> str:
@@ -97,7 +99,7 @@ def describe(settings: Settings) -> dict[str, Any]:
     threads = settings.threads or torch.get_num_threads()
     return {"device": device_name(settings.device, threads), "dtype": settings.dtype,
             "channels_last": settings.channels_last, "threads": threads, "tf32": settings.tf32,
-            "cudnn_benchmark": True, "torch": torch.__version__}
+            "cudnn_benchmark": True, "torch": torch.__version__, "runtime": settings.runtime}
 
 
 def device_name(device: str, threads: int | None = None) -> str:

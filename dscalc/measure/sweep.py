@@ -1,5 +1,6 @@
 """`dscalc sweep`: a grid of layer configs, each a standard conv beside its depthwise-separable pair - MAC speedup
-(theory), roofline speedup (prediction) and measured speedup."""
+(theory), predicted speedup and measured speedup, on each runtime asked for (one row per config and
+runtime)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ from dscalc.cost.kinds import separable_of
 from dscalc.cost.layers import conv
 from dscalc.cost.records import SeparableComparison
 from dscalc.errors import BadInput
-from dscalc.measure.ceilings import Ceilings
 from dscalc.measure.latency import PairLatency, pair_latency
+from dscalc.measure.predictor import Predictor
 from dscalc.measure.settings import Settings, configured
 
 #: the most configs one sweep runs
@@ -31,6 +32,7 @@ class SweepRow:
     channels_last: bool
     comparison: SeparableComparison
     pair: PairLatency
+    runtime: str | None = None  # None: predicted only
 
     @property
     def name(self) -> str:
@@ -56,7 +58,10 @@ class SweepRow:
                 "standard_s": std.median if std else None,
                 "separable_s": sep.median if sep else None,
                 "reliable": None if std is None or sep is None else std.reliable and sep.reliable,
-                "error": (std.error or (sep.error if sep else None)) if std else None}
+                "error": (std.error or (sep.error if sep else None)) if std else None,
+                "runtime": self.runtime, "runtime_version": std.runtime_version if std else None,
+                "runtime_settings": dict(std.runtime_settings) if std else None,
+                "standard_setup_s": std.setup_s if std else None, "separable_setup_s": sep.setup_s if sep else None}
 
 
 def grid_size(*axes: list[Any]) -> int:
@@ -67,12 +72,15 @@ def grid_size(*axes: list[Any]) -> int:
 
 
 def run(cins: list[int], couts: list[int] | None, ks: list[int], sizes: list[int], batches: list[int],
-        dtypes: list[str], formats: list[bool], settings: Settings | None, ceilings: Ceilings,
-        progress: Callable[[], Any] | None = None) -> list[SweepRow]:
-    """Every combination (cout follows cin when not given), predicted and, with settings, measured."""
-    total = grid_size(cins, couts or [0], ks, sizes, batches, dtypes, formats)
+        dtypes: list[str], formats: list[bool], settings: Settings | None, predictor: Predictor,
+        progress: Callable[[], Any] | None = None, runtimes: list[str] | None = None) -> list[SweepRow]:
+    """Every combination (cout follows cin when not given), predicted and, with settings, measured on each of
+    `runtimes` (default: the settings' runtime) one after the other, config by config."""
+    names = (runtimes or [settings.runtime]) if settings is not None else []
+    total = grid_size(cins, couts or [0], ks, sizes, batches, dtypes, formats) * max(1, len(names))
     if total > MAX_CONFIGS:
-        raise BadInput(f"the grid has {total:,} configs; a sweep runs at most {MAX_CONFIGS:,}", "cin")
+        per = f" ({len(names)} runtimes each)" if len(names) > 1 else ""
+        raise BadInput(f"the grid has {total:,} configs{per}; a sweep runs at most {MAX_CONFIGS:,}", "cin")
     grid = [(ci, co, k, s, b, d, cl) for ci in cins for co in (couts or [ci]) for k, s, b, d, cl
             in itertools.product(ks, sizes, batches, dtypes, formats)]
     rows = []
@@ -82,11 +90,14 @@ def run(cins: list[int], couts: list[int] | None, ks: list[int], sizes: list[int
         if pair is None:
             raise BadInput("a 1x1 kernel has no separable counterpart", "k")
         if settings is None:
-            rows.append(SweepRow(ci, cout, k, s, b, d, cl, pair, pair_latency(pair, ceilings, None)))
-        else:
-            here = replace(settings, dtype=d, channels_last=cl)
+            rows.append(SweepRow(ci, cout, k, s, b, d, cl, pair, pair_latency(pair, predictor, None)))
+            if progress is not None:
+                progress()
+        for name in names:
+            assert settings is not None
+            here = replace(settings, dtype=d, channels_last=cl, runtime=name)
             with configured(here):
-                rows.append(SweepRow(ci, cout, k, s, b, d, cl, pair, pair_latency(pair, ceilings, here)))
-        if progress is not None:
-            progress()
+                rows.append(SweepRow(ci, cout, k, s, b, d, cl, pair, pair_latency(pair, predictor, here), name))
+            if progress is not None:
+                progress()
     return rows

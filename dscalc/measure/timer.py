@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from dscalc.errors import first_line
@@ -22,7 +22,9 @@ RELIABLE_IQR = 0.10
 
 @dataclass(frozen=True)
 class Timing:
-    """One measured latency: median and quartiles in seconds over `runs` timed blocks of `per_run` calls."""
+    """One measured latency: median and quartiles in seconds over `runs` timed blocks of `per_run` calls, and the
+    runtime that ran it (`measure.runtimes`): its name, version, own settings, and the seconds it took to build the
+    timed call (torch.compile's compilation, ONNX export + session, LiteRT conversion) - never part of the median."""
 
     median: float | None
     iqr: float | None
@@ -31,6 +33,10 @@ class Timing:
     error: str | None = None
     q1: float | None = None
     q3: float | None = None
+    runtime: str = "eager"
+    runtime_version: str = ""
+    runtime_settings: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    setup_s: float | None = None
 
     @property
     def reliable(self) -> bool:
@@ -50,14 +56,35 @@ class Timing:
         return ", ".join(reasons)
 
     def to_dict(self) -> dict[str, Any]:
+        ran = {"runtime": self.runtime, "runtime_version": self.runtime_version,
+               "runtime_settings": dict(self.runtime_settings), "setup_s": self.setup_s}
         if self.error:
-            return {"error": self.error}
+            return {"error": self.error, **ran}
         return {"median_s": self.median, "iqr_s": self.iqr, "q1_s": self.q1, "q3_s": self.q3, "runs": self.runs,
-                "per_run": self.per_run, "reliable": self.reliable}
+                "per_run": self.per_run, "reliable": self.reliable, **ran}
 
     @classmethod
     def failed(cls, error: str) -> Timing:
         return cls(None, None, 0, 0, error)
+
+
+@dataclass(frozen=True)
+class Ratio:
+    """Time of A / time of B over interleaved blocks (A, B, A, B, ...): each block pair sees the same machine, so
+    a load that comes and goes moves both sides and cancels in the ratio. Its quartiles decide a verdict."""
+
+    median: float
+    q1: float
+    q3: float
+    blocks: int
+
+    @property
+    def decided(self) -> bool:
+        """The interquartile range of the ratio lies on one side of 1."""
+        return self.q1 > 1 or self.q3 < 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"median": self.median, "q1": self.q1, "q3": self.q3, "blocks": self.blocks}
 
 
 def overlap(a: Timing | None, b: Timing | None) -> bool:
@@ -99,3 +126,61 @@ def measure(fn: Callable[[], Any], settings: Settings, label: str = "") -> Timin
         return Timing.failed("out of memory")
     except (RuntimeError, NotImplementedError, ValueError, TypeError) as e:
         return Timing.failed(first_line(e))
+
+
+def _quartiles(values: list[float]) -> tuple[float, float, float]:
+    if len(values) >= 2:
+        q1, med, q3 = statistics.quantiles(values, n=4, method="inclusive")
+        return q1, statistics.median(values), q3
+    return values[0], values[0], values[0]
+
+
+def measure_pair(fn_a: Callable[[], Any], fn_b: Callable[[], Any], settings: Settings,
+                 labels: tuple[str, str] = ("", "")) -> tuple[Timing, Timing, Ratio | None]:
+    """Both calls timed in interleaved blocks (A, B, A, B, ...) by torch.utils.benchmark, until at least MIN_RUNS
+    block pairs and min_run_time have passed and the ratio's IQR is under 5% of its median, or the time budget
+    (2 x max_run_time) is spent. Returns each call's timing and the paired ratio A / B."""
+    import logging
+
+    import torch
+
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+    from torch.utils import benchmark
+
+    try:
+        for _ in range(3):
+            fn_a()
+            fn_b()
+        if settings.device.startswith("cuda"):
+            torch.cuda.synchronize()
+        threads = settings.threads or torch.get_num_threads()
+        timers = [benchmark.Timer(stmt="fn()", globals={"fn": fn}, label=label, num_threads=threads)
+                  for fn, label in ((fn_a, labels[0]), (fn_b, labels[1]))]
+        # calls per block: enough for a block to take ~10 ms (a single call when one call is longer)
+        numbers = []
+        for timer in timers:
+            once = timer.timeit(1).raw_times[0]
+            numbers.append(max(1, min(10_000, int(0.01 / max(once, 1e-9)))))
+        times: list[list[float]] = [[], []]
+        spent = 0.0
+        while True:
+            for side in (0, 1):
+                block = timers[side].timeit(numbers[side]).raw_times[0]
+                spent += block
+                times[side].append(block / numbers[side])
+            ratios = [a / b for a, b in zip(*times)]
+            if len(ratios) >= MIN_RUNS and spent >= settings.min_run_time:
+                q1, med, q3 = _quartiles(ratios)
+                if q3 - q1 < 0.05 * med or spent >= 2 * settings.max_run_time:
+                    break
+        out = []
+        for side in (0, 1):
+            q1, med, q3 = _quartiles(times[side])
+            out.append(Timing(med, q3 - q1, len(times[side]), numbers[side], q1=q1, q3=q3))
+        q1, med, q3 = _quartiles(ratios)
+        return out[0], out[1], Ratio(med, q1, q3, len(ratios))
+    except torch.cuda.OutOfMemoryError:
+        torch.cuda.empty_cache()
+        return Timing.failed("out of memory"), Timing.failed("out of memory"), None
+    except (RuntimeError, NotImplementedError, ValueError, TypeError) as e:
+        return Timing.failed(first_line(e)), Timing.failed(first_line(e)), None

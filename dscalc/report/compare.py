@@ -10,8 +10,9 @@ from dscalc.cost import network as N
 from dscalc.cost.spec import LayerSpec
 from dscalc.cost.totals import totals
 from dscalc.errors import BadInput
-from dscalc.measure.latency import ceilings_for, latency_sums, time_rows
+from dscalc.measure.latency import latency_sums, time_rows
 from dscalc.measure.modules import time_module
+from dscalc.measure.predictor import predictor_for
 from dscalc.measure.settings import Settings, configured
 from dscalc.report import layer as layer_report
 from dscalc.report.fmt import exact, seconds
@@ -39,23 +40,23 @@ def layer(spec: LayerSpec, settings: Settings | None, device: str = "cpu") -> Re
 
 def network(target: str, *, alpha: float, resolution: int | None, as_: str, batch: int, dtype: str,
             settings: Settings | None, device: str = "cpu") -> Report:
-    """A network and its `--as` variant: totals, roofline-predicted and (with settings) measured latency, each the
+    """A network and its `--as` variant: totals, predicted and (with settings) measured latency, each the
     sum over the weighted layers run one by one."""
     spec = N.load(target)
     original = N.build(spec, alpha=alpha, resolution=resolution, batch=batch, dtype=dtype)
     variant = N.build(spec, alpha=alpha, resolution=resolution, as_=as_, batch=batch, dtype=dtype)
-    ceilings = ceilings_for(settings, device)
-    (p0, m0), (p1, m1) = (latency_sums(time_rows(rows, settings, ceilings)) for rows in (original, variant))
+    predictor = predictor_for(settings, device)
+    (p0, m0), (p1, m1) = (latency_sums(time_rows(rows, settings, predictor)) for rows in (original, variant))
     t0, t1 = totals(original), totals(variant)
     names = (spec.name, f"as {as_}")
     values = [("params", t0["params"], t1["params"], "n"), ("weights", t0["weights"], t1["weights"], "n"),
               ("MACs", t0["macs"], t1["macs"], "n"), ("predicted (sum of layers)", p0, p1, "s"),
               ("measured (sum of layers)", m0, m1, "s")]
-    grid = _side_by_side(f"{spec.name} vs every conv as {as_} ({ceilings.name})", names, values)
+    grid = _side_by_side(f"{spec.name} vs every conv as {as_} ({predictor.name})", names, values)
     grid.caption = "latency: each weighted layer timed (or predicted) on its own, summed; BN/activations excluded"
     first: dict[str, Any] = {**t0, "predicted_s": p0, "measured_s": m0}
     second: dict[str, Any] = {**t1, "predicted_s": p1, "measured_s": m1}
-    data = {"command": "compare", "network": spec.name, "as": as_, "device": ceilings.name,
+    data = {"command": "compare", "network": spec.name, "as": as_, "device": predictor.name,
             "original": first, "variant": second}
     records = [{"name": names[0], "kind": "network", **first}, {"name": names[1], "kind": "network", **second}]
     return Report("compare", data, records, [grid])
@@ -64,9 +65,7 @@ def network(target: str, *, alpha: float, resolution: int | None, as_: str, batc
 def model(source: ModelSource, shapes: list[tuple[int, ...]], settings: Settings | None) -> Report:
     """A model and its separable copy: totals, and (with settings) end-to-end latency. The model is built once:
     on meta when only counting, on the CPU with random weights when it is also timed."""
-    if source.spec.graph:
-        raise BadInput(f"{source.target} is a {source.format} graph: it has no nn.Conv modules that dscalc could "
-                       "replace; compare the .py that builds it (path.py:Name), or profile this file", "model")
+    source.check_convertible()
     original = source.load("cpu" if settings is not None else "meta")
     converted, replaced = separable_copy(original)
     a, b = profile_model(original, shapes), profile_model(converted, shapes)

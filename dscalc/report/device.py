@@ -6,6 +6,8 @@ import time
 from pathlib import Path
 
 from dscalc.measure.ceilings import Ceilings, age, cache_path, get_ceilings
+from dscalc.measure.predict import Calibration
+from dscalc.report.fmt import seconds
 from dscalc.report.model import Column, Grid, Report, name
 
 
@@ -37,3 +39,27 @@ def _shown(path: Path) -> str:
 
 def build(device: str, *, refresh: bool = False, threads: int | None = None) -> Report:
     return table(*get_ceilings(device, refresh=refresh, threads=threads))
+
+
+def calibration(cal: Calibration, cached: bool) -> Report:
+    """`dscalc device --calibrate`: the fitted model of each kernel kind - its fixed cost, effective rates, how
+    well it fits the kernels it was fitted on - and what was measured when."""
+    grid = Grid(title=f"latency model: {cal.name}, {cal.dtype}" + (", channels-last" if cal.channels_last else "")
+                + (f", {cal.runtime}" if cal.runtime != "eager" else ""),
+                columns=[name("kernel kind"), Column("fixed cost"), Column("compute"), Column("memory"),
+                         Column("kernels"), Column("fit error")],
+                caption="t = fixed cost + FLOPs / compute rate + bytes / memory rate, fitted per kind by "
+                        "non-negative least squares on relative error; fit error: median |predicted/measured - 1| "
+                        "over the kernels it was fitted on")
+    for kind, m in cal.models.items():
+        grid.add(kind, seconds(m.fixed) if m.fixed else "0",
+                 f"{1 / m.per_flop / 1e9:,.1f} GFLOP/s" if m.per_flop else "-",
+                 f"{1 / m.per_byte / 1e9:,.1f} GB/s" if m.per_byte else "-", str(m.samples), f"{100 * m.error:.0f}%")
+    load = "unknown load" if cal.load is None else f"load {cal.load:.2f} per CPU"
+    when = age(time.time() - cal.measured_at)
+    grid.notes.append(f"{'cached: ' if cached else ''}measured {when} in {cal.seconds:.0f} s with torch {cal.torch} at "
+                      f"{cal.threads} thread{'s' if cal.threads != 1 else ''}, {load}; matmul peak "
+                      + (f"{cal.peak_flops / 1e9:,.1f} GFLOP/s" if cal.peak_flops else "unknown"))
+    data = {"command": "device", "calibration": cal.to_dict(), "cached": cached}
+    records = [{"name": kind, "kind": "kernel model", **m.to_dict()} for kind, m in cal.models.items()]
+    return Report("device", data, records, [grid])

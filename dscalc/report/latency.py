@@ -20,8 +20,11 @@ def fields(lat: Latency) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if lat.predicted:
         out["predicted_s"], out["bound"] = lat.predicted.seconds, lat.predicted.bound
+        out["efficiency"], out["prediction_model"] = lat.predicted.efficiency, lat.predicted.model
     if lat.timing is not None:
         out.update(lat.timing.to_dict())
+        if lat.predicted and lat.timing.median:
+            out["measured_over_predicted"] = lat.timing.median / lat.predicted.seconds
     if lat.pair is not None:
         out["separable"] = {**(lat.pair.pair.timing.to_dict() if lat.pair.pair.timing else {}),
                             "speedup": lat.pair.speedups(), "verdict": lat.pair.verdict}
@@ -52,27 +55,67 @@ def quality_cell(t: Timing | None) -> str:
 def verdict_line(pair: PairLatency) -> str:
     gain = pair.measured_speedup
     verdict = pair.verdict
-    said = "" if verdict is None else (" - too close to call (the IQRs overlap)" if verdict == "too close to call"
+    why = "the paired ratio's IQR spans 1" if pair.ratio is not None else "the IQRs overlap"
+    said = "" if verdict is None else (f" - too close to call ({why})" if verdict == "too close to call"
                                        else " - separable wins" if gain and gain > 1 else " - separable LOSES")
-    return (f"separable speedup: MACs {speedup(pair.mac_speedup)}, roofline {speedup(pair.predicted_speedup)}, "
+    model = pair.original.predicted.model if pair.original.predicted else "predicted"
+    return (f"separable speedup: MACs {speedup(pair.mac_speedup)}, {model} {speedup(pair.predicted_speedup)}, "
             f"measured {speedup(gain)}{said}")
 
 
+_REASON = {"fixed cost": "fixed-cost bound at this size", "memory": "memory-bound", "launch": "launch-bound"}
+
+
+def explain(pair: PairLatency) -> str:
+    """The answer in one line: how much faster separable is predicted to be here (and was measured), and why the
+    MAC ratio promised more - the kernel of the pair that takes most of its time, and what bounds it."""
+    predicted, macs = pair.predicted_speedup, pair.mac_speedup
+    dw, pw = pair.depthwise.predicted, pair.pointwise.predicted
+    if predicted is None or dw is None or pw is None:
+        return ""
+    faster = f"{predicted:.1f}x faster" if predicted >= 1 else f"{1 / predicted:.1f}x slower"
+    measured = pair.measured_speedup
+    said = f"separable is predicted {faster} here" + (f" (measured {speedup(measured)})" if measured else "")
+    if predicted >= 0.8 * macs:
+        return f"{said}, close to the MAC ratio's {macs:.1f}x"
+    main, which = (dw, "depthwise") if dw.seconds >= pw.seconds else (pw, "pointwise")
+    share = main.seconds / (dw.seconds + pw.seconds)
+    reason = _REASON.get(main.bound) or (f"compute-bound at {100 * main.efficiency:.0f}% of the matmul peak"
+                                         if main.efficiency else "compute-bound")
+    return (f"{said}; the MAC ratio promised {macs:.1f}x because the {which} kernel ({100 * share:.0f}% of the "
+            f"pair's time) is {reason}")
+
+
+def ratio_cell(lat: Latency) -> str:
+    """measured / predicted: 1.00 where the model is right, 2.00 where the kernel took twice as long."""
+    t, p = lat.timing, lat.predicted
+    return f"{t.median / p.seconds:.2f}" if t is not None and t.median and p is not None and p.seconds else ""
+
+
+def efficiency_cell(lat: Latency) -> str:
+    p = lat.predicted
+    return f"{100 * p.efficiency:.0f}%" if p is not None and p.efficiency is not None and lat.macs else ""
+
+
 def layer_grid(rows: list[Latency], pair: PairLatency | None, context: dict[str, Any]) -> Grid:
-    """Theory, roofline and measurement of a layer (and, with `pair`, its separable pair and the verdict)."""
+    """Theory, prediction and measurement of a layer (and, with `pair`, its separable pair and the verdict)."""
     measured_any = any(r.timing is not None for r in rows)
+    predicted_by = context.get("prediction", "predicted from the device's ceilings")
     grid = Grid(title=f"latency on {context['device']}",
-                columns=[name("kernel"), Column("MACs"), Column("predicted"), text("bound"), Column("measured"),
-                         Column("IQR"), Column("runs"), text("")],
-                caption=caption(context) if measured_any else "predicted from the device's ceilings; --time measures")
+                columns=[name("kernel"), Column("MACs"), Column("predicted"), text("bound"), Column("of peak"),
+                         Column("measured"), Column("IQR"), Column("runs"), Column("meas/pred"), text("")],
+                caption=(caption(context) + "; " + predicted_by) if measured_any
+                else predicted_by + "; --time measures")
     for i, r in enumerate(rows):
         t = r.timing
         grid.add(r.name, exact(r.macs), seconds(r.predicted.seconds) if r.predicted else "-",
-                 r.predicted.bound if r.predicted else "", measured_cell(t),
+                 r.predicted.bound if r.predicted else "", efficiency_cell(r), measured_cell(t),
                  seconds(t.iqr) if t is not None and not t.error else "", str(t.runs) if t is not None else "",
-                 quality_cell(t), end_section=pair is not None and i in (0, 2))
+                 ratio_cell(r), quality_cell(t), end_section=pair is not None and i in (0, 2))
     if pair is not None:
         grid.notes.append(verdict_line(pair))
+        if explain(pair):
+            grid.notes.append(explain(pair))
     if any(quality_cell(r.timing) for r in rows):
         grid.notes.append(UNRELIABLE)
     return grid
@@ -86,22 +129,24 @@ def caption(context: dict[str, Any]) -> str:
 
 
 def layers_grid(per_layer: list[Latency], context: dict[str, Any], end_to_end: Timing | None = None,
-                title: str = "") -> Grid:
+                title: str = "", whole: float | None = None) -> Grid:
     """Every weighted layer of a network or model: predicted and measured, each run on its own; with pairs, its
     separable pair measured beside it; the sum; and (for a model) the whole forward end to end."""
     pairs = any(lat.pair is not None for lat in per_layer)
     columns = [name("layer"), Column("MACs"), Column("predicted"), text("bound"), Column("measured"), Column("IQR"),
-               text("")]
+               Column("meas/pred"), text("")]
     if pairs:
         columns += [Column("as separable"), Column("speedup"), Column("(MACs)")]
     grid = Grid(title=title or f"measured on {context['device']}", columns=columns,
                 caption=caption(context) + "; each layer run on its own"
-                + ("; as separable: its depthwise + pointwise pair, measured" if pairs else ""))
+                + ("; as separable: its depthwise + pointwise pair, measured" if pairs else "")
+                + (f"; {context['prediction']}" if context.get("prediction") else "")
+                + ("; end to end predicted over every op the trace records" if whole else ""))
     for lat in per_layer:
         t = lat.timing
         cells = [lat.name, exact(lat.macs), seconds(lat.predicted.seconds) if lat.predicted else "-",
                  lat.predicted.bound if lat.predicted else "", measured_cell(t),
-                 "" if t is None or t.error else seconds(t.iqr), quality_cell(t)]
+                 "" if t is None or t.error else seconds(t.iqr), ratio_cell(lat), quality_cell(t)]
         if pairs:
             p = lat.pair
             cells += [measured_cell(p.pair.timing), speedup(p.measured_speedup), speedup(p.mac_speedup)] if p \
@@ -109,10 +154,13 @@ def layers_grid(per_layer: list[Latency], context: dict[str, Any], end_to_end: T
         grid.add(*cells)
     predicted, measured = latency_sums(per_layer)
     blank = [""] * (3 if pairs else 0)
-    grid.add("sum of the layers", "", seconds(predicted), "", seconds(measured), "", "", *blank, end_section=True)
+    grid.add("sum of the layers", "", seconds(predicted), "", seconds(measured), "",
+             f"{measured / predicted:.2f}" if measured and predicted else "", "", *blank, end_section=True)
     if end_to_end is not None:
-        grid.add("end to end (whole forward)", "", "", "", measured_cell(end_to_end),
-                 "" if end_to_end.error else seconds(end_to_end.iqr), quality_cell(end_to_end), *blank)
+        grid.add("end to end (whole forward)", "", seconds(whole) if whole else "", "", measured_cell(end_to_end),
+                 "" if end_to_end.error else seconds(end_to_end.iqr),
+                 f"{end_to_end.median / whole:.2f}" if whole and end_to_end.median else "",
+                 quality_cell(end_to_end), *blank)
     if any(quality_cell(lat.timing) for lat in per_layer) or quality_cell(end_to_end):
         grid.notes.append(UNRELIABLE)
     return grid

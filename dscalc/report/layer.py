@@ -9,7 +9,8 @@ from typing import Any
 from dscalc.cost.kinds import formula, label, separable_formula
 from dscalc.cost.records import LayerCost, SeparableComparison
 from dscalc.cost.spec import LayerSpec
-from dscalc.measure.latency import Latency, ceilings_for, layer_latency, pair_latency
+from dscalc.measure.latency import Latency, layer_latency, pair_latency
+from dscalc.measure.predictor import predictor_for
 from dscalc.measure.settings import Settings, configured, describe
 from dscalc.report import latency as lat
 from dscalc.report.fmt import exact, ratio, shape, si, times
@@ -73,16 +74,17 @@ def add_latency(report: Report, layer: LayerCost, comparison: SeparableCompariso
                 settings: Settings | None, device: str = "cpu") -> None:
     """Predicted (always) and measured (with settings) latency of the layer and its pair: a grid, the JSON
     `timing` object, and timing columns on each CSV row."""
-    ceilings = ceilings_for(settings, device)
-    context = describe(settings) if settings else {"device": ceilings.name}
+    predictor = predictor_for(settings, device)
+    context = {**(describe(settings) if settings else {"device": predictor.name}),
+               "prediction": predictor.describe(layer.dtype)}
     with configured(settings) if settings else contextlib.nullcontext():
         if comparison is not None:
-            pair = pair_latency(comparison, ceilings, settings)
+            pair = pair_latency(comparison, predictor, settings)
             rows = [pair.original, pair.depthwise, pair.pointwise, pair.pair]
             data = pair.to_dict()
             by_record: dict[str, Latency] = dict(zip([r["name"] for r in report.records], rows))
         else:
-            single = layer_latency(layer, ceilings, settings, name=layer.kind)
+            single = layer_latency(layer, predictor, settings, name=layer.kind)
             pair, rows, data = None, [single], {"rows": [single.to_dict()]}
             by_record = {report.records[0]["name"]: single}
     report.grids.append(lat.layer_grid(rows, pair, context))

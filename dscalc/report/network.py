@@ -10,7 +10,8 @@ from dscalc.cost import network as N
 from dscalc.cost.kinds import KINDS, WEIGHTED
 from dscalc.cost.records import LayerCost
 from dscalc.cost.totals import by_kind, paper_label, totals
-from dscalc.measure.latency import Latency, ceilings_for, latency_sums, time_rows
+from dscalc.measure.latency import Latency, latency_sums, time_rows
+from dscalc.measure.predictor import predictor_for
 from dscalc.measure.settings import Settings, describe
 from dscalc.report import latency as lat
 from dscalc.report.fmt import exact, in_out, seconds, shape, si
@@ -86,22 +87,27 @@ def counts(rows: list[LayerCost], meta: dict[str, Any], all_layers: bool = False
 
 def build(target: str, *, alpha: float = 1.0, resolution: int | None = None, as_: str | None = None,
           batch: int = 1, dtype: str = "float32", all_layers: bool = False,
-          settings: Settings | None = None) -> Report:
-    """The report of a built-in network or a spec file; with settings, every weighted layer timed on its own."""
+          settings: Settings | None = None, predict: bool = False, device: str = "cpu") -> Report:
+    """The report of a built-in network or a spec file; with settings, every weighted layer timed on its own;
+    with `predict` (or settings), every weighted layer's predicted latency."""
     spec = N.load(target)
     rows = N.build(spec, alpha=alpha, resolution=resolution, as_=as_, batch=batch, dtype=dtype)
     meta = {"network": spec.name, "source": spec.source, "alpha": alpha,
             "resolution": resolution if resolution is not None else spec.input[1], "as": as_, "batch": batch,
             "dtype": dtype}
-    if settings is None:
+    if settings is None and not predict:
         return counts(rows, meta, all_layers)
-    per_layer = time_rows(rows, settings, ceilings_for(settings))
+    predictor = predictor_for(settings, device)
+    per_layer = time_rows(rows, settings, predictor)
     by_name = {one.name: one for one in per_layer}
     report = counts(rows, meta, all_layers, by_name)
-    context = describe(settings)
+    context = {**(describe(settings) if settings else {"device": predictor.name}),
+               "prediction": predictor.describe(dtype)}
     predicted, measured = latency_sums(per_layer)
     report.grids[1].add("latency, predicted (sum of weighted layers)", seconds(predicted), "")
-    report.grids[1].add("latency, measured (sum of weighted layers)", seconds(measured), "")
+    if settings is not None:
+        report.grids[1].add("latency, measured (sum of weighted layers)", seconds(measured), "")
+    report.grids[1].notes.append(context["prediction"])
     if any(lat.quality_cell(one.timing) for one in per_layer):
         report.grids[0].notes.append(lat.UNRELIABLE)
     report.data["timing"] = lat.section(per_layer, context)

@@ -1,5 +1,5 @@
 """The sweep as a picture (matplotlib, the `plot` extra): speedup of separable against channels, one line per
-batch / dtype / memory format, with the MAC ratio for reference."""
+batch / dtype / memory format (and runtime, when several were measured), with the MAC ratio for reference."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from dscalc.measure.sweep import SweepRow
 
 
 def sweep_plot(rows: list[SweepRow], path: str, device: str = "") -> None:
-    """Measured speedup (with its spread and the roofline's prediction) or, unmeasured, predicted speedup."""
+    """Measured speedup (with its spread and the prediction) or, unmeasured, predicted speedup."""
     try:
         import matplotlib
 
@@ -17,10 +17,13 @@ def sweep_plot(rows: list[SweepRow], path: str, device: str = "") -> None:
     except ImportError:
         raise BadInput("needs matplotlib: pip install 'dscalc[plot]'", "plot") from None
     measured = any(r.pair.measured_speedup is not None for r in rows)
+    several = len({r.runtime for r in rows}) > 1  # one line per runtime, each with its spread
     fig, ax = plt.subplots(figsize=(7.5, 5))
-    for key in sorted({(r.batch, r.dtype, r.channels_last, r.k, r.size) for r in rows}):
-        sel = [r for r in rows if (r.batch, r.dtype, r.channels_last, r.k, r.size) == key]
-        label = f"{key[3]}x{key[3]} at {key[4]}², batch {key[0]}, {key[1]}" + (", channels-last" if key[2] else "")
+    drawn: set[tuple[object, ...]] = set()
+    for key in sorted({(r.batch, r.dtype, r.channels_last, r.k, r.size, r.runtime or "") for r in rows}):
+        sel = [r for r in rows if (r.batch, r.dtype, r.channels_last, r.k, r.size, r.runtime or "") == key]
+        label = f"{key[3]}x{key[3]} at {key[4]}², batch {key[0]}, {key[1]}" + (", channels-last" if key[2] else "") \
+            + (f", {key[5]}" if several else "")
         xs = [r.cin for r in sel]
         predicted = [_nan(r.pair.predicted_speedup) for r in sel]
         if measured:
@@ -28,10 +31,12 @@ def sweep_plot(rows: list[SweepRow], path: str, device: str = "") -> None:
             low, high = zip(*[_spread(r) for r in sel])
             line = ax.plot(xs, ys, marker="o", label=f"{label}: measured")[0]
             ax.fill_between(xs, low, high, color=line.get_color(), alpha=0.2, lw=0)
-            ax.plot(xs, predicted, ls="--", marker=".", color=line.get_color(), alpha=0.7,
-                    label=f"{label}: predicted (roofline)")
+            if key[:5] not in drawn:  # the prediction (eager) is drawn once
+                drawn.add(key[:5])
+                ax.plot(xs, predicted, ls="--", marker=".", color=line.get_color(), alpha=0.7,
+                        label=f"{label.rpartition(', ')[0] if several else label}: predicted")
         else:
-            ax.plot(xs, predicted, ls="--", marker="o", label=f"{label}: predicted (roofline)")
+            ax.plot(xs, predicted, ls="--", marker="o", label=f"{label}: predicted")
     theory = sorted({(r.cin, r.pair.mac_speedup) for r in rows})
     ax.plot([c for c, _ in theory], [m for _, m in theory], color="grey", ls=":", label="MAC ratio (theory)")
     ax.axhline(1.0, color="grey", lw=1, ls="--")
@@ -40,7 +45,7 @@ def sweep_plot(rows: list[SweepRow], path: str, device: str = "") -> None:
     ax.set_ylabel("speedup of separable (standard / separable time)")
     where = f" on {device}" if device else ""
     ax.set_title(("Measured: where depthwise-separable wins" if measured
-                  else "Predicted (roofline, not measured): where depthwise-separable would win") + where,
+                  else "Predicted (not measured): where depthwise-separable would win") + where,
                  fontsize=10)
     ax.legend(fontsize=7)
     fig.tight_layout()

@@ -6,30 +6,40 @@ from __future__ import annotations
 
 from typing import Any
 
-from dscalc.measure.latency import ceilings_for, time_rows
+from dscalc.errors import BadInput
+from dscalc.measure.latency import time_rows
 from dscalc.measure.modules import time_module
+from dscalc.measure.predictor import Predictor, op_kernel, predictor_for
 from dscalc.measure.settings import Settings, configured, describe
 from dscalc.report import latency as lat
-from dscalc.report.fmt import exact, in_out, shape, si
+from dscalc.report.fmt import binary, exact, in_out, shape, si
 from dscalc.report.model import CONVENTIONS, Column, Grid, Report, name, text
 from dscalc.report.render import bar
-from dscalc.trace.profile import check_fvcore, explain, fvcore_extra, profile_model
 from dscalc.trace.records import ProfileResult
 from dscalc.trace.source import ModelSource
+
+# dscalc.trace.profile (the torch tracer, and the fvcore check) is imported where it is used: an ONNX or Keras
+# model is profiled without torch
+
+#: what `params` counts, for the formats not counted by sum(p.numel())
+PARAMS_LABEL = {"onnx": "params (initializers, each once)", "keras": "params (weights created trainable)",
+                "keras_python": "params (weights created trainable)"}
 
 
 def counts(result: ProfileResult, meta: dict[str, Any]) -> Report:
     """Per-module rows, totals, totals by op kind, uncounted ops, the fvcore check."""
     tot = result.totals
-    data: dict[str, Any] = {"command": "profile", **meta, "conventions": CONVENTIONS,
+    data: dict[str, Any] = {"command": "profile", **meta, "conventions": CONVENTIONS, "dtype": result.dtype,
                             "inputs": [list(s) for s in result.inputs], "outputs": [list(s) for s in result.outputs],
-                            "rows": [r.to_dict() for r in result.rows], "totals": tot,
-                            "by_op_kind": result.by_op_kind, "uncounted": result.uncounted}
+                            "rows": [r.to_dict() for r in result.rows], "totals": tot, "memory": result.memory,
+                            "by_op_kind": result.by_op_kind, "uncounted": result.uncounted, "notes": result.notes}
     if result.fvcore is not None:
         data["fvcore"] = result.fvcore
     records = [r.to_dict() for r in result.rows]
     fv = result.fvcore or {}
     checked = "total" in fv
+    if checked:
+        from dscalc.trace.profile import explain, fvcore_extra
     columns = [name("module"), text("type"), text("input -> output"), Column("params"),
                Column("MACs"), Column("share", "left"), Column("as separable")]
     if checked:
@@ -49,11 +59,27 @@ def counts(result: ProfileResult, meta: dict[str, Any]) -> Report:
             else:
                 cells.append(f"✗ {r.fvcore - r.macs:+,} ({explain(r.fvcore_ops)})")
         grid.add(*cells)
+    grid.notes.extend(result.notes)
 
     summary = Grid(title="totals", columns=[name(""), Column("count"), Column("")])
     summary.add("MACs (conv + linear + matmul)", exact(tot["macs"]), si(tot["macs"]))
     summary.add("FLOPs (2 x MACs)", exact(tot["flops"]), si(tot["flops"]))
-    summary.add("params (sum of p.numel())", exact(tot["params"]), si(tot["params"]))
+    if tot.get("int8_macs"):
+        summary.add("of which int8 MACs (quantized layers)", exact(tot["int8_macs"]), si(tot["int8_macs"]))
+    if "bias_adds" in tot:
+        summary.add("bias additions (ptflops, torchinfo add them to MACs)", exact(tot["bias_adds"]),
+                    si(tot["bias_adds"]))
+    params_label = PARAMS_LABEL.get(meta.get("format", ""), "params (sum of p.numel())")
+    if tot.get("quantized_params"):
+        params_label = "params (p.numel() + quantized weights)"
+    summary.add(params_label, exact(tot["params"]), si(tot["params"]))
+    if "buffers" in tot:
+        summary.add("buffers (state that is not learned: BN statistics, ...)", exact(tot["buffers"]),
+                    si(tot["buffers"]))
+    if "total_params" in tot:  # Keras' own convention, as model.summary() prints it
+        summary.add("Keras trainable params", exact(tot["trainable_params"]), si(tot["trainable_params"]))
+        summary.add("Keras non-trainable params", exact(tot["non_trainable_params"]), si(tot["non_trainable_params"]))
+        summary.add("Keras total params (count_params())", exact(tot["total_params"]), si(tot["total_params"]))
     if "separable_macs" in tot:
         summary.add("MACs if every k>1 standard/grouped conv were separable", exact(tot["separable_macs"]),
                     si(tot["separable_macs"]))
@@ -61,6 +87,15 @@ def counts(result: ProfileResult, meta: dict[str, Any]) -> Report:
         summary.add("fvcore total (its 'flops' are MACs)", exact(fv["total"]), si(fv["total"]))
     elif "skipped" in fv:
         summary.notes.append(f"fvcore check skipped: {fv['skipped']}")
+
+    mem = result.memory
+    memory = Grid(title=f"memory at {result.dtype}", columns=[name(""), Column("bytes"), Column("")])
+    for label, key in (("weights (parameters)", "weights"), ("buffers (BN statistics, ...)", "buffers"),
+                       ("inputs", "inputs"), ("activations written (every op's output)", "activations"),
+                       ("peak live activations", "peak_activations"),
+                       ("total: weights + buffers + inputs + peak", "total")):
+        memory.add(label, exact(mem[key]), binary(mem[key]))
+    memory.add("bytes moved (every op reads its inputs, writes its output)", exact(tot["bytes"]), binary(tot["bytes"]))
 
     kinds = Grid(title="by op kind", columns=[name("kind"), Column("ops"), Column("MACs"),
                                               Column("output elements")])
@@ -73,27 +108,61 @@ def counts(result: ProfileResult, meta: dict[str, Any]) -> Report:
         extra = fvcore_extra(fv["by_operator"])
         if extra:
             kinds.notes.append("fvcore also counts: " + ", ".join(f"{k} {exact(v)}" for k, v in sorted(extra.items())))
-    return Report("profile", data, records, [grid, summary, kinds])
+    return Report("profile", data, records, [grid, summary, memory, kinds])
 
 
 def build(source: ModelSource, shapes: list[tuple[int, ...]], *, depth: int | None = None, check: str | None = None,
-          settings: Settings | None = None) -> Report:
+          settings: Settings | None = None, dtype: str | None = None, predict: bool = False,
+          device: str = "cpu") -> Report:
     """Profile the model; with `check='fvcore'` cross-check it; with settings, time its layers and its forward.
-    The model is built once per device: on meta to count, on the CPU (random weights) to check or time."""
+    Bytes and memory are counted at `dtype` (default: the timing dtype, else float32). The model is built once
+    per device: on meta to count, on the CPU (random weights) to check, time, or run a model meta cannot run.
+    ONNX and Keras models are profiled by their own module (no torch), counts only."""
+    if not source.spec.torch:
+        if check is not None or settings is not None:
+            raise BadInput(f"applies to PyTorch models; {source.target} is {source.spec.noun} model, counted from "
+                           "its graph and not run", "check" if check is not None else "time")
+        return counts(source.profile(shapes, depth), {"model": source.target, "depth": depth,
+                                                      "format": source.format})
+    from dscalc.trace.profile import check_fvcore, profile_model
+
     model = source.load("cpu" if settings is not None else "meta")
-    result = profile_model(model, shapes, depth)
+    dtype = dtype or (settings.dtype if settings is not None else "float32")
+    result = profile_model(model, shapes, depth, dtype=dtype, build_cpu=lambda: source.load("cpu"))
     if check == "fvcore":
         check_fvcore(result, lambda: source.load("cpu"))
     report = counts(result, {"model": source.target, "depth": depth})
-    if settings is None:
+    if settings is None and not predict:
         return report
-    per_layer = time_rows(result.layers, settings, ceilings_for(settings), pairs=True)
-    with configured(settings):
-        end_to_end = time_module(source.load("cpu"), shapes, settings, source.target)
-    context = describe(settings)
-    report.grids.append(lat.layers_grid(per_layer, context, end_to_end))
-    report.data["timing"] = {**lat.section(per_layer, context), "end_to_end": end_to_end.to_dict()}
-    by_name = {one.name: one for one in per_layer}
-    lat.attach(report.records, by_name)
+    predictor = predictor_for(settings, device)
+    per_layer = time_rows(result.layers, settings, predictor, pairs=settings is not None)
+    end_to_end = None
+    if settings is not None:
+        with configured(settings):
+            end_to_end = time_module(source.load("cpu"), shapes, settings, source.target)
+    context = {**(describe(settings) if settings else {"device": predictor.name, "dtype": dtype, "threads": 0,
+                                                       "tf32": False}),
+               "prediction": predictor.describe(dtype)}
+    whole = whole_model(result, predictor)
+    report.grids.append(lat.layers_grid(per_layer, context, end_to_end, whole=whole,
+                                        title="" if settings else f"predicted on {predictor.name}"))
+    report.data["timing"] = {**lat.section(per_layer, context), "predicted_end_to_end_s": whole}
+    if end_to_end is not None:
+        report.data["timing"]["end_to_end"] = end_to_end.to_dict()
+    lat.attach(report.records, {one.name: one for one in per_layer})
     return report
+
+
+def whole_model(result: ProfileResult, predictor: Predictor) -> float | None:
+    """The predicted latency of the whole forward: every op the trace recorded (convolutions, matrix products,
+    norms, pooling, elementwise), each by the calibrated model of its kind; None without a calibration."""
+    total = 0.0
+    for op in result.ops:
+        nbytes = op.reads.bytes(result.dtype) + op.writes.bytes(result.dtype)
+        k = op_kernel(op.op, op.kind, op.macs, op.elements, nbytes, op.layer.kind if op.layer is not None else None)
+        p = predictor.kernel(k, result.dtype)
+        if p is None:
+            return None
+        total += p.seconds
+    return total
 

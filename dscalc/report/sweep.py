@@ -1,12 +1,12 @@
 """`dscalc sweep`: the grid of standard-vs-separable configs as a table - MAC, predicted and measured speedup and
-the winner, marking where the roofline picked the wrong one - and as a plot."""
+the winner, marking where the prediction picked the wrong one - and as a plot."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from dscalc.cost.parse import values
-from dscalc.measure.latency import ceilings_for
+from dscalc.measure.predictor import predictor_for
 from dscalc.measure.settings import Settings, describe
 from dscalc.measure.sweep import SweepRow, run
 from dscalc.report.fmt import shape, speedup
@@ -18,7 +18,9 @@ def table(rows: list[SweepRow], context: dict[str, Any]) -> Report:
                 columns=[name("cin->cout"), Column("k"), Column("size"), Column("batch"), Column("dtype", "left"),
                          Column("MACs"), Column("predicted"), Column("measured"), text("winner")],
                 caption="speedup = standard time / separable time (> 1: separable is faster); MACs: theory; "
-                        "predicted: roofline from the device's ceilings")
+                        "predicted: " + (rows[0].pair.original.predicted.model if rows and
+                                         rows[0].pair.original.predicted else "roofline")
+                        + " model of this device")
     right = measured_rows = 0
     for r in rows:
         d = r.to_dict()
@@ -36,7 +38,8 @@ def table(rows: list[SweepRow], context: dict[str, Any]) -> Report:
                  r.dtype + (" cl" if r.channels_last else ""), speedup(d["mac_speedup"]),
                  speedup(d["predicted_speedup"]), speedup(d["measured_speedup"]), winner)
     if measured_rows:
-        grid.notes.append(f"the roofline picked the winner in {right} of {measured_rows} configs "
+        model = rows[0].pair.original.predicted.model if rows[0].pair.original.predicted else "roofline"
+        grid.notes.append(f"the {model} prediction picked the winner in {right} of {measured_rows} configs "
                           f"((!) marks a miss); MACs alone always pick separable")
     records = [r.to_dict() for r in rows]
     data = {"command": "sweep", **context, "rows": records,
@@ -50,5 +53,5 @@ def build(*, cin: str, cout: str | None, k: str, size: str, batch: str, dtypes: 
     cins, couts = values(cin, "cin"), values(cout, "cout") if cout else None
     ks, sizes, batches = values(k, "k"), values(size, "size"), values(batch, "batch")
     rows = run(cins, couts, ks, sizes, batches, dtypes, formats, settings if measure else None,
-               ceilings_for(settings), progress)
+               predictor_for(settings), progress)
     return table(rows, {**describe(settings), "measured": measure}), rows

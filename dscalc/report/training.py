@@ -397,7 +397,7 @@ def check_source(source: Any) -> None:
     spec = source.spec
     if spec.graph or not getattr(spec, "torch", True):
         raise BadInput(f"--training needs a PyTorch nn.Module built from code (.py, torchvision:, timm:, a pickled "
-                       f"module); {source.target} is a {source.format} graph, whose backward autograd cannot trace",
+                       f"module); {source.target} is {spec.noun} graph, whose backward autograd cannot trace",
                        "training")
 
 

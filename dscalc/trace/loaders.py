@@ -70,8 +70,13 @@ def _user(what: str) -> Any:
     return guard()
 
 
+#: random weights of a model built on the CPU come from this seed, so two runs (and two builds) agree
+SEED = 0
+
+
 def _construct(factory: Any, options: dict[str, Any], device: str, what: str) -> torch.nn.Module:
-    with quiet(), _user(f"building {what}"):
+    with quiet(), _user(f"building {what}"), torch.random.fork_rng():
+        torch.manual_seed(SEED)
         try:
             try:
                 with torch.device(device):
@@ -94,7 +99,11 @@ def torchvision_model(source: ModelSource, device: str) -> torch.nn.Module:
     if name not in torchvision.models.list_models():
         raise BadInput(f"torchvision has no model {name!r}", "model")
     factory = torchvision.models.get_model_builder(name)
-    return _construct(lambda **kw: factory(weights=None, **kw), source.kwargs, device, f"torchvision:{name}")
+    # no download: no weights, and none for a detection or segmentation model's backbone either
+    defaults = {"weights": None}
+    if "weights_backbone" in inspect.signature(factory).parameters:
+        defaults["weights_backbone"] = None
+    return _construct(lambda **kw: factory(**{**defaults, **kw}), source.kwargs, device, f"torchvision:{name}")
 
 
 def timm_model(source: ModelSource, device: str) -> torch.nn.Module:

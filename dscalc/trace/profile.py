@@ -10,6 +10,7 @@ against fvcore. Returns records; rendering is in dscalc.report.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -19,10 +20,15 @@ from dscalc.trace.summary import summarize
 from dscalc.trace.tracer import trace
 
 
-def profile_model(model: torch.nn.Module, input_shapes: list[tuple[int, ...]], depth: int | None = None,
-                  dtype: torch.dtype = torch.float32) -> ProfileResult:
-    """Profile a live model (any device) on meta copies of its tensors; the model itself is not touched."""
-    return summarize(trace(model, input_shapes, dtype), depth)
+def profile_model(model: Any, input_shapes: list[tuple[int, ...]], depth: int | None = None,
+                  dtype: str = "float32", build_cpu: Callable[[], Any] | None = None) -> ProfileResult:
+    """Profile a model - an eager module on any device, a TorchScript module, an ExportedProgram or its
+    `.module()` - on meta copies of its tensors; bytes and memory are counted at `dtype`. A model the meta device
+    cannot run is run for real on the CPU: a copy of it, or the model `build_cpu()` builds (random weights) when
+    it lives on the meta device. The model itself is not touched, whatever mode the caller is in."""
+    if isinstance(dtype, torch.dtype):  # the API once took a torch dtype
+        dtype = str(dtype).replace("torch.", "")
+    return summarize(trace(model, input_shapes, torch.float32, build_cpu), depth, dtype)
 
 
 #: above this many parameter bytes, --check fvcore does not materialize the model on the CPU

@@ -8,6 +8,7 @@ format's loader module is imported only when that format is used (so an ONNX mod
 from __future__ import annotations
 
 import json
+import re
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +25,10 @@ class Format:
     loader: Callable[[ModelSource, str], Any]  # (source, device) -> model
     graph: bool = False  # a graph without nn.Conv modules to replace (compare cannot convert it)
     torch: bool = True  # profiled by the torch tracer
+    needs: tuple[str, str] = ("torch", "torch")  # (the module it imports, the dscalc extra that installs it)
+    #: (source, input shapes, depth) -> ProfileResult, for a format profiled without the torch tracer
+    profile: Callable[[ModelSource, list[tuple[int, ...]], int | None], Any] | None = None
+    noun: str = "a PyTorch"  # how an error names a model of this format: "{target} is an ONNX model"
 
 
 def _torch_loader(name: str) -> Callable[[ModelSource, str], Any]:
@@ -35,14 +40,34 @@ def _torch_loader(name: str) -> Callable[[ModelSource, str], Any]:
     return load
 
 
+def _own(module: str, name: str) -> Callable[..., Any]:
+    """A function of `dscalc.trace.<module>` (onnx, keras), imported when first called: those modules import
+    their own framework, never torch."""
+
+    def call(*args: Any) -> Any:
+        import importlib
+
+        return getattr(importlib.import_module(f"dscalc.trace.{module}"), name)(*args)
+
+    return call
+
+
 FORMATS: dict[str, Format] = {f.name: f for f in (
     Format("python", "path.py[:Name] (a class or function that builds an nn.Module)", _torch_loader("python_file")),
     Format("torchvision", "torchvision:NAME", _torch_loader("torchvision_model")),
     Format("timm", "timm:NAME", _torch_loader("timm_model")),
-    Format("torchscript", "model.pt / .ts (TorchScript)", _torch_loader("torchscript_file"), graph=True),
-    Format("export", "model.pt2 (torch.export)", _torch_loader("export_file"), graph=True),
+    Format("torchscript", "model.pt / .ts (TorchScript)", _torch_loader("torchscript_file"), graph=True,
+           noun="a TorchScript"),
+    Format("export", "model.pt2 (torch.export)", _torch_loader("export_file"), graph=True,
+           noun="a torch.export"),
     Format("pickle", "model.pt / .pth holding a whole pickled model (with --trust-pickle)",
            _torch_loader("pickle_file")),
+    Format("onnx", "model.onnx (ONNX)", _own("onnx", "load"), graph=True, torch=False, needs=("onnx", "onnx"),
+           profile=_own("onnx", "profile"), noun="an ONNX"),
+    Format("keras", "model.keras / model.h5 (Keras 3)", _own("keras", "load"), graph=True, torch=False,
+           needs=("keras", "keras"), profile=_own("keras", "profile"), noun="a Keras"),
+    Format("keras_python", "path.py[:Name] (a class or function that builds a keras.Model)", _own("keras", "load"),
+           graph=True, torch=False, needs=("keras", "keras"), profile=_own("keras", "profile"), noun="a Keras"),
 )}
 
 #: file suffixes that name a model rather than a network spec
@@ -78,16 +103,39 @@ def _kwargs(text: str | dict[str, Any] | None) -> dict[str, Any]:
     return value
 
 
+#: a .py file that imports Keras (and not torch) builds a Keras model
+_KERAS_IMPORT = re.compile(r"^\s*(?:import\s+(?:keras|tf_keras|tensorflow)\b|"
+                           r"from\s+(?:keras|tf_keras|tensorflow\.keras)\b|from\s+tensorflow\s+import\s+keras\b)",
+                           re.MULTILINE)
+_TORCH_IMPORT = re.compile(r"^\s*(?:import|from)\s+torch\b", re.MULTILINE)
+_HDF5 = b"\x89HDF\r\n\x1a\n"
+
+
+def _python_format(path: Path) -> str:
+    """`keras_python` for a file that imports Keras and not torch, else `python` (a torch model)."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError as e:
+        raise BadInput(f"cannot read {path}: {e.strerror}", "model") from None
+    return "keras_python" if _KERAS_IMPORT.search(text) and not _TORCH_IMPORT.search(text) else "python"
+
+
 def _sniff(path: Path) -> str:
     """The format of a model file from its name and first bytes (never by unpickling it)."""
     suffix = path.suffix.lower()
     if suffix == ".py":
-        return "python"
+        return _python_format(path)
     try:
         with open(path, "rb") as f:
             head = f.read(8)
     except OSError as e:
         raise BadInput(f"cannot read {path}: {e.strerror}", "model") from None
+    if suffix == ".onnx":
+        return "onnx"  # a protobuf has no magic number: the loader says when it does not parse
+    if suffix == ".h5" or head == _HDF5:
+        if head != _HDF5:
+            raise BadInput(f"{path} is not a Keras .h5 model (not an HDF5 file)", "model")
+        return "keras"
     if zipfile.is_zipfile(path):
         try:
             with zipfile.ZipFile(path) as archive:
@@ -101,10 +149,15 @@ def _sniff(path: Path) -> str:
             return "export"
         if any(n.endswith("data.pkl") for n in names):
             return "pickle"  # torch.save's zip format: weights only, or a whole pickled model
+        if "config.json" in names and ("metadata.json" in names or suffix == ".keras"):
+            return "keras"  # Keras 3's .keras archive: config.json, metadata.json, model.weights.h5
     elif head[:1] == b"\x80" and suffix not in (".pt2",):  # a pickle protocol marker: torch.save's legacy format
         return "pickle"
     if suffix == ".pt2":
         raise BadInput(f"{path} is not a torch.export archive (.pt2 is a zip file; this one is not)", "model")
+    if suffix == ".keras":
+        raise BadInput(f"{path} is not a Keras archive (a .keras file is a zip holding config.json; this one is "
+                       "not)", "model")
     raise BadInput(f"{path} is not a supported model format (supported: {supported()})", "model")
 
 
@@ -134,15 +187,35 @@ class ModelSource:
             raise BadInput(f"no such file: {path_text}" if not path.exists() else f"{path_text} is not a file",
                            "model")
         fmt = _sniff(path)
-        if name and fmt != "python":
+        if name and fmt not in ("python", "keras_python"):
             raise BadInput(f"':{name}' names a class or function in a .py file; {path} is a {fmt} file", "model")
-        if options and fmt not in ("python", "torchvision", "timm"):
+        if options and fmt not in ("python", "keras_python", "torchvision", "timm"):
             raise BadInput(f"applies to models built from code (.py, torchvision:, timm:), not a {fmt} file", "kwargs")
         return cls(target, options, trust_pickle, fmt, path, name or None)
 
     @property
     def spec(self) -> Format:
         return FORMATS[self.format]
+
+    def check_convertible(self) -> None:
+        """`compare` replaces nn.Conv modules: bad input (one line) for a graph, which has none."""
+        if not self.spec.graph:
+            return
+        advice = ("compare the .py that builds it (path.py:Name), or profile this file" if self.spec.torch
+                  else "compare applies to PyTorch models; profile this file")
+        raise BadInput(f"{self.target} is {self.spec.noun} graph: it has no nn.Conv modules that dscalc could "
+                       f"replace; {advice}", "model")
+
+    @property
+    def needs(self) -> tuple[str, str]:
+        """(module, extra): what profiling this model imports, and the dscalc extra that installs it."""
+        return self.spec.needs
+
+    def profile(self, shapes: list[tuple[int, ...]], depth: int | None = None) -> Any:
+        """The ProfileResult of a format that has its own profiler (ONNX, Keras: no torch tracer)."""
+        if self.spec.profile is None:
+            raise ValueError(f"{self.format} models are profiled by the torch tracer")
+        return self.spec.profile(self, shapes, depth)
 
     def load(self, device: str = "meta") -> Any:
         """The model, built on `device` where its format allows (files load on the CPU); built once per device."""

@@ -1,16 +1,21 @@
 """Per-module rows from a trace: ops grouped by the module that issued them (collapsed to --depth), totals, totals
-by op kind and the separable what-if (`cost.kinds.separable_of`, the one rule). No torch: ONNX and Keras traces
-go through here too."""
+by op kind, bytes and activation memory at a dtype, and the separable what-if (`cost.kinds.separable_of`, the one
+rule). No torch: ONNX and Keras traces go through here too."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
+from dscalc.cost.dtypes import itemsize
 from dscalc.cost.kinds import separable_of
-from dscalc.trace.records import ProfileResult, ProfileRow, Trace
+from dscalc.trace.records import OpRecord, ProfileResult, ProfileRow, Size, Trace
 
-MAC_KINDS = ("conv", "linear", "matmul")
-OP_KINDS = ("conv", "linear", "matmul", "batchnorm", "pooling", "elementwise", "other")
+MAC_KINDS = ("conv", "linear", "matmul", "attention", "recurrent")
+OP_KINDS = ("conv", "linear", "matmul", "attention", "recurrent", "batchnorm", "pooling", "elementwise", "other")
+
+#: module types whose `weight` is a conv/linear weight (the MobileNets paper's "parameters")
+_WEIGHTED = re.compile(r"Conv|Linear")
 
 
 def _group(name: str, depth: int | None) -> str:
@@ -19,22 +24,31 @@ def _group(name: str, depth: int | None) -> str:
     return ".".join(name.split(".")[:depth])
 
 
-def summarize(tr: Trace, depth: int | None = None) -> ProfileResult:
-    """Per-module rows (collapsed to `depth` path components), totals and totals by op kind."""
-    groups: dict[str, list[Any]] = {}
+def _in_group(name: str, group: str, depth: int | None) -> bool:
+    return name == group if depth is None else _group(name, depth) == group
+
+
+def summarize(tr: Trace, depth: int | None = None, dtype: str = "float32") -> ProfileResult:
+    """Per-module rows (collapsed to `depth` path components), totals, totals by op kind and memory at `dtype`."""
+    width = itemsize(dtype)
+    groups: dict[str, list[OpRecord]] = {}
+    every: dict[str, list[OpRecord]] = {}
     for rec in tr.records:
+        key = _group(rec.module, depth)
+        every.setdefault(key, []).append(rec)
         if rec.kind in MAC_KINDS or rec.kind == "batchnorm":
-            groups.setdefault(_group(rec.module, depth), []).append(rec)
+            groups.setdefault(key, []).append(rec)
     for name, count in tr.module_params.items():
         if count:
             groups.setdefault(_group(name, depth), [])
+    weights_of, bias_of = _weights_and_bias(tr)
     rows = []
     for name, recs in groups.items():
-        params = sum(c for n, c in tr.module_params.items()
-                     if (n == name if depth is None else _group(n, depth) == name))
+        params = sum(c for n, c in tr.module_params.items() if _in_group(n, name, depth))
         macs = sum(r.macs for r in recs)
         convs = [r.layer for r in recs if r.layer is not None]
         kinds = {r.kind for r in recs}
+        layer = None
         if len(convs) == 1 and len(recs) == 1:
             layer = convs[0]
             kind, io = layer.kind, (layer.input_shape, layer.output_shape)
@@ -49,8 +63,15 @@ def summarize(tr: Trace, depth: int | None = None) -> ProfileResult:
                 "params": sum((s.params if s else c.params) for c, s in pairs),
                 "macs": macs - sum(c.macs for c in convs) + sum((s.macs if s else c.macs) for c, s in pairs),
             }
-        rows.append(ProfileRow(name or "(model)", tr.module_types.get(name, "group"), kind, params, macs,
-                               io[0], io[1], geometry, separable))
+        ops = every.get(name, [])
+        moved = sum((r.reads + r.writes for r in ops), Size())
+        written = sum((r.writes for r in ops), Size())
+        rows.append(ProfileRow(
+            name or "(model)", tr.module_types.get(name, "group"), kind, params, macs, io[0], io[1], geometry,
+            separable, weights=sum(v for n, v in weights_of.items() if _in_group(n, name, depth)),
+            bias=sum(v for n, v in bias_of.items() if _in_group(n, name, depth)), bytes=moved.bytes(dtype),
+            activation_bytes=written.bytes(dtype), bias_adds=sum(r.bias_adds for r in recs), layer=layer,
+            dtype=next((r.mac_dtype for r in recs if r.mac_dtype), "")))
     by_kind = {k: {"ops": 0, "macs": 0, "elements": 0} for k in OP_KINDS}
     for rec in tr.records:
         slot = by_kind[rec.kind]
@@ -58,12 +79,44 @@ def summarize(tr: Trace, depth: int | None = None) -> ProfileResult:
         slot["macs"] += rec.macs
         slot["elements"] += rec.elements
     macs = sum(by_kind[k]["macs"] for k in MAC_KINDS)
+    moved = sum((r.reads + r.writes for r in tr.records), Size())
+    written = sum((r.writes for r in tr.records), Size())
     totals = {"params": tr.params, "macs": macs, "flops": 2 * macs,
               "conv_macs": by_kind["conv"]["macs"],
-              "linear_macs": by_kind["linear"]["macs"] + by_kind["matmul"]["macs"]}
+              "linear_macs": sum(by_kind[k]["macs"] for k in MAC_KINDS if k != "conv"),
+              "bias_adds": sum(r.bias_adds for r in tr.records),
+              "weights": sum(weights_of.values()), "bias": sum(bias_of.values()),
+              "buffers": tr.buffer_count,
+              "bytes": moved.bytes(dtype)}
+    int8 = sum(r.macs for r in tr.records if r.mac_dtype == "int8")
+    if int8:
+        totals["int8_macs"] = int8
+    if tr.quantized_params:
+        totals["quantized_params"] = tr.quantized_params
     what_if = [r.separable["macs"] if r.separable else r.macs for r in rows]
     if any(r.separable for r in rows):
         totals["separable_macs"] = sum(what_if) + macs - sum(r.macs for r in rows)
+    peak = tr.peak.get(width, 0)
+    memory = {"weights": tr.weights.bytes(dtype), "buffers": tr.buffers.bytes(dtype), "inputs": tr.inputs.bytes(dtype),
+              "activations": written.bytes(dtype), "peak_activations": peak}
+    memory["total"] = memory["weights"] + memory["buffers"] + memory["inputs"] + peak
     layers = [r.layer for r in tr.records if r.layer is not None]
     return ProfileResult(rows, totals, {k: v for k, v in by_kind.items() if v["ops"]}, dict(tr.uncounted),
-                         tr.input_shapes, tr.output_shapes, layers)
+                         tr.input_shapes, tr.output_shapes, layers, memory=memory, notes=list(tr.notes), dtype=dtype,
+                         ops=list(tr.records))
+
+
+def _weights_and_bias(tr: Trace) -> tuple[dict[str, int], dict[str, int]]:
+    """Conv/linear weights and biases per module, from the names of its parameters and its type."""
+    weights: dict[str, int] = {}
+    bias: dict[str, int] = {}
+    for module, kind, count in tr.param_roles:
+        if not _WEIGHTED.search(tr.module_types.get(module, "")):
+            continue
+        target = weights if kind == "weight" else bias if kind == "bias" else None
+        if target is not None:
+            target[module] = target.get(module, 0) + count
+    return weights, bias
+
+
+__all__: list[Any] = ["summarize", "MAC_KINDS", "OP_KINDS"]

@@ -32,9 +32,8 @@ from torch.utils._pytree import tree_flatten
 
 from dscalc.cost import training as T
 from dscalc.cost.layers import conv
-from dscalc.cost.records import LayerCost
 from dscalc.errors import BadInput, RuntimeFailure, first_line, from_user_code, interrupted
-from dscalc.trace.ops import REGISTRY
+from dscalc.trace.ops import Call, Count, handler_for
 
 aten = torch.ops.aten
 
@@ -149,18 +148,17 @@ class _Run:
 
     # ---------------------------------------------------------------------------------------- forward
     def forward_op(self, func: Any, args: tuple, kwargs: dict, out: Any) -> None:
-        handler = REGISTRY.get(func)
+        handler = handler_for(func)
         if func is RNN_FORWARD and handler is None:
             x, w_ih = _shape(args[0]), _shape(args[1])
             h = int(args[10])
             macs, kind = math.prod(x[:-1]) * w_ih[0] * (x[-1] + h), "recurrent"
         elif handler is not None and handler.kind in MAC_KINDS and handler.macs is not None:
-            first = out[0] if isinstance(out, (tuple, list)) else out
-            counted = handler.macs(args, kwargs, first)
-            if isinstance(counted, LayerCost):
-                macs, kind = counted.macs, counted.kind
+            counted = handler.macs(Call(func, args, kwargs, out))
+            if isinstance(counted, Count) and counted.layer is not None:
+                macs, kind = counted.macs, counted.layer.kind
             else:
-                macs = counted
+                macs = counted.macs if isinstance(counted, Count) else counted
                 kind = "attention" if "attention" in func.__name__ else handler.kind
         else:
             return
@@ -238,11 +236,10 @@ class _Run:
             m.bias_adds += math.prod(_shape(args[0]))
             m.weight_grad = True
         else:
-            handler = REGISTRY.get(func)
+            handler = handler_for(func)
             if handler is not None and handler.kind in MAC_KINDS and handler.macs is not None:
-                first = out[0] if isinstance(out, (tuple, list)) else out
-                counted = handler.macs(args, {}, first)
-                m.recompute += counted.macs if isinstance(counted, LayerCost) else counted  # forward run again
+                counted = handler.macs(Call(func, args, {}, out))
+                m.recompute += counted.macs if isinstance(counted, Count) else counted  # forward run again
 
     def split_matmuls(self) -> None:
         """Each gradient of a product costs its forward MACs: a node's gradient MACs split evenly over the factors

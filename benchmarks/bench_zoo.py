@@ -1,0 +1,181 @@
+"""Profile a committed list of public models (benchmarks/zoo_models.py) and tabulate dscalc's totals beside
+FlopCounterMode / 2 on the same model and inputs, the verdict, and the time dscalc took. Every row succeeds or
+says exactly why not.
+
+    python benchmarks/bench_zoo.py [--only NAME_PART] [--out benchmarks/results/zoo]
+
+writes zoo.md (the table and the machine it ran on) and zoo.json; with --only, the rows it profiles replace theirs
+in an existing zoo.json and the others stay. FlopCounterMode runs on the meta device where
+dscalc did; where dscalc needed a real CPU run (a data-dependent model), FlopCounterMode runs on the same CPU model
+with the same seeded input. A difference is explained when it is exactly the MACs of ops FlopCounterMode has no
+formula for (the CPU flash-attention kernel, oneDNN's fused LSTM layer).
+
+Other runners (ONNX files, Keras models) plug in through RUNNERS: a function (entry) -> Row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import json
+import os
+import platform
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from zoo_models import MODELS, Entry  # noqa: E402
+
+
+@dataclass
+class Row:
+    target: str
+    family: str
+    inputs: str
+    params: int | None = None
+    macs: int | None = None
+    fcm_macs: int | None = None
+    verdict: str = ""
+    seconds: float | None = None
+    how: str = ""  # meta, or a real CPU run and why
+
+
+def _shape(s: tuple[int, ...]) -> str:
+    return "x".join(map(str, s))
+
+
+def torch_row(entry: Entry) -> Row:
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode, flop_registry
+
+    from dscalc.errors import DscalcError
+    from dscalc.trace import tracer, wrappers
+    from dscalc.trace.source import ModelSource
+    from dscalc.trace.summary import summarize
+
+    source = ModelSource.of(entry.target, entry.kwargs)
+    inputs = entry.inputs
+    model = source.load("meta")
+    if inputs is None:  # timm: the model's own input size
+        inputs = ((1, *model.pretrained_cfg["input_size"]),)
+    row = Row(entry.target, entry.family, ", ".join(_shape(s) for s in inputs))
+    start = time.perf_counter()
+    try:
+        tr = tracer.trace(model, [tuple(s) for s in inputs], build_cpu=lambda: source.load("cpu"))
+    except DscalcError as e:
+        row.verdict = f"dscalc failed: {e}"
+        return row
+    result = summarize(tr)
+    row.seconds = round(time.perf_counter() - start, 2)
+    row.params, row.macs = result.totals["params"], result.totals["macs"]
+    real = any("real CPU run" in n for n in tr.notes)
+    row.how = "real CPU run (" + next(n for n in tr.notes if "real CPU run" in n).split(": ", 1)[1].split(";")[0] \
+        + ")" if real else "meta"
+    try:
+        if real:
+            cpu = source.load("cpu")
+            args = tracer.arguments(cpu, tracer._inputs([tuple(s) for s in inputs], torch.float32, "cpu"))
+        else:  # where dscalc ran: on meta (a model whose constructor needs data is built on the CPU)
+            cpu = model
+            device = "meta" if wrappers.on_meta(model) else "cpu"
+            args = tracer.arguments(model, [torch.zeros(s, device=device) for s in inputs])
+        with warnings.catch_warnings(), torch.no_grad(), FlopCounterMode(display=False) as counter:
+            warnings.simplefilter("ignore")
+            cpu(*args)
+        row.fcm_macs = counter.get_total_flops() // 2
+    except Exception as e:  # FlopCounterMode cannot run it
+        row.verdict = f"FlopCounterMode failed: {type(e).__name__}: {str(e).splitlines()[0][:120]}"
+        return row
+    if row.fcm_macs == row.macs:
+        row.verdict = "equal"
+        return row
+    unknown: dict[str, int] = {}
+    for rec in tr.records:
+        packet = rec.op.rsplit(".", 1)[0]
+        if rec.macs and not any(str(k) == packet for k in flop_registry):
+            unknown[packet] = unknown.get(packet, 0) + rec.macs
+    if sum(unknown.values()) == row.macs - row.fcm_macs:
+        row.verdict = "dscalc higher by exactly the ops FlopCounterMode has no formula for: " + ", ".join(
+            f"{k} {v:,}" for k, v in sorted(unknown.items()))
+    else:
+        row.verdict = f"differs by {row.macs - row.fcm_macs:+,} (unexplained)"
+    return row
+
+
+RUNNERS: dict[str, Callable[[Entry], Row]] = {"torch": torch_row}
+
+
+def machine() -> str:
+    import torch
+
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    versions = [f"torch {torch.__version__}"]
+    for name in ("torchvision", "timm"):
+        with contextlib.suppress(ImportError):
+            versions.append(f"{name} {__import__(name).__version__}")
+    return (f"{cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, Python "
+            f"{platform.python_version()}, {', '.join(versions)}, {time.strftime('%Y-%m-%d')}")
+
+
+def markdown(rows: list[Row], where: str) -> str:
+    lines = [f"# dscalc zoo: {len(rows)} public models", "", f"Machine: {where}", "",
+             "MACs are dscalc's totals (conv + linear + matmul + attention + recurrent, bias excluded); "
+             "FlopCounterMode's FLOPs are halved. Time: dscalc's trace and summary of one model.", "",
+             "| model | family | inputs | params | MACs | FlopCounterMode/2 | verdict | time (s) | run |",
+             "|---|---|---|---:|---:|---:|---|---:|---|"]
+    for r in rows:
+        cells = [r.target, r.family, r.inputs, f"{r.params:,}" if r.params is not None else "",
+                 f"{r.macs:,}" if r.macs is not None else "", f"{r.fcm_macs:,}" if r.fcm_macs is not None else "",
+                 r.verdict, f"{r.seconds:.2f}" if r.seconds is not None else "", r.how]
+        lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
+    ok = sum(r.verdict == "equal" for r in rows)
+    explained = sum(r.verdict.startswith("dscalc higher by exactly") for r in rows)
+    lines += ["", f"{ok} equal to FlopCounterMode/2, {explained} higher by exactly the ops it has no formula for, "
+              f"{len(rows) - ok - explained} other"]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", default="", help="profile only the models whose target contains this")
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "zoo"))
+    args = parser.parse_args()
+    warnings.simplefilter("ignore")
+    rows = []
+    for entry in MODELS:
+        if args.only and args.only not in entry.target:
+            continue
+        try:
+            row = RUNNERS[entry.runner](entry)
+        except Exception as e:  # the row says why, and the others go on
+            row = Row(entry.target, entry.family, "", verdict=f"failed: {type(e).__name__}: {str(e)[:160]}")
+        rows.append(row)
+        print(f"{row.target:55} {row.verdict[:70]:70} {row.seconds}", flush=True)
+        gc.collect()
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    where = machine()
+    previous = out.with_suffix(".json")
+    if args.only and previous.exists():  # update those rows, keep the rest in the list's order
+        fresh = {r.target: r for r in rows}
+        kept = {r["target"]: Row(**r) for r in json.loads(previous.read_text())["rows"]}
+        kept.update(fresh)
+        rows = [kept[e.target] for e in MODELS if e.target in kept]
+    out.with_suffix(".md").write_text(markdown(rows, where))
+    out.with_suffix(".json").write_text(json.dumps({"machine": where, "rows": [asdict(r) for r in rows]}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

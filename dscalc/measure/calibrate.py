@@ -1,0 +1,192 @@
+"""Calibration: measure a designed set of kernels of every kind on this device - depthwise (k 3/5/7, stride 1/2,
+depth multiplier), pointwise, standard, grouped, transposed, linear, and the memory-bound ops a model also runs
+(batch norm, activation, add, pooling) - across channels, spatial sizes and batches, fit one `KernelModel` per
+kind (`measure.predict`) and cache the result per device, threads, dtype, memory format, runtime and torch version.
+
+The design is fixed (the same kernels every time, chosen to span the space, ~2 minutes on a 2-core CPU at most);
+`benchmarks/bench_predict.py` checks the fit on held-out configs drawn from a seeded generator, disjoint from it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from dscalc.cost.dtypes import itemsize
+from dscalc.cost.layers import conv, depthwise, linear
+from dscalc.cost.records import LayerCost
+from dscalc.measure.ceilings import cache_dir, get_ceilings, machine_load
+from dscalc.measure.modules import module_for, time_module
+from dscalc.measure.predict import Calibration, Kernel, Sample, fit_all, kernel_of
+from dscalc.measure.settings import Settings, configured, device_name
+from dscalc.measure.timer import Timing
+
+CACHE_VERSION = 1
+#: each calibration kernel is timed for this long at least, at most (the one timing protocol, shortened)
+MIN_RUN, MAX_RUN = 0.05, 0.4
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One kernel of the design: what it costs and how to build it as a torch module."""
+
+    kernel: Kernel
+    input_shapes: list[tuple[int, ...]]
+    build: Callable[[Any], Any]  # torch.nn -> module
+
+
+def _layer_probe(layer: LayerCost) -> Probe:
+    return Probe(kernel_of(layer), [layer.input_shape], lambda nn: module_for(layer))
+
+
+class _Add:
+    """x + y as a module (built lazily: torch is imported only when a probe runs)."""
+
+    @staticmethod
+    def build(nn: Any) -> Any:
+        class Add(nn.Module):
+            def forward(self, x, y):
+                return x + y
+
+        return Add()
+
+
+def memory_probe(kind: str, batch: int, channels: int, size: int, dtype: str) -> Probe:
+    """A memory-bound op on a B x C x H x W tensor: its bytes (inputs read, output written) and a module."""
+    n = batch * channels * size * size
+    item = itemsize(dtype)
+    shape = (batch, channels, size, size)
+    name = f"{kind} {channels}x{size}² b{batch}"
+    if kind == "batchnorm":
+        return Probe(Kernel(name, kind, 2 * n, item * (2 * n + 4 * channels)), [shape],
+                     lambda nn: nn.BatchNorm2d(channels).eval())
+    if kind == "activation":
+        return Probe(Kernel(name, kind, n, item * 2 * n), [shape], lambda nn: nn.ReLU())
+    if kind == "add":
+        return Probe(Kernel(name, kind, n, item * 3 * n), [shape, shape], _Add.build)
+    out = batch * channels * ((size + 1) // 2) ** 2  # MaxPool2d(3, 2, padding=1)
+    return Probe(Kernel(name, "pooling", 9 * out, item * (n + out)), [shape], lambda nn: nn.MaxPool2d(3, 2, 1))
+
+
+#: (channels, spatial size) pairs a CNN meets, from early wide maps to late narrow ones
+_MAPS = [(16, 112), (32, 112), (24, 56), (64, 56), (128, 28), (96, 28), (256, 14), (160, 14), (512, 7), (384, 7)]
+
+
+def design(dtype: str = "float32") -> list[Probe]:
+    """The calibration kernels: every kind, spread over the maps above, batch 1 and 8 (fixed, deterministic)."""
+    probes: list[Probe] = []
+    for i, (c, s) in enumerate(_MAPS):
+        b = 8 if i % 3 == 2 else 1
+        k = (3, 5, 7)[i % 3]
+        stride = 2 if i % 4 == 1 else 1
+        dm = 2 if i % 5 == 3 else 1
+        probes.append(_layer_probe(depthwise(c, k, s, depth_multiplier=dm, stride=stride, padding="same", batch=b,
+                                             dtype=dtype, name=f"dw k{k}/s{stride}/dm{dm} {c}x{s}² b{b}")))
+        cout = (c * 2, c, c // 2 if c >= 32 else c * 4)[i % 3]
+        probes.append(_layer_probe(conv(c, cout, 1, s, batch=b, dtype=dtype, name=f"pw {c}->{cout} {s}² b{b}")))
+        if s <= 56:  # full 3x3/5x5 convs on 112² maps take seconds on a CPU: the model extrapolates in FLOPs
+            kk = (3, 3, 5)[i % 3]
+            probes.append(_layer_probe(conv(c, cout, kk, s, batch=b, padding="same", stride=stride, dtype=dtype,
+                                            name=f"conv k{kk}/s{stride} {c}->{cout} {s}² b{b}")))
+            g = 4 if c % 4 == 0 and cout % 4 == 0 else 2
+            probes.append(_layer_probe(conv(c, cout, 3, s, groups=g, batch=b, padding="same", dtype=dtype,
+                                            name=f"gconv g{g} {c}->{cout} {s}² b{b}")))
+        if s <= 28:
+            probes.append(_layer_probe(conv(c, c // 2, 4, s, stride=2, padding=1, transposed=True, batch=b,
+                                            dtype=dtype, name=f"tconv k4/s2 {c}->{c // 2} {s}² b{b}")))
+        probes.append(memory_probe(("batchnorm", "activation", "add", "pooling")[i % 4], b, c, s, dtype))
+        probes.append(memory_probe(("activation", "add", "pooling", "batchnorm")[i % 4], 1 + 7 * (i % 2), c, s,
+                                   dtype))
+    for n_in, n_out, rows in [(512, 1000, 1), (1280, 1000, 1), (256, 256, 64), (768, 3072, 197), (2048, 1000, 8),
+                              (128, 512, 1024), (64, 64, 1), (1024, 4096, 16)]:
+        probes.append(_layer_probe(linear(n_in, n_out, batch=rows, bias=False, dtype=dtype,
+                                          name=f"linear {n_in}->{n_out} x{rows}")))
+    return probes
+
+
+def measure_probe(probe: Probe, settings: Settings) -> Timing:
+    from torch import nn
+
+    return time_module(probe.build(nn), probe.input_shapes, settings, probe.kernel.name, own=True)
+
+
+def calibrate(settings: Settings, progress: Callable[[], Any] | None = None) -> Calibration:
+    """Measure the design on this device under `settings` and fit the models (and cache them)."""
+    import torch
+
+    quick = replace(settings, min_run_time=MIN_RUN, max_run_time=MAX_RUN)
+    threads = settings.threads or torch.get_num_threads()
+    ceilings = get_ceilings(settings.device, threads=threads)[0]
+    load = machine_load()
+    start = time.time()
+    samples = []
+    with configured(quick):
+        for probe in design(settings.dtype):
+            t = measure_probe(probe, quick)
+            if t.median:
+                samples.append(Sample(probe.kernel, t.median))
+            if progress is not None:
+                progress()
+    cal = Calibration(settings.device, device_name(settings.device, threads), threads, settings.dtype,
+                      settings.channels_last, getattr(settings, "runtime", "eager"), torch.__version__, start,
+                      time.time() - start, ceilings.peak_flops.get(settings.dtype), fit_all(samples), load)
+    save(cal)
+    return cal
+
+
+# ---------------------------------------------------------------------------------------------------- cache
+
+def cache_path() -> Any:
+    return cache_dir() / "calibration.json"
+
+
+def key(device: str, name: str, threads: int, dtype: str, channels_last: bool, runtime: str, torch: str) -> str:
+    return f"{device}:{name}:{threads}t:{dtype}:{'cl' if channels_last else 'nchw'}:{runtime}:torch-{torch}"
+
+
+def _read() -> dict[str, Any]:
+    try:
+        data = json.loads(cache_path().read_text())
+    except (OSError, ValueError):
+        return {"version": CACHE_VERSION}
+    return data if isinstance(data, dict) and data.get("version") == CACHE_VERSION else {"version": CACHE_VERSION}
+
+
+def save(cal: Calibration) -> None:
+    data = _read()
+    data[key(cal.device, cal.name, cal.threads, cal.dtype, cal.channels_last, cal.runtime, cal.torch)] = cal.to_dict()
+    path = cache_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(data, indent=1))
+        os.replace(tmp, path)
+    except OSError:
+        pass
+
+
+def load_cached(settings: Settings) -> Calibration | None:
+    """The calibration for these settings, if one was made (no torch import beyond the thread count)."""
+    import torch
+
+    threads = settings.threads or torch.get_num_threads()
+    entry = _read().get(key(settings.device, device_name(settings.device, threads), threads, settings.dtype,
+                            settings.channels_last, getattr(settings, "runtime", "eager"), torch.__version__))
+    try:
+        return Calibration.from_dict(entry) if isinstance(entry, dict) else None
+    except (KeyError, TypeError, ValueError, ZeroDivisionError):
+        return None
+
+
+def get_calibration(settings: Settings, refresh: bool = False,
+                    progress: Callable[[], Any] | None = None) -> tuple[Calibration, bool]:
+    """The cached calibration for these settings, or a new one (measured now); and whether it was cached."""
+    if not refresh:
+        cached = load_cached(settings)
+        if cached is not None:
+            return cached, True
+    return calibrate(settings, progress), False

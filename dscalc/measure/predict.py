@@ -1,0 +1,207 @@
+"""The calibrated latency model: one small, explainable model per kernel kind, fitted to kernels measured on the
+user's own device (`measure.calibrate`), and the predictions it makes. Pure Python, no torch, no numpy.
+
+Per kind, a kernel's time is a fixed cost plus its work at an effective rate:
+
+    t = t0 + FLOPs / R_flop + bytes / R_byte        (t0, 1/R_flop, 1/R_byte >= 0)
+
+fitted by non-negative least squares on *relative* error (times span five orders of magnitude, and a 20 µs
+depthwise kernel matters as much as a 20 ms one). Each prediction names its bound - the largest of the three
+terms: fixed cost, compute or memory - and the efficiency it implies (FLOP/s achieved / the device's matmul peak).
+Why this shape and not a per-kind lookup table or a piecewise fit in log space: `benchmarks/bench_predict.py`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from dscalc.cost.records import LayerCost
+
+#: the kernel kinds a calibration measures: the weighted layer kinds and the memory-bound ops a model also runs
+CONV_KINDS = ("standard", "grouped", "depthwise", "pointwise", "transposed", "linear")
+MEMORY_KINDS = ("batchnorm", "activation", "add", "pooling")
+KINDS = CONV_KINDS + MEMORY_KINDS
+#: the names of the three terms, as a prediction's bound
+TERMS = ("fixed cost", "compute", "memory")
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """What the model needs to know of one kernel: its kind and how much work it does."""
+
+    name: str
+    kind: str
+    flops: int
+    bytes: int
+
+
+def kernel_of(layer: LayerCost) -> Kernel:
+    """A costed layer as the model sees it."""
+    return Kernel(layer.name, layer.kind, layer.flops, layer.bytes)
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One measured kernel of a calibration (or of a benchmark)."""
+
+    kernel: Kernel
+    seconds: float
+
+
+@dataclass(frozen=True)
+class KernelModel:
+    """t = fixed + flops * per_flop + bytes * per_byte, for one kind; `error` is the fit's median |pred/meas - 1|."""
+
+    kind: str
+    fixed: float  # seconds
+    per_flop: float  # seconds per FLOP (1 / effective FLOP/s)
+    per_byte: float  # seconds per byte (1 / effective bandwidth)
+    samples: int = 0
+    error: float = 0.0
+
+    def terms(self, k: Kernel) -> tuple[float, float, float]:
+        return self.fixed, k.flops * self.per_flop, k.bytes * self.per_byte
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "fixed_s": self.fixed, "flop_per_s": 1 / self.per_flop if self.per_flop else None,
+                "byte_per_s": 1 / self.per_byte if self.per_byte else None, "samples": self.samples,
+                "median_error": self.error}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> KernelModel:
+        return cls(d["kind"], float(d["fixed_s"]), 1 / float(d["flop_per_s"]) if d.get("flop_per_s") else 0.0,
+                   1 / float(d["byte_per_s"]) if d.get("byte_per_s") else 0.0, int(d.get("samples", 0)),
+                   float(d.get("median_error", 0.0)))
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """A predicted latency: the total, its three terms, the term that dominates, and the efficiency it implies."""
+
+    seconds: float
+    bound: str  # fixed cost | compute | memory (or a roofline's compute | memory | launch; '2 kernels' for a pair)
+    fixed_s: float
+    compute_s: float
+    memory_s: float
+    efficiency: float | None = None  # FLOP/s achieved / the device's matmul peak (None where unknown)
+    model: str = "calibrated"  # calibrated | roofline
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"predicted_s": self.seconds, "bound": self.bound, "fixed_s": self.fixed_s,
+                "compute_s": self.compute_s, "memory_s": self.memory_s, "efficiency": self.efficiency,
+                "model": self.model}
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The fitted models of one device, thread count, dtype, memory format and runtime, with when it was made."""
+
+    device: str
+    name: str
+    threads: int
+    dtype: str
+    channels_last: bool
+    runtime: str
+    torch: str
+    measured_at: float
+    seconds: float  # how long calibrating took
+    peak_flops: float | None  # the device's matmul peak at this dtype (for efficiencies)
+    models: dict[str, KernelModel] = field(default_factory=dict)
+    load: float | None = None
+
+    def predict(self, k: Kernel) -> Prediction:
+        model = self.models.get(k.kind) or self.models.get(_FALLBACK.get(k.kind, ""))
+        if model is None:
+            raise KeyError(f"no calibrated model for {k.kind} kernels")
+        fixed, compute, memory = model.terms(k)
+        total = fixed + compute + memory
+        bound = TERMS[max(range(3), key=lambda i: (fixed, compute, memory)[i])]
+        eff = (k.flops / total) / self.peak_flops if self.peak_flops and total > 0 and k.flops else None
+        return Prediction(total, bound, fixed, compute, memory, eff)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"device": self.device, "name": self.name, "threads": self.threads, "dtype": self.dtype,
+                "channels_last": self.channels_last, "runtime": self.runtime, "torch": self.torch,
+                "measured_at": self.measured_at, "seconds": self.seconds, "peak_flops": self.peak_flops,
+                "load": self.load, "models": {k: m.to_dict() for k, m in self.models.items()}}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Calibration:
+        return cls(d["device"], d["name"], int(d["threads"]), d["dtype"], bool(d["channels_last"]), d["runtime"],
+                   d["torch"], float(d["measured_at"]), float(d["seconds"]),
+                   None if d.get("peak_flops") is None else float(d["peak_flops"]),
+                   {k: KernelModel.from_dict(m) for k, m in d["models"].items()},
+                   None if d.get("load") is None else float(d["load"]))
+
+
+#: a kind with too few samples borrows the model of its nearest relative
+_FALLBACK = {"grouped": "standard", "transposed": "standard", "linear": "pointwise"}
+
+
+def pair(first: Prediction, second: Prediction) -> Prediction:
+    """Two kernels run back to back (a separable pair): their times add; the bound is '2 kernels'."""
+    return Prediction(first.seconds + second.seconds, "2 kernels", first.fixed_s + second.fixed_s,
+                      first.compute_s + second.compute_s, first.memory_s + second.memory_s, None, first.model)
+
+
+# -------------------------------------------------------------------------------------------------- fitting
+
+def _solve(rows: list[list[float]], target: list[float]) -> list[float] | None:
+    """Least squares by the normal equations (a 1x1..3x3 system), None when singular."""
+    n = len(rows[0])
+    a = [[sum(r[i] * r[j] for r in rows) for j in range(n)] for i in range(n)]
+    b = [sum(r[i] * t for r, t in zip(rows, target)) for i in range(n)]
+    for col in range(n):  # Gauss-Jordan with partial pivoting
+        pivot = max(range(col, n), key=lambda r: abs(a[r][col]))
+        if abs(a[pivot][col]) < 1e-300:
+            return None
+        a[col], a[pivot], b[col], b[pivot] = a[pivot], a[col], b[pivot], b[col]
+        for r in range(n):
+            if r != col:
+                f = a[r][col] / a[col][col]
+                a[r] = [x - f * y for x, y in zip(a[r], a[col])]
+                b[r] -= f * b[col]
+    return [b[i] / a[i][i] for i in range(n)]
+
+
+def fit(kind: str, samples: Sequence[Sample]) -> KernelModel:
+    """Non-negative least squares on relative error over the subsets of {fixed, flops, bytes} (7 of them): the
+    best fit whose coefficients are all >= 0."""
+    if not samples:
+        raise ValueError(f"no samples to fit {kind} kernels")
+    features = [(1.0, float(s.kernel.flops), float(s.kernel.bytes)) for s in samples]
+    best: tuple[float, list[float]] | None = None
+    for size in (1, 2, 3):
+        for subset in itertools.combinations(range(3), size):
+            rows = [[f[i] / s.seconds for i in subset] for f, s in zip(features, samples)]
+            coef = _solve(rows, [1.0] * len(samples))
+            if coef is None or any(c < 0 for c in coef):
+                continue
+            full = [0.0, 0.0, 0.0]
+            for i, c in zip(subset, coef):
+                full[i] = c
+            loss = sum((sum(c * x for c, x in zip(full, f)) / s.seconds - 1) ** 2 for f, s in zip(features, samples))
+            if best is None or loss < best[0]:
+                best = (loss, full)
+    if best is None:  # nothing non-negative fits: the median time as a fixed cost
+        best = (0.0, [sorted(s.seconds for s in samples)[len(samples) // 2], 0.0, 0.0])
+    fixed, per_flop, per_byte = best[1]
+    model = KernelModel(kind, fixed, per_flop, per_byte, len(samples))
+    errors = sorted(abs(sum(model.terms(s.kernel)) / s.seconds - 1) for s in samples)
+    return KernelModel(kind, fixed, per_flop, per_byte, len(samples), errors[len(errors) // 2])
+
+
+def fit_all(samples: Iterable[Sample]) -> dict[str, KernelModel]:
+    by_kind: dict[str, list[Sample]] = {}
+    for s in samples:
+        by_kind.setdefault(s.kernel.kind, []).append(s)
+    return {kind: fit(kind, group) for kind, group in by_kind.items() if len(group) >= 3}
+
+
+def relative_error(predicted: float, measured: float) -> float:
+    """|predicted / measured - 1|."""
+    return abs(predicted / measured - 1) if measured > 0 else math.inf
