@@ -125,8 +125,9 @@ def main() -> int:
     from dscalc.measure.ceilings import get_ceilings, machine_load
     from dscalc.measure.modules import time_against, time_layer, time_module
     from dscalc.measure.predict import kernel_of
-    from dscalc.measure.predictor import op_kernel
+    from dscalc.measure.predictor import Predictor, op_kernel
     from dscalc.measure.settings import Settings, configured
+    from dscalc.report.profile import whole_model
     from dscalc.trace.profile import profile_model
     from dscalc.trace.source import ModelSource
 
@@ -138,8 +139,11 @@ def main() -> int:
     ceilings = get_ceilings(args.device, refresh=True, threads=threads)[0]
     started = time.perf_counter()
     cal = calibrate.calibrate(settings)
-    lines.append(f"calibration: {len(calibrate.design())} kernels, {time.perf_counter() - started:.0f} s "
+    predictor = Predictor(ceilings, settings, {"float32": cal})
+    lines.append(f"calibration: {calibrate.probe_count()} measurements, {time.perf_counter() - started:.0f} s "
                  f"(target <= 120 s); load per CPU after: {machine_load():.2f}")
+    lines.append(f"  in-network factor (2 reference chains, measured / the kernels' predicted sum): "
+                 f"{cal.in_network:.2f}")
     for kind, m in sorted(cal.models.items()):
         d = m.to_dict()
         lines.append(f"  {kind:<11} fixed {1e6 * m.fixed:8.1f} µs  "
@@ -200,7 +204,8 @@ def main() -> int:
             ks = [op_kernel(op.op, op.kind, op.macs, op.elements,
                             op.reads.bytes("float32") + op.writes.bytes("float32"),
                             op.layer.kind if op.layer is not None else None) for op in result.ops]
-            cal_s = sum(cal.predict(k).seconds for k in ks)
+            cal_s = whole_model(result, predictor)  # the kernels' sum x the in-network factor, as profile does
+            assert cal_s is not None
             roof_s = sum(op_roofline(k, ceilings, "float32") for k in ks)
             peak = ceilings.peak_flops.get("float32") or max(ceilings.peak_flops.values())
             mac_s = 2 * result.totals["macs"] / peak

@@ -208,14 +208,14 @@ def _calibrated(settings: Any, device: str = "cpu") -> None:
     """Predictions need this device's calibration: the first time (float32, torch eager, the default memory
     format), measure it now, with a progress bar (about two minutes on a CPU; `dscalc device --calibrate` does it
     ahead, and for other dtypes, formats and runtimes). Elsewhere the roofline predicts, and says so."""
-    from dscalc.measure.calibrate import calibrate, design, load_cached
+    from dscalc.measure.calibrate import calibrate, load_cached, probe_count
     from dscalc.measure.settings import Settings
 
     base = settings if settings is not None else Settings(device=device)
     if base.dtype != "float32" or base.channels_last or base.runtime != "eager" or load_cached(base) is not None:
         return
-    probes = len(design(base.dtype))
-    with _bar(f"calibrating {base.device} for predictions (once; {probes} kernels)", probes) as advance:
+    probes = probe_count(base.dtype)
+    with _bar(f"calibrating {base.device} for predictions (once; {probes} measurements)", probes) as advance:
         calibrate(base, advance)
 
 
@@ -466,15 +466,15 @@ def device_cmd(
     check_device(device)
     if calibrate:
         from dscalc.cost.dtypes import check as check_dtype
-        from dscalc.measure.calibrate import design, get_calibration
+        from dscalc.measure.calibrate import get_calibration, probe_count
 
         if len(names) != 1:
             raise BadInput("--calibrate takes one runtime at a time", "runtime")
         base = Settings(device=device, dtype=check_dtype(dtype, timed=True).name, channels_last=channels_last,
                         threads=threads)
         one = check(names, base, channels_last)[0] if names != [DEFAULT] else base
-        probes = len(design(one.dtype))
-        with _bar(f"calibrating {device} ({probes} kernels)", probes) as advance:
+        probes = probe_count(one.dtype)
+        with _bar(f"calibrating {device} ({probes} measurements)", probes) as advance:
             cal, cached = get_calibration(one, refresh=refresh, progress=advance)
         _deliver(builder.calibration(cal, cached), fmt, output)
         return

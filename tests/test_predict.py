@@ -137,12 +137,55 @@ def test_device_calibrate_measures_once_then_uses_the_cache(cli, tmp_path, monke
     small += [calibrate._layer_probe(depthwise(c, 3, s, padding="same", name=f"d{c}")) for c, s in ((4, 8), (8, 8),
                                                                                                       (16, 16))]
     monkeypatch.setattr(calibrate, "design", lambda dtype="float32": small)
+    chain = [calibrate._layer_probe(conv(4, 4, 3, 8, padding="same", name="c")),
+             calibrate._layer_probe(depthwise(4, 3, 8, padding="same", name="d"))]
+    monkeypatch.setattr(calibrate, "chains", lambda dtype="float32": {"tiny": chain})
     first = cli("device", "--calibrate", "--threads", "1", "-f", "json")
     assert first.code == 0, first.stderr
     data = json.loads(first.stdout)
     assert data["cached"] is False and set(data["calibration"]["models"]) == {"standard", "depthwise"}
     assert all(m["samples"] == 3 for m in data["calibration"]["models"].values())
+    assert data["calibration"]["in_network"] > 0  # the tiny chain, measured / predicted
     again = json.loads(cli("device", "--calibrate", "--threads", "1", "-f", "json").stdout)
     assert again["cached"] is True and again["calibration"] == data["calibration"]
     table = cli("device", "--calibrate", "--threads", "1").stdout
     assert "latency model" in table and "depthwise" in table and "fit error" in table
+
+
+def test_reference_chains_feed_one_another():
+    # each probe of a chain takes the previous one's output: the chain runs as one nn.Sequential (on meta)
+    import torch
+    from torch import nn
+
+    from dscalc.measure import calibrate
+
+    for name, probes in calibrate.chains().items():
+        model = nn.Sequential(*(p.build(nn) for p in probes)).to("meta").eval()
+        out = model(torch.empty(probes[0].input_shapes[0], device="meta"))
+        last = probes[-1].kernel  # an activation over B x C x H x W: reads and writes 4 bytes per element
+        assert out.numel() * 4 * 2 == last.bytes, name
+
+
+def test_whole_model_is_the_kernels_sum_times_the_in_network_factor():
+    # the model of test_profile_predicts_the_whole_forward: conv 20 µs + 15,552 FLOPs / 50e9, ReLU 5 µs +
+    # 2,304 bytes / 10e9; a calibration whose kernels ran 1.5x slower inside a network
+    from dataclasses import replace
+
+    from conftest import FIXED_MODELS
+    from torch import nn
+
+    from dscalc.measure.ceilings import Ceilings
+    from dscalc.measure.predictor import Predictor
+    from dscalc.measure.settings import Settings
+    from dscalc.report.profile import whole_model
+    from dscalc.trace.profile import profile_model
+
+    models = {k: KernelModel(k, f, 1 / r if r else 0.0, 1 / b if b else 0.0) for k, (f, r, b) in FIXED_MODELS.items()}
+    cal = Calibration("cpu", "x", 1, "float32", False, "eager", "t", 0, 0, 1e11, models, None, 1.5)
+    result = profile_model(nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU()), [(1, 3, 8, 8)])
+    predictor = Predictor(Ceilings("cpu", "x", {"float32": 1e11}, 1e10, 1e-6), Settings(), {"float32": cal})
+    alone = 20e-6 + 15_552 / 50e9 + 5e-6 + 2_304 / 10e9
+    assert whole_model(result, predictor) == pytest.approx(1.5 * alone)
+    predictor.calibrations["float32"] = replace(cal, in_network=1.0)
+    assert whole_model(result, predictor) == pytest.approx(alone)
+    assert Calibration.from_dict(cal.to_dict()).in_network == 1.5

@@ -10,6 +10,7 @@ The design is fixed (the same kernels every time, chosen to span the space, ~2 m
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from collections.abc import Callable
@@ -25,7 +26,7 @@ from dscalc.measure.predict import Calibration, Kernel, Sample, fit_all, kernel_
 from dscalc.measure.settings import Settings, configured, device_name
 from dscalc.measure.timer import Timing
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: small convs in the design, the in-network factor
 #: each calibration kernel is timed for this long at least, at most (the one timing protocol, shortened)
 MIN_RUN, MAX_RUN = 0.05, 0.4
 
@@ -101,11 +102,55 @@ def design(dtype: str = "float32") -> list[Probe]:
         probes.append(memory_probe(("batchnorm", "activation", "add", "pooling")[i % 4], b, c, s, dtype))
         probes.append(memory_probe(("activation", "add", "pooling", "batchnorm")[i % 4], 1 + 7 * (i % 2), c, s,
                                    dtype))
+    # small convs (few channels, small maps): where the fixed cost decides and a separable pair can lose
+    for cin, cout, kk, s, b, stride in [(8, 16, 3, 7, 1, 1), (16, 16, 5, 14, 2, 1), (12, 24, 3, 28, 1, 2),
+                                        (32, 16, 7, 7, 4, 1), (16, 32, 3, 20, 8, 1), (24, 12, 7, 14, 1, 2)]:
+        probes.append(_layer_probe(conv(cin, cout, kk, s, batch=b, padding=kk // 2, stride=stride, dtype=dtype,
+                                        name=f"conv k{kk}/s{stride} {cin}->{cout} {s}² b{b}")))
+        probes.append(_layer_probe(depthwise(cin, kk, s, batch=b, padding=kk // 2, stride=stride, dtype=dtype,
+                                             name=f"dw k{kk}/s{stride}/dm1 {cin}x{s}² b{b}")))
+        probes.append(_layer_probe(conv(cin, cout, 1, s, batch=b, dtype=dtype, name=f"pw {cin}->{cout} {s}² b{b}")))
     for n_in, n_out, rows in [(512, 1000, 1), (1280, 1000, 1), (256, 256, 64), (768, 3072, 197), (2048, 1000, 8),
                               (128, 512, 1024), (64, 64, 1), (1024, 4096, 16)]:
         probes.append(_layer_probe(linear(n_in, n_out, batch=rows, bias=False, dtype=dtype,
                                           name=f"linear {n_in}->{n_out} x{rows}")))
     return probes
+
+
+def _chain(stem: LayerCost, blocks: list[list[LayerCost]], dtype: str) -> list[Probe]:
+    """A chain of layers, each followed by batch norm and an activation, as probes that feed one another."""
+    probes = []
+    for layer in [stem, *(x for block in blocks for x in block)]:
+        b, c, h = layer.output_shape[0], layer.output_shape[1], layer.output_shape[2]
+        probes += [_layer_probe(layer), memory_probe("batchnorm", b, c, h, dtype), memory_probe("activation", b, c, h,
+                                                                                                   dtype)]
+    return probes
+
+
+def chains(dtype: str = "float32") -> dict[str, list[Probe]]:
+    """Two reference networks, each a chain of the design's kinds: MobileNet-like (depthwise + pointwise blocks)
+    and ResNet-like (3x3 convs), batch 1. Timed whole, against the sum of their kernels' predictions, they give the
+    in-network factor (disjoint from any model a benchmark checks)."""
+    mobile, size, c = [], 64, 16
+    for cout, stride in [(32, 1), (64, 2), (64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2)]:
+        dw = depthwise(c, 3, size, stride=stride, padding=1, name=f"dw {c}x{size}²", dtype=dtype)
+        size = dw.output_shape[2]
+        mobile.append([dw, conv(c, cout, 1, size, name=f"pw {c}->{cout} {size}²", dtype=dtype)])
+        c = cout
+    resnet, size, c = [], 56, 32
+    for cout, stride in [(32, 1), (64, 2), (64, 1), (128, 2), (128, 1), (256, 2), (256, 1)]:
+        layer = conv(c, cout, 3, size, stride=stride, padding=1, name=f"conv {c}->{cout} {size}²", dtype=dtype)
+        resnet.append([layer])
+        size, c = layer.output_shape[2], cout
+    return {"mobilenet-like": _chain(conv(3, 16, 3, 128, stride=2, padding=1, name="stem", dtype=dtype), mobile, dtype),
+            "resnet-like": _chain(conv(3, 32, 3, 112, stride=2, padding=1, name="stem", dtype=dtype), resnet, dtype)}
+
+
+def measure_chain(probes: list[Probe], settings: Settings) -> Timing:
+    from torch import nn
+
+    return time_module(nn.Sequential(*(p.build(nn) for p in probes)), probes[0].input_shapes, settings,
+                       f"chain of {len(probes)}", own=True)
 
 
 def measure_probe(probe: Probe, settings: Settings) -> Timing:
@@ -131,11 +176,29 @@ def calibrate(settings: Settings, progress: Callable[[], Any] | None = None) -> 
                 samples.append(Sample(probe.kernel, t.median))
             if progress is not None:
                 progress()
-    cal = Calibration(settings.device, device_name(settings.device, threads), threads, settings.dtype,
-                      settings.channels_last, getattr(settings, "runtime", "eager"), torch.__version__, start,
-                      time.time() - start, ceilings.peak_flops.get(settings.dtype), fit_all(samples), load)
+        cal = Calibration(settings.device, device_name(settings.device, threads), threads, settings.dtype,
+                          settings.channels_last, getattr(settings, "runtime", "eager"), torch.__version__, start,
+                          0.0, ceilings.peak_flops.get(settings.dtype), fit_all(samples), load)
+        ratios = []
+        for probes in chains(settings.dtype).values():
+            try:
+                predicted = sum(cal.predict(p.kernel).seconds for p in probes)
+            except KeyError:  # a kind the design did not calibrate
+                continue
+            t = measure_chain(probes, quick)
+            if t.median and predicted > 0:
+                ratios.append(t.median / predicted)
+            if progress is not None:
+                progress()
+    factor = math.exp(sum(math.log(r) for r in ratios) / len(ratios)) if ratios else 1.0
+    cal = replace(cal, seconds=time.time() - start, in_network=factor)
     save(cal)
     return cal
+
+
+def probe_count(dtype: str = "float32") -> int:
+    """How many measurements a calibration makes (its progress bar's length)."""
+    return len(design(dtype)) + len(chains(dtype))
 
 
 # ---------------------------------------------------------------------------------------------------- cache

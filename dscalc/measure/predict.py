@@ -112,6 +112,9 @@ class Calibration:
     peak_flops: float | None  # the device's matmul peak at this dtype (for efficiencies)
     models: dict[str, KernelModel] = field(default_factory=dict)
     load: float | None = None
+    #: measured / predicted time of the reference chains (`measure.calibrate.chains`): a kernel inside a network
+    #: runs slower than alone (its weights and inputs are not hot in cache); a whole model's prediction is scaled
+    in_network: float = 1.0
 
     def predict(self, k: Kernel) -> Prediction:
         model = self.models.get(k.kind) or self.models.get(_FALLBACK.get(k.kind, ""))
@@ -127,7 +130,8 @@ class Calibration:
         return {"device": self.device, "name": self.name, "threads": self.threads, "dtype": self.dtype,
                 "channels_last": self.channels_last, "runtime": self.runtime, "torch": self.torch,
                 "measured_at": self.measured_at, "seconds": self.seconds, "peak_flops": self.peak_flops,
-                "load": self.load, "models": {k: m.to_dict() for k, m in self.models.items()}}
+                "load": self.load, "in_network": self.in_network,
+                "models": {k: m.to_dict() for k, m in self.models.items()}}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Calibration:
@@ -135,7 +139,7 @@ class Calibration:
                    d["torch"], float(d["measured_at"]), float(d["seconds"]),
                    None if d.get("peak_flops") is None else float(d["peak_flops"]),
                    {k: KernelModel.from_dict(m) for k, m in d["models"].items()},
-                   None if d.get("load") is None else float(d["load"]))
+                   None if d.get("load") is None else float(d["load"]), float(d.get("in_network", 1.0)))
 
 
 #: a kind with too few samples borrows the model of its nearest relative

@@ -60,6 +60,8 @@ def calibration(cal: Calibration, cached: bool) -> Report:
     grid.notes.append(f"{'cached: ' if cached else ''}measured {when} in {cal.seconds:.0f} s with torch {cal.torch} at "
                       f"{cal.threads} thread{'s' if cal.threads != 1 else ''}, {load}; matmul peak "
                       + (f"{cal.peak_flops / 1e9:,.1f} GFLOP/s" if cal.peak_flops else "unknown"))
+    grid.notes.append(f"inside a network kernels took {cal.in_network:.2f}x their time alone (two reference chains "
+                      "timed whole); a whole model's prediction is scaled by it")
     data = {"command": "device", "calibration": cal.to_dict(), "cached": cached}
     records = [{"name": kind, "kind": "kernel model", **m.to_dict()} for kind, m in cal.models.items()]
     return Report("device", data, records, [grid])

@@ -144,6 +144,10 @@ def build(source: ModelSource, shapes: list[tuple[int, ...]], *, depth: int | No
                                                        "tf32": False}),
                "prediction": predictor.describe(dtype)}
     whole = whole_model(result, predictor)
+    cal = predictor.calibration(dtype)
+    if whole is not None and cal is not None:
+        context["prediction"] += (f"; end to end: the kernels' sum x{cal.in_network:.2f}, as measured inside "
+                                  "networks here")
     report.grids.append(lat.layers_grid(per_layer, context, end_to_end, whole=whole,
                                         title="" if settings else f"predicted on {predictor.name}"))
     report.data["timing"] = {**lat.section(per_layer, context), "predicted_end_to_end_s": whole}
@@ -155,7 +159,8 @@ def build(source: ModelSource, shapes: list[tuple[int, ...]], *, depth: int | No
 
 def whole_model(result: ProfileResult, predictor: Predictor) -> float | None:
     """The predicted latency of the whole forward: every op the trace recorded (convolutions, matrix products,
-    norms, pooling, elementwise), each by the calibrated model of its kind; None without a calibration."""
+    norms, pooling, elementwise), each by the calibrated model of its kind, times the calibration's in-network
+    factor (kernels run slower inside a network than alone); None without a calibration."""
     total = 0.0
     for op in result.ops:
         nbytes = op.reads.bytes(result.dtype) + op.writes.bytes(result.dtype)
@@ -164,5 +169,6 @@ def whole_model(result: ProfileResult, predictor: Predictor) -> float | None:
         if p is None:
             return None
         total += p.seconds
-    return total
+    cal = predictor.calibration(result.dtype)
+    return total * (cal.in_network if cal is not None else 1.0)
 

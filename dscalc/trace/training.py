@@ -38,7 +38,7 @@ from dscalc.trace.ops import Call, Count, handler_for
 aten = torch.ops.aten
 
 #: the op kinds of `trace.ops` whose MACs the forward counts
-MAC_KINDS = ("conv", "linear", "matmul")
+MAC_KINDS = ("conv", "linear", "matmul", "attention", "recurrent")
 #: autograd nodes of a matrix product, and which of their inputs are the two factors
 MATMUL_NODES = {"MmBackward0": (0, 1), "BmmBackward0": (0, 1), "AddmmBackward0": (1, 2), "BaddbmmBackward0": (1, 2)}
 MATMUL_OPS = {aten.mm.default, aten.bmm.default, aten.addmm.default, aten.baddbmm.default}
