@@ -107,6 +107,34 @@ def med(values: list[float | None]) -> str:
     return f"{100 * statistics.median(vals):.0f}%" if vals else "-"
 
 
+def noise_floor(args: argparse.Namespace, repeats: int = 5) -> int:
+    """How far the same kernel's median moves between separate measurements: the floor under any prediction's
+    per-kernel error."""
+    from dscalc.measure import calibrate
+    from dscalc.measure.ceilings import machine_load
+    from dscalc.measure.modules import time_layer
+    from dscalc.measure.settings import Settings, configured
+
+    settings = Settings(device=args.device, threads=args.threads)
+    spread, deviation = [], []
+    with configured(settings):
+        for c in held_out_pairs(args.noise, args.seed, design_keys(calibrate.design())):
+            for layer in (c.original, c.depthwise, c.pointwise):
+                medians = [t.median for t in (time_layer(layer, settings) for _ in range(repeats)) if t.median]
+                mid = statistics.median(medians)
+                spread.append((max(medians) - min(medians)) / mid)
+                deviation += [abs(m / mid - 1) for m in medians]
+    lines = [f"noise floor: {len(spread)} held-out kernels (the first {args.noise} pairs, seed {args.seed}), "
+             f"{repeats} separate measurements each, load per CPU {machine_load():.2f} at the end",
+             f"  median deviation of a measurement from its kernel's median: {med(deviation)}; "
+             f"within 25%: {frac(deviation, 0.25)}",
+             f"  median spread (max - min) / median per kernel: {med(spread)}"]
+    out = args.out.with_name(args.out.stem + "_noise.txt")
+    out.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pairs", type=int, default=60)
@@ -116,8 +144,12 @@ def main() -> int:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "predict.csv")
     ap.add_argument("--summary", type=Path, default=None, help="also write the summary here (default: beside --out)")
+    ap.add_argument("--noise", type=int, default=0, metavar="N",
+                    help="only measure the noise floor: the kernels of the first N held-out pairs, 5 times each")
     args = ap.parse_args()
     os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="dscalc-bench-predict-")
+    if args.noise:
+        return noise_floor(args)
 
     import torch
 

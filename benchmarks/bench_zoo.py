@@ -10,7 +10,10 @@ dscalc did; where dscalc needed a real CPU run (a data-dependent model), FlopCou
 with the same seeded input. A difference is explained when it is exactly the MACs of ops FlopCounterMode has no
 formula for (the CPU flash-attention kernel, oneDNN's fused LSTM layer).
 
-Other runners (ONNX files, Keras models) plug in through RUNNERS: a function (entry) -> Row.
+ONNX exports (a torchvision model exported, then profiled from the .onnx file without torch, against
+FlopCounterMode on the exported torch model) and Keras models (keras.applications saved to .keras, against
+FlopCounterMode around the Keras forward on the torch backend, and count_params()) have their own runners in
+RUNNERS: a function (entry) -> Row.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from zoo_models import MODELS, Entry  # noqa: E402
+from zoo_models import IMAGE, MODELS, Entry  # noqa: E402
 
 
 @dataclass
@@ -109,7 +112,79 @@ def torch_row(entry: Entry) -> Row:
     return row
 
 
-RUNNERS: dict[str, Callable[[Entry], Row]] = {"torch": torch_row}
+def _verdict(row: Row) -> Row:
+    row.verdict = "equal" if row.macs == row.fcm_macs else f"differs by {(row.macs or 0) - (row.fcm_macs or 0):+,}"
+    return row
+
+
+def onnx_row(entry: Entry) -> Row:
+    """`onnx:torchvision:NAME`: the torchvision model exported to ONNX (random weights, torch.onnx's TorchScript
+    exporter, opset 17), profiled from the file by dscalc's ONNX profiler (no torch); the reference is
+    FlopCounterMode/2 on the torch model that was exported."""
+    import tempfile
+
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from dscalc.trace.source import ModelSource
+
+    target = entry.target.removeprefix("onnx:")
+    inputs = entry.inputs or IMAGE
+    model = ModelSource.of(target).load("cpu").eval()
+    xs = tuple(torch.randn(s) for s in inputs)
+    row = Row(entry.target, entry.family, ", ".join(_shape(s) for s in inputs))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / (target.split(":")[-1] + ".onnx")
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(model, xs, str(path), opset_version=17, dynamo=False)
+        start = time.perf_counter()
+        result = ModelSource.of(str(path)).profile([tuple(s) for s in inputs], None)
+        row.seconds = round(time.perf_counter() - start, 2)
+    row.params, row.macs, row.how = result.totals["params"], result.totals["macs"], "ONNX graph"
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(*xs)
+    row.fcm_macs = counter.get_total_flops() // 2
+    return _verdict(row)
+
+
+def keras_row(entry: Entry) -> Row:
+    """`keras:NAME`: keras.applications.NAME (weights=None) saved to a .keras file and profiled from it; the
+    reference is FlopCounterMode/2 around the same Keras model's forward on the torch backend (the torch ops
+    Keras really runs), and Keras' own count_params() for the parameters."""
+    import tempfile
+
+    from dscalc.trace.keras import import_keras
+
+    keras = import_keras()
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from dscalc.trace.source import ModelSource
+
+    name = entry.target.removeprefix("keras:")
+    inputs = entry.inputs or ((1, 224, 224, 3),)
+    model = getattr(keras.applications, name)(weights=None, input_shape=inputs[0][1:])
+    row = Row(entry.target, entry.family, ", ".join(_shape(s) for s in inputs))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"{name}.keras"
+        model.save(path)
+        start = time.perf_counter()
+        result = ModelSource.of(str(path)).profile([tuple(s) for s in inputs], None)
+        row.seconds = round(time.perf_counter() - start, 2)
+    row.params, row.macs, row.how = result.totals["params"], result.totals["macs"], "Keras graph"
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(torch.zeros(inputs[0]), training=False)
+    row.fcm_macs = counter.get_total_flops() // 2
+    row = _verdict(row)
+    keras_total = result.totals["params"] + result.totals["buffers"]  # Keras counts BN's moving statistics
+    row.verdict += (f"; params + buffers = count_params() {model.count_params():,}"
+                    if keras_total == model.count_params() else
+                    f"; params + buffers {keras_total:,} != count_params() {model.count_params():,}")
+    return row
+
+
+RUNNERS: dict[str, Callable[[Entry], Row]] = {"torch": torch_row, "onnx": onnx_row, "keras": keras_row}
 
 
 def machine() -> str:
@@ -140,7 +215,7 @@ def markdown(rows: list[Row], where: str) -> str:
                  f"{r.macs:,}" if r.macs is not None else "", f"{r.fcm_macs:,}" if r.fcm_macs is not None else "",
                  r.verdict, f"{r.seconds:.2f}" if r.seconds is not None else "", r.how]
         lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
-    ok = sum(r.verdict == "equal" for r in rows)
+    ok = sum(r.verdict.split(";")[0] == "equal" for r in rows)
     explained = sum(r.verdict.startswith("dscalc higher by exactly") for r in rows)
     lines += ["", f"{ok} equal to FlopCounterMode/2, {explained} higher by exactly the ops it has no formula for, "
               f"{len(rows) - ok - explained} other"]

@@ -1,6 +1,7 @@
 """The committed list of public models `bench_zoo.py` profiles. One entry per model: the target as `dscalc profile`
-takes it, its input shapes, its family, and the runner that profiles it (`torch` here; other runners - ONNX files,
-Keras models - add their own entry in bench_zoo.RUNNERS and their rows here)."""
+takes it, its input shapes, its family, and the runner that profiles it (`torch`; `onnx`: a torchvision model
+exported to ONNX and profiled from the file; `keras`: a keras.applications model saved to .keras - each in
+bench_zoo.RUNNERS)."""
 
 from __future__ import annotations
 
@@ -60,4 +61,7 @@ MODELS: list[Entry] = [
     Entry("torchvision:raft_small", ((1, 3, 256, 256), (1, 3, 256, 256)), "optical flow"),
     Entry("torchvision:raft_large", ((1, 3, 256, 256), (1, 3, 256, 256)), "optical flow"),
     *(Entry(f"timm:{n}", None, "timm") for n in TIMM),
+    *(Entry(f"onnx:torchvision:{n}", IMAGE, "ONNX export", "onnx")
+      for n in ("resnet18", "mobilenet_v2", "squeezenet1_1", "efficientnet_b0")),
+    *(Entry(f"keras:{n}", ((1, 224, 224, 3),), "Keras", "keras") for n in ("MobileNet", "MobileNetV2", "ResNet50")),
 ]

@@ -174,7 +174,9 @@ def _settings(time: bool, device: str, dtype: str, channels_last: bool, threads:
     if not time:
         return None
     need("torch", "torch", "--time")
-    return settings(device, dtype, channels_last, threads, tf32)
+    from dscalc.measure.timer import budgeted
+
+    return budgeted(settings(device, dtype, channels_last, threads, tf32))  # a bad $DSCALC_MAX_RUN_TIME: exit 2
 
 
 def _runs(runtime: str, settings: Any, time: bool, channels_last: bool | None = None) -> Any:

@@ -235,3 +235,28 @@ def test_ceilings_measured_under_load_are_measured_again(fixed_ceilings):
     ceilings.save(ceilings.Ceilings(**{**quiet.__dict__, "load": 1.5}))
     assert ceilings.load_cached("cpu", 1) is None
     assert ceilings.Ceilings(**{**quiet.__dict__, "load": 1.5}).under_load
+
+
+def test_the_time_budget_cap_applies_to_every_measurement(monkeypatch):
+    # DSCALC_MAX_RUN_TIME caps min and max run time; unset, the settings stand; a bad value is bad input
+    from dscalc.errors import BadInput
+    from dscalc.measure.settings import Settings
+    from dscalc.measure.timer import budgeted
+
+    monkeypatch.setenv("DSCALC_MAX_RUN_TIME", "0.05")
+    capped = budgeted(Settings(min_run_time=0.2, max_run_time=2.0))
+    assert (capped.min_run_time, capped.max_run_time) == (0.05, 0.05)
+    assert budgeted(Settings(min_run_time=0.01, max_run_time=0.03)).max_run_time == 0.03
+    monkeypatch.delenv("DSCALC_MAX_RUN_TIME")
+    assert budgeted(Settings()) == Settings()
+    for bad in ("soon", "0", "-1"):
+        monkeypatch.setenv("DSCALC_MAX_RUN_TIME", bad)
+        with pytest.raises(BadInput, match="DSCALC_MAX_RUN_TIME: expected a number of seconds > 0"):
+            budgeted(Settings())
+
+
+def test_a_bad_time_budget_is_one_line_exit_2(cli, monkeypatch):
+    monkeypatch.setenv("DSCALC_MAX_RUN_TIME", "soon")
+    r = cli("layer", "--k", "3", "--cin", "4", "--cout", "4", "--size", "4", "--time")
+    assert r.code == 2 and "DSCALC_MAX_RUN_TIME: expected a number of seconds > 0, got 'soon'" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
