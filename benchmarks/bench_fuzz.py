@@ -5,7 +5,8 @@ each judged by the promise (no traceback, exit 0/1/2, one clear line on stderr f
 
 Prints (and writes) invocations per command, exit statuses, and every problem found: tracebacks, wrong exits,
 unclear (multi-line or empty) messages, unparseable JSON, internal errors. --time runs each call once with a fixed
-timing and the device ceilings come from a fixed cache, so the campaign tests the boundary, not the machine.
+timing (paired timings are capped at 20 ms), and the device ceilings and calibration come from a fixed cache, so
+the campaign tests the boundary, not the machine.
 """
 
 from __future__ import annotations
@@ -21,22 +22,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
 
-from conftest import FIXED_CEILINGS, run_in_process  # noqa: E402
+from conftest import run_in_process, write_fixed_cache  # noqa: E402
 from fuzz_cli import STRATEGIES, judge, make_files, measure_once  # noqa: E402
 from hypothesis import HealthCheck, given, seed, settings  # noqa: E402
 
 
 def fixed_cache(home: Path) -> None:
-    import torch
-
+    """The tests' fixed ceilings and calibration (conftest.write_fixed_cache) in a temporary home: no call
+    measures the machine or calibrates it."""
     from dscalc.measure import ceilings
 
     os.environ["HOME"] = str(home)
     os.environ["XDG_CACHE_HOME"] = str(home / ".cache")
-    for threads in range(1, (os.cpu_count() or 1) + 1):
-        ceilings.save(ceilings.Ceilings("cpu", ceilings.device_name("cpu", threads),
-                                        dict(FIXED_CEILINGS["peak_flops"]), FIXED_CEILINGS["bandwidth"],
-                                        FIXED_CEILINGS["launch"], time.time(), torch.__version__, threads, 0.0))
+    write_fixed_cache(ceilings.device_name)
 
 
 def quick_timer() -> None:

@@ -206,6 +206,14 @@ def _training(ctx: Any, training: bool, optimizer: str, memory_limit: str | None
     return opts
 
 
+def _predicting(time: bool, predict: bool, settings: Any, device: str) -> None:
+    """--predict needs torch; a prediction (with --time or --predict) needs this device's calibration."""
+    if predict:
+        need("torch", "torch", "--predict")
+    if time or predict:
+        _calibrated(settings, device)
+
+
 def _calibrated(settings: Any, device: str = "cpu") -> None:
     """Predictions need this device's calibration: the first time (float32, torch eager, the default memory
     format), measure it now, with a progress bar (about two minutes on a CPU; `dscalc device --calibrate` does it
@@ -301,10 +309,7 @@ def layer(
     settings = _settings(time, device, dtype.value, channels_last, threads, tf32)
     runs = _runs(runtime, settings, time)
     train = _training(ctx, training, optimizer, memory_limit, runs)
-    if predict:
-        need("torch", "torch", "--predict")
-    if time or predict:
-        _calibrated(settings, device)
+    _predicting(time, predict, settings, device)
     with _progress("measuring device ceilings and latency"):
         if runs:
             from dscalc.report import runtimes as by_runtime
@@ -353,10 +358,7 @@ def network(
     settings = _settings(time, device, dtype.value, channels_last, threads, tf32)
     runs = _runs(runtime, settings, time)
     train = _training(ctx, training, optimizer, memory_limit, runs)
-    if predict:
-        need("torch", "torch", "--predict")
-    if time or predict:
-        _calibrated(settings, device)
+    _predicting(time, predict, settings, device)
     with _progress("timing every weighted layer"):
         if runs:
             from dscalc.report import runtimes as by_runtime

@@ -9,9 +9,7 @@ The design is fixed (the same kernels every time, chosen to span the space, ~2 m
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -20,7 +18,7 @@ from typing import Any
 from dscalc.cost.dtypes import itemsize
 from dscalc.cost.layers import conv, depthwise, linear
 from dscalc.cost.records import LayerCost
-from dscalc.measure.ceilings import cache_dir, get_ceilings, machine_load
+from dscalc.measure.ceilings import cache_dir, get_ceilings, machine_load, read_cache, write_cache
 from dscalc.measure.modules import module_for, time_module
 from dscalc.measure.predict import Calibration, Kernel, Sample, fit_all, kernel_of
 from dscalc.measure.settings import Settings, configured, device_name
@@ -212,24 +210,13 @@ def key(device: str, name: str, threads: int, dtype: str, channels_last: bool, r
 
 
 def _read() -> dict[str, Any]:
-    try:
-        data = json.loads(cache_path().read_text())
-    except (OSError, ValueError):
-        return {"version": CACHE_VERSION}
-    return data if isinstance(data, dict) and data.get("version") == CACHE_VERSION else {"version": CACHE_VERSION}
+    return read_cache(cache_path(), CACHE_VERSION)
 
 
 def save(cal: Calibration) -> None:
     data = _read()
     data[key(cal.device, cal.name, cal.threads, cal.dtype, cal.channels_last, cal.runtime, cal.torch)] = cal.to_dict()
-    path = cache_path()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(data, indent=1))
-        os.replace(tmp, path)
-    except OSError:
-        pass
+    write_cache(cache_path(), data)
 
 
 def load_cached(settings: Settings) -> Calibration | None:

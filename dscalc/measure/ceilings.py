@@ -73,12 +73,28 @@ def _key(device: str, threads: int) -> str:
     return f"{device}:{device_name(device, threads)}:{threads}t:torch-{torch.__version__}"
 
 
-def _read() -> dict[str, Any]:
+def read_cache(path: Path, version: int) -> dict[str, Any]:
+    """A JSON cache file of this version (a missing, unreadable or older one reads as empty)."""
     try:
-        data = json.loads(cache_path().read_text())
+        data = json.loads(path.read_text())
     except (OSError, ValueError):
-        return {"version": CACHE_VERSION}
-    return data if isinstance(data, dict) and data.get("version") == CACHE_VERSION else {"version": CACHE_VERSION}
+        return {"version": version}
+    return data if isinstance(data, dict) and data.get("version") == version else {"version": version}
+
+
+def write_cache(path: Path, data: dict[str, Any]) -> None:
+    """Write a JSON cache whole (a temporary file, then a rename). An unwritable cache is not an error."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(data, indent=1))
+        os.replace(tmp, path)
+    except OSError:
+        pass
+
+
+def _read() -> dict[str, Any]:
+    return read_cache(cache_path(), CACHE_VERSION)
 
 
 def load_cached(device: str, threads: int) -> Ceilings | None:
@@ -96,13 +112,7 @@ def save(ceilings: Ceilings) -> Path:
     data = _read()
     data[_key(ceilings.device, ceilings.threads)] = ceilings.to_dict()
     path = cache_path()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(data, indent=2))
-        os.replace(tmp, path)
-    except OSError:
-        pass
+    write_cache(path, data)
     return path
 
 

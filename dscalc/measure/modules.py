@@ -24,12 +24,13 @@ def module_for(layer: LayerCost) -> Any:
     return entry.module(layer, nn)
 
 
-def place(module: Any, input_shapes: list[tuple[int, ...]], settings: Settings) -> tuple[Any, list[Any]]:
-    """Move a module and random inputs to the device, dtype and memory format."""
+def place(module: Any, input_shapes: list[tuple[int, ...]], settings: Settings,
+          train: bool = False) -> tuple[Any, list[Any]]:
+    """Move a module and random inputs to the device, dtype and memory format (in eval mode, or training mode)."""
     import torch
 
     dtype = getattr(torch, settings.dtype)
-    module = module.to(device=settings.device, dtype=dtype).eval()
+    module = module.to(device=settings.device, dtype=dtype).train(train)
     xs = [torch.randn(s, device=settings.device, dtype=dtype) for s in input_shapes]
     if settings.channels_last:
         formats = {4: torch.channels_last, 5: torch.channels_last_3d}

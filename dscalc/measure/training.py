@@ -13,7 +13,7 @@ from typing import Any
 
 from dscalc.cost.records import LayerCost, SeparableComparison
 from dscalc.errors import first_line
-from dscalc.measure.modules import module_for
+from dscalc.measure.modules import module_for, place
 from dscalc.measure.settings import Settings
 from dscalc.measure.timer import Timing, measure, overlap
 
@@ -70,14 +70,7 @@ def _callables(module: Any, input_shapes: list[tuple[int, ...]], settings: Setti
     in training mode); gradients are set to None before each call (zero_grad's default)."""
     import torch
 
-    dtype = getattr(torch, settings.dtype)
-    module = module.to(device=settings.device, dtype=dtype).train()
-    xs = [torch.randn(s, device=settings.device, dtype=dtype) for s in input_shapes]
-    if settings.channels_last:
-        formats = {4: torch.channels_last, 5: torch.channels_last_3d}
-        if any(x.dim() in formats for x in xs):
-            module = module.to(memory_format=formats[max(x.dim() for x in xs if x.dim() in formats)])
-        xs = [x.contiguous(memory_format=formats[x.dim()]) if x.dim() in formats else x for x in xs]
+    module, xs = place(module, input_shapes, settings, train=True)
     if input_grad:
         xs = [x.requires_grad_(True) for x in xs]
     params = [p for p in module.parameters() if p.requires_grad]
