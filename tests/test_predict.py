@@ -189,3 +189,15 @@ def test_whole_model_is_the_kernels_sum_times_the_in_network_factor():
     predictor.calibrations["float32"] = replace(cal, in_network=1.0)
     assert whole_model(result, predictor) == pytest.approx(alone)
     assert Calibration.from_dict(cal.to_dict()).in_network == 1.5
+
+
+def test_a_tf32_calibration_is_kept_apart():
+    # CUDA with TF32 allowed runs other kernels: its calibration has a key of its own, and round-trips the flag
+    from dataclasses import replace
+
+    from dscalc.measure import calibrate
+
+    fp32 = calibrate.key("cuda", "H100", 1, "float32", False, "eager", "2.14.1")
+    assert calibrate.key("cuda", "H100", 1, "float32", False, "eager", "2.14.1", tf32=True) == fp32 + ":tf32"
+    cal = Calibration("cuda", "H100", 1, "float32", False, "eager", "2.14.1", 0, 0, None, {}, None, 1.0, True)
+    assert Calibration.from_dict(cal.to_dict()) == cal and replace(cal, tf32=False).to_dict()["tf32"] is False

@@ -179,6 +179,8 @@ def calibrate(settings: Settings, progress: Callable[[], Any] | None = None) -> 
                           0.0, ceilings.peak_flops.get(settings.dtype), fit_all(samples), load)
         ratios = []
         for probes in chains(settings.dtype).values():
+            if progress is not None:
+                progress()
             try:
                 predicted = sum(cal.predict(p.kernel).seconds for p in probes)
             except KeyError:  # a kind the design did not calibrate
@@ -186,10 +188,9 @@ def calibrate(settings: Settings, progress: Callable[[], Any] | None = None) -> 
             t = measure_chain(probes, quick)
             if t.median and predicted > 0:
                 ratios.append(t.median / predicted)
-            if progress is not None:
-                progress()
     factor = math.exp(sum(math.log(r) for r in ratios) / len(ratios)) if ratios else 1.0
-    cal = replace(cal, seconds=time.time() - start, in_network=factor)
+    cal = replace(cal, seconds=time.time() - start, in_network=factor,
+                  tf32=settings.tf32 and settings.device.startswith("cuda"))
     save(cal)
     return cal
 
@@ -205,8 +206,10 @@ def cache_path() -> Any:
     return cache_dir() / "calibration.json"
 
 
-def key(device: str, name: str, threads: int, dtype: str, channels_last: bool, runtime: str, torch: str) -> str:
-    return f"{device}:{name}:{threads}t:{dtype}:{'cl' if channels_last else 'nchw'}:{runtime}:torch-{torch}"
+def key(device: str, name: str, threads: int, dtype: str, channels_last: bool, runtime: str, torch: str,
+        tf32: bool = False) -> str:
+    return (f"{device}:{name}:{threads}t:{dtype}:{'cl' if channels_last else 'nchw'}:{runtime}:torch-{torch}"
+            + (":tf32" if tf32 else ""))
 
 
 def _read() -> dict[str, Any]:
@@ -215,7 +218,8 @@ def _read() -> dict[str, Any]:
 
 def save(cal: Calibration) -> None:
     data = _read()
-    data[key(cal.device, cal.name, cal.threads, cal.dtype, cal.channels_last, cal.runtime, cal.torch)] = cal.to_dict()
+    data[key(cal.device, cal.name, cal.threads, cal.dtype, cal.channels_last, cal.runtime, cal.torch,
+             cal.tf32)] = cal.to_dict()
     write_cache(cache_path(), data)
 
 
@@ -225,7 +229,8 @@ def load_cached(settings: Settings) -> Calibration | None:
 
     threads = settings.threads or torch.get_num_threads()
     entry = _read().get(key(settings.device, device_name(settings.device, threads), threads, settings.dtype,
-                            settings.channels_last, getattr(settings, "runtime", "eager"), torch.__version__))
+                            settings.channels_last, getattr(settings, "runtime", "eager"), torch.__version__,
+                            settings.tf32 and settings.device.startswith("cuda")))
     try:
         return Calibration.from_dict(entry) if isinstance(entry, dict) else None
     except (KeyError, TypeError, ValueError, ZeroDivisionError):

@@ -115,6 +115,7 @@ class Calibration:
     #: measured / predicted time of the reference chains (`measure.calibrate.chains`): a kernel inside a network
     #: runs slower than alone (its weights and inputs are not hot in cache); a whole model's prediction is scaled
     in_network: float = 1.0
+    tf32: bool = False  # CUDA: measured with TF32 matmuls and cuDNN convs allowed (a calibration of its own)
 
     def predict(self, k: Kernel) -> Prediction:
         model = self.models.get(k.kind) or self.models.get(_FALLBACK.get(k.kind, ""))
@@ -130,7 +131,7 @@ class Calibration:
         return {"device": self.device, "name": self.name, "threads": self.threads, "dtype": self.dtype,
                 "channels_last": self.channels_last, "runtime": self.runtime, "torch": self.torch,
                 "measured_at": self.measured_at, "seconds": self.seconds, "peak_flops": self.peak_flops,
-                "load": self.load, "in_network": self.in_network,
+                "load": self.load, "in_network": self.in_network, "tf32": self.tf32,
                 "models": {k: m.to_dict() for k, m in self.models.items()}}
 
     @classmethod
@@ -139,7 +140,8 @@ class Calibration:
                    d["torch"], float(d["measured_at"]), float(d["seconds"]),
                    None if d.get("peak_flops") is None else float(d["peak_flops"]),
                    {k: KernelModel.from_dict(m) for k, m in d["models"].items()},
-                   None if d.get("load") is None else float(d["load"]), float(d.get("in_network", 1.0)))
+                   None if d.get("load") is None else float(d["load"]), float(d.get("in_network", 1.0)),
+                   bool(d.get("tf32", False)))
 
 
 #: a kind with too few samples borrows the model of its nearest relative
