@@ -115,6 +115,17 @@ def _join(*parts: st.SearchStrategy[list[str]]) -> st.SearchStrategy[list[str]]:
     return st.tuples(*parts).map(lambda lists: [a for part in lists for a in part])
 
 
+OPTIMIZERS = st.sampled_from(["sgd", "momentum", "adam", "adamw", "ADAM", "lion", ""])
+SIZES = st.sampled_from(["16GiB", "512MiB", "1KB", "1", "0", "-1GB", "lots", "1e30GiB", "16 GiB", "2.5GB", "GiB"])
+RUNTIMES = st.sampled_from(["eager", "onnxruntime", "eager,onnxruntime", "tvm", "", "eager,eager", "litert"])
+
+
+def _training(memory_limit: bool = True) -> st.SearchStrategy[list[str]]:
+    """--training and its options (--optimizer alone is refused; --memory-limit implies --training)."""
+    parts = [_flag("--training"), _opt("--optimizer", OPTIMIZERS)]
+    return _join(*parts, *([_opt("--memory-limit", SIZES)] if memory_limit else []))
+
+
 def _output(files: Files) -> st.SearchStrategy[list[str]]:
     # --output only with formats (it is exercised with every format); FIFOs would block a reader-less write
     return _join(_opt("-f", FORMAT), _opt("-o", st.sampled_from(files.outputs)))
@@ -132,6 +143,7 @@ def layer_args(files: Files, command: str = "layer") -> st.SearchStrategy[list[s
         lambda v: ["--cin", v[0], "--cout", v[1], "--k", v[2], "--size", v[3]])
     opts = [_opt(n, s) for n, s in LAYER_OPTS if command == "layer" or n not in ("--kind", "--output-padding")]
     return _join(st.just([command]), st.one_of(valid, st.just([])), *opts, _flag("--bias"), _flag("--time"),
+                 *([_flag("--predict")] if command == "layer" else []), _opt("--runtime", RUNTIMES), _training(),
                  _opt("--device", DEVICES), _opt("--threads", INTS), _output(files))
 
 
@@ -139,7 +151,8 @@ def network_args(files: Files) -> st.SearchStrategy[list[str]]:
     return _join(st.just(["network"]), st.one_of(st.sampled_from(files.specs).map(lambda s: [s]), st.just([])),
                  _opt("--alpha", FLOATS), _opt("--resolution", INTS), _opt("--as", st.sampled_from(
                      ["separable", "standard", "both"])), _opt("--batch", INTS), _opt("--dtype", DTYPES),
-                 _flag("--all-layers"), _flag("--list"), _output(files))
+                 _flag("--all-layers"), _flag("--list"), _flag("--time"), _flag("--predict"), _training(),
+                 _output(files))
 
 
 def profile_args(files: Files) -> st.SearchStrategy[list[str]]:
@@ -149,7 +162,8 @@ def profile_args(files: Files) -> st.SearchStrategy[list[str]]:
     return _join(st.just(["profile"]), model.map(lambda m: [m]), shapes,
                  _opt("--depth", INTS), _opt("--kwargs", st.sampled_from(['{"a": 1}', "[1]", "{", '{"x": [' * 50,
                                                                           "null", '{"num_classes": 3}'])),
-                 _flag("--trust-pickle"), _flag("--time"), _opt("--dtype", DTYPES), _output(files))
+                 _flag("--trust-pickle"), _flag("--time"), _flag("--predict"), _training(), _opt("--dtype", DTYPES),
+                 _output(files))
 
 
 def compare_args(files: Files) -> st.SearchStrategy[list[str]]:
@@ -173,7 +187,8 @@ def sweep_args(files: Files) -> st.SearchStrategy[list[str]]:
                  _opt("--dtype", st.sampled_from(["float32", "float16,bfloat16", "int8", "float32,x"])),
                  _opt("--channels-last", st.sampled_from(["no", "yes", "both", "maybe"])),
                  _opt("--plot", st.sampled_from([str(files.root / "p.png"), str(files.root / "p.pdf"),
-                                                 str(files.root / "no" / "p.png")])), _output(files))
+                                                 str(files.root / "no" / "p.png")])), _training(memory_limit=False),
+                 _output(files))
 
 
 STRATEGIES = {"layer": layer_args, "network": network_args, "profile": profile_args, "compare": compare_args,
