@@ -201,3 +201,14 @@ def test_a_tf32_calibration_is_kept_apart():
     assert calibrate.key("cuda", "H100", 1, "float32", False, "eager", "2.14.1", tf32=True) == fp32 + ":tf32"
     cal = Calibration("cuda", "H100", 1, "float32", False, "eager", "2.14.1", 0, 0, None, {}, None, 1.0, True)
     assert Calibration.from_dict(cal.to_dict()) == cal and replace(cal, tf32=False).to_dict()["tf32"] is False
+
+
+@pytest.mark.parametrize("args", [["layer", "--k", "3", "--cin", "16", "--cout", "32", "--size", "14"],
+                                  ["network", "cifar_depthwise"]], ids=["layer", "network"])
+def test_predict_leaves_the_counts_unchanged(cli, fixed_ceilings, args):
+    import json
+
+    plain = json.loads(cli(*args, "-f", "json").stdout)
+    predicted = json.loads(cli(*args, "--predict", "-f", "json").stdout)
+    assert "timing" in predicted and "timing" not in plain
+    assert {k: v for k, v in predicted.items() if k != "timing"} == plain
