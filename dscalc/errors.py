@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 
 class DscalcError(Exception):
     """Base class: a failure with a one-line message meant for the user."""
@@ -69,3 +72,19 @@ def from_user_code(e: BaseException, where: str) -> RuntimeFailure:
     if isinstance(e, KeyboardInterrupt):
         return RuntimeFailure(f"{where} raised KeyboardInterrupt")
     return RuntimeFailure(f"{where} raised {type(e).__name__}: {first_line(e)}")
+
+
+@contextlib.contextmanager
+def user_code(what: str) -> Iterator[None]:
+    """Catch what the user's code raises - even SystemExit and a KeyboardInterrupt it raised itself - as a failure
+    naming `what`; dscalc's own errors and the user's real Ctrl-C pass through."""
+    try:
+        yield
+    except DscalcError:
+        raise
+    except KeyboardInterrupt:
+        if interrupted():
+            raise
+        raise from_user_code(KeyboardInterrupt(), what) from None
+    except (Exception, SystemExit) as e:
+        raise from_user_code(e, what) from None

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-import inspect
 import io
 import json
 import math
@@ -32,6 +31,7 @@ from dscalc.errors import BadInput, DscalcError, RuntimeFailure, first_line, fro
 from dscalc.trace.onnx import einsum_macs
 from dscalc.trace.records import OpRecord, ProfileResult, Trace
 from dscalc.trace.summary import summarize
+from dscalc.trace.userfile import factory, import_file
 
 ModelSource = Any  # trace.source.ModelSource
 
@@ -99,39 +99,12 @@ def _python_model(keras: Any, source: ModelSource) -> Any:
     """A class or function of a .py file that builds the keras.Model (the name may be left out when the file
     defines exactly one)."""
     path: Path = source.path
-    module_name = f"_dscalc_keras_{path.stem}_{abs(hash(str(path.resolve())))}"
-    module = sys.modules.get(module_name)
-    if module is None:
-        spec = importlib.util.spec_from_file_location(module_name, path)
-        if spec is None or spec.loader is None:
-            raise BadInput(f"cannot import {path}", "model")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[module_name] = module
-        try:
-            with _quiet():
-                spec.loader.exec_module(module)
-        except BaseException as e:
-            del sys.modules[module_name]
-            if isinstance(e, DscalcError):
-                raise
-            raise from_user_code(e, f"importing {path}") from None
-    if source.name is not None:
-        if not hasattr(module, source.name):
-            raise BadInput(f"{path} defines no {source.name!r}", "model")
-        factory = getattr(module, source.name)
-    else:
-        own = [o for o in vars(module).values() if getattr(o, "__module__", None) == module_name]
-        candidates: list[Any] = [o for o in own if inspect.isclass(o) and issubclass(o, keras.Model)] or \
-            [o for o in own if inspect.isfunction(o)]
-        if len(candidates) != 1:
-            names = ", ".join(sorted(c.__name__ for c in candidates)) or "none"
-            raise BadInput(f"{path} defines {len(candidates)} candidate models ({names}); name one as {path}:Name",
-                           "model")
-        factory = candidates[0]
-    what = f"{path}:{getattr(factory, '__name__', source.name)}"
+    module = import_file(path, "_dscalc_keras", _quiet)
+    build = factory(module, path, source.name, keras.Model)
+    what = f"{path}:{source.name or build.__name__}"
     try:
         with _quiet():
-            model = factory(**source.kwargs)
+            model = build(**source.kwargs)
     except TypeError as e:
         raise BadInput(f"cannot build {what}: {first_line(e)}", "kwargs") from None
     except (Exception, SystemExit) as e:

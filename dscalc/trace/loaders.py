@@ -4,8 +4,6 @@ where they can be (no weights are allocated or downloaded); pickles load only be
 from __future__ import annotations
 
 import contextlib
-import importlib
-import importlib.util
 import inspect
 import io
 import os
@@ -17,7 +15,8 @@ from typing import Any
 
 import torch
 
-from dscalc.errors import BadInput, RuntimeFailure, first_line, from_user_code, interrupted
+from dscalc.errors import BadInput, RuntimeFailure, first_line, user_code
+from dscalc.trace.userfile import factory, import_file
 
 #: each loader takes the ModelSource (trace.source imports this module when a torch format is loaded) and the
 #: device to build on
@@ -51,31 +50,12 @@ def quiet() -> Iterator[None]:
             os.close(fd)
 
 
-def _user(what: str) -> Any:
-    """Catch what the user's code raises - even SystemExit and KeyboardInterrupt - as a failure naming `what`."""
-
-    @contextlib.contextmanager
-    def guard() -> Iterator[None]:
-        try:
-            yield
-        except (BadInput, RuntimeFailure):
-            raise
-        except KeyboardInterrupt:
-            if interrupted():
-                raise
-            raise from_user_code(KeyboardInterrupt(), what) from None
-        except (Exception, SystemExit) as e:
-            raise from_user_code(e, what) from None
-
-    return guard()
-
-
 #: random weights of a model built on the CPU come from this seed, so two runs (and two builds) agree
 SEED = 0
 
 
 def _construct(factory: Any, options: dict[str, Any], device: str, what: str) -> torch.nn.Module:
-    with quiet(), _user(f"building {what}"), torch.random.fork_rng():
+    with quiet(), user_code(f"building {what}"), torch.random.fork_rng():
         torch.manual_seed(SEED)
         try:
             try:
@@ -121,34 +101,9 @@ def timm_model(source: ModelSource, device: str) -> torch.nn.Module:
 def python_file(source: ModelSource, device: str) -> torch.nn.Module:
     """A class or function of a .py file that builds the model; the file is imported once per run."""
     assert source.path is not None
-    path = source.path
-    module_name = f"_dscalc_user_{path.stem}_{abs(hash(str(path.resolve())))}"
-    module = sys.modules.get(module_name)
-    if module is None:
-        spec = importlib.util.spec_from_file_location(module_name, path)
-        if spec is None or spec.loader is None:
-            raise BadInput(f"cannot import {path}", "model")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[module_name] = module
-        try:
-            with quiet(), _user(f"importing {path}"):
-                spec.loader.exec_module(module)
-        except BaseException:
-            del sys.modules[module_name]
-            raise
-    if source.name is not None:
-        if not hasattr(module, source.name):
-            raise BadInput(f"{path} defines no {source.name!r}", "model")
-        return _construct(getattr(module, source.name), source.kwargs, device, f"{path}:{source.name}")
-    own = [obj for obj in vars(module).values() if getattr(obj, "__module__", None) == module_name]
-    candidates: list[Any] = [o for o in own if inspect.isclass(o) and issubclass(o, torch.nn.Module)]
-    if not candidates:
-        candidates = [o for o in own if inspect.isfunction(o)]
-    if len(candidates) != 1:
-        names = ", ".join(sorted(c.__name__ for c in candidates)) or "none"
-        raise BadInput(f"{path} defines {len(candidates)} candidate models ({names}); name one as {path}:Name",
-                       "model")
-    return _construct(candidates[0], source.kwargs, device, f"{path}:{candidates[0].__name__}")
+    module = import_file(source.path, "_dscalc_user", quiet)
+    build = factory(module, source.path, source.name, torch.nn.Module)
+    return _construct(build, source.kwargs, device, f"{source.path}:{source.name or build.__name__}")
 
 
 def torchscript_file(source: ModelSource, device: str) -> torch.nn.Module:
@@ -179,7 +134,7 @@ def pickle_file(source: ModelSource, device: str) -> torch.nn.Module:
             raise BadInput(f"{path} is a pickled object, not weights; unpickling can run code, so it loads only "
                            "with --trust-pickle", "model") from None
         try:
-            with quiet(), _user(f"unpickling {path}"):
+            with quiet(), user_code(f"unpickling {path}"):
                 obj = torch.load(str(path), map_location="cpu", weights_only=False)
         except RuntimeFailure as e:
             raise BadInput(f"{path} does not load: {e}", "model") from None
