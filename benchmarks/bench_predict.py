@@ -44,7 +44,6 @@ CHANNELS = [8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024]
 SIZES = [7, 10, 14, 20, 28, 40, 56, 80, 112]
 BATCHES = [1, 2, 4, 8, 16, 32]
 MAC_CAP = 1_500_000_000
-TARGETS = {"winner": 0.95, "kernel": (0.25, 0.80), "model": (0.15, 8)}
 
 
 def held_out_pairs(n: int, seed: int, design_names: set[tuple]) -> list:

@@ -212,3 +212,12 @@ def test_predict_leaves_the_counts_unchanged(cli, fixed_ceilings, args):
     predicted = json.loads(cli(*args, "--predict", "-f", "json").stdout)
     assert "timing" in predicted and "timing" not in plain
     assert {k: v for k, v in predicted.items() if k != "timing"} == plain
+
+
+def test_the_calibration_design_covers_every_kernel_kind():
+    # predict.KINDS is the one list: the engine's weighted kinds and the memory-bound ops; the design measures each
+    from dscalc.cost.kinds import WEIGHTED
+    from dscalc.measure import calibrate
+    from dscalc.measure.predict import KINDS
+
+    assert {p.kernel.kind for p in calibrate.design()} == set(KINDS) and set(WEIGHTED) < set(KINDS)

@@ -175,7 +175,7 @@ def calibrate(settings: Settings, progress: Callable[[], Any] | None = None) -> 
             if progress is not None:
                 progress()
         cal = Calibration(settings.device, device_name(settings.device, threads), threads, settings.dtype,
-                          settings.channels_last, getattr(settings, "runtime", "eager"), torch.__version__, start,
+                          settings.channels_last, settings.runtime, torch.__version__, start,
                           0.0, ceilings.peak_flops.get(settings.dtype), fit_all(samples), load)
         ratios = []
         for probes in chains(settings.dtype).values():
@@ -229,7 +229,7 @@ def load_cached(settings: Settings) -> Calibration | None:
 
     threads = settings.threads or torch.get_num_threads()
     entry = _read().get(key(settings.device, device_name(settings.device, threads), threads, settings.dtype,
-                            settings.channels_last, getattr(settings, "runtime", "eager"), torch.__version__,
+                            settings.channels_last, settings.runtime, torch.__version__,
                             settings.tf32 and settings.device.startswith("cuda")))
     try:
         return Calibration.from_dict(entry) if isinstance(entry, dict) else None

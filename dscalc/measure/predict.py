@@ -19,10 +19,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from dscalc.cost.kinds import WEIGHTED
 from dscalc.cost.records import LayerCost
 
-#: the kernel kinds a calibration measures: the weighted layer kinds and the memory-bound ops a model also runs
-CONV_KINDS = ("standard", "grouped", "depthwise", "pointwise", "transposed", "linear")
+#: the kernel kinds a calibration measures (its design covers exactly these, tested): the weighted layer kinds of
+#: the engine and the memory-bound ops a model also runs
+CONV_KINDS = WEIGHTED
 MEMORY_KINDS = ("batchnorm", "activation", "add", "pooling")
 KINDS = CONV_KINDS + MEMORY_KINDS
 #: the names of the three terms, as a prediction's bound

@@ -20,11 +20,13 @@ def si(n: int | float, digits: int = 2) -> str:
     return f"{n:,}" if isinstance(n, int) else f"{n:.{digits}f}"
 
 
-def binary(n: int) -> str:
-    """A size in bytes in KiB/MiB/GiB (powers of 1024): 44.6 MiB. Below 1024 it stays as is."""
-    for power, suffix in ((3, "GiB"), (2, "MiB"), (1, "KiB")):
+def binary(n: int | None, digits: int = 1) -> str:
+    """A size in bytes in KiB/MiB/GiB/TiB (powers of 1024): 44.6 MiB. Below 1024 it stays as is; None is '-'."""
+    if n is None:
+        return "-"
+    for power, suffix in ((4, "TiB"), (3, "GiB"), (2, "MiB"), (1, "KiB")):
         if abs(n) >= 1024**power:
-            return f"{n / 1024**power:.1f} {suffix}"
+            return f"{n / 1024**power:.{digits}f} {suffix}"
     return f"{n:,} B"
 
 

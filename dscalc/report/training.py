@@ -21,7 +21,7 @@ from dscalc.errors import BadInput
 from dscalc.measure.settings import Settings, configured, describe
 from dscalc.measure.training import PairTraining, TrainingTiming, pair_training, time_layer_training, time_training
 from dscalc.report import latency as lat
-from dscalc.report.fmt import exact, seconds, si, speedup
+from dscalc.report.fmt import binary, exact, seconds, si, speedup
 from dscalc.report.model import Column, Grid, Report, name, text
 from dscalc.report.network import COMPUTE_KINDS
 
@@ -49,17 +49,9 @@ def check_dtype_trains(dtype: str) -> None:
 
 # -------------------------------------------------------------------------------------------- formatting
 
-_BINARY = ((2**40, "TiB"), (2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB"))
-
-
 def size(n: int | None) -> str:
-    """Bytes in binary units: 12.33 MiB (below 1 KiB, plain bytes)."""
-    if n is None:
-        return "-"
-    for scale, unit in _BINARY:
-        if n >= scale:
-            return f"{n / scale:.2f} {unit}"
-    return f"{n} B"
+    """Bytes in binary units to two decimals (training memory is read against a limit): 12.33 MiB."""
+    return binary(n, 2)
 
 
 def _grads(row: T.TrainingRow) -> str:

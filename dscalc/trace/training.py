@@ -34,11 +34,10 @@ from dscalc.cost import training as T
 from dscalc.cost.layers import conv
 from dscalc.errors import BadInput, RuntimeFailure, first_line, from_user_code, interrupted
 from dscalc.trace.ops import Call, Count, handler_for
+from dscalc.trace.summary import MAC_KINDS  # the op kinds whose MACs count: one list for inference and training
 
 aten = torch.ops.aten
 
-#: the op kinds of `trace.ops` whose MACs the forward counts
-MAC_KINDS = ("conv", "linear", "matmul", "attention", "recurrent")
 #: autograd nodes of a matrix product, and which of their inputs are the two factors
 MATMUL_NODES = {"MmBackward0": (0, 1), "BmmBackward0": (0, 1), "AddmmBackward0": (1, 2), "BaddbmmBackward0": (1, 2)}
 MATMUL_OPS = {aten.mm.default, aten.bmm.default, aten.addmm.default, aten.baddbmm.default}
