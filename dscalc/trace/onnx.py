@@ -22,6 +22,7 @@ import onnx
 import onnx.shape_inference
 from onnx import TensorProto
 
+from dscalc.cost.formulas import same_padding
 from dscalc.cost.layers import conv
 from dscalc.cost.records import LayerCost
 from dscalc.errors import BadInput, DscalcError, first_line
@@ -311,21 +312,22 @@ def _conv(g: Graph, node: Any, name: str) -> LayerCost:
     strides = tuple(a.get("strides", (1,) * d))
     dilations = tuple(a.get("dilations", (1,) * d))
     auto_pad = a.get("auto_pad", "NOTSET")
-    if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
-        pads = []
-        for size, k, s, dil in zip(spatial, kernel, strides, dilations):
-            total = max((-(-size // s) - 1) * s + (k - 1) * dil + 1 - size, 0)
-            small = total // 2
-            pads.append((small, total - small) if auto_pad == "SAME_UPPER" else (total - small, small))
-        padding: Any = tuple(pads)
-    elif auto_pad == "VALID":
-        padding = 0
+    if auto_pad in ("SAME_UPPER", "SAME_LOWER"):  # SAME_UPPER is Keras/TF 'same' (the odd pixel after)
+        same = [same_padding(size, k, s, dil) for size, k, s, dil in zip(spatial, kernel, strides, dilations)]
+        padding: Any = tuple(p if auto_pad == "SAME_UPPER" else p[::-1] for p in same)
     else:
-        flat = tuple(a.get("pads", (0,) * 2 * d))
-        padding = tuple((flat[i], flat[i + d]) for i in range(d))
+        padding = _explicit_pads(a, d, auto_pad)
     bias = 0 <= bs < len(node.input) and bool(node.input[bs])
     return conv(c, w[0], kernel, tuple(spatial), batch=n, stride=strides, padding=padding, dilation=dilations,
                 groups=int(a.get("group", 1)), bias=bias, name=name)
+
+
+def _explicit_pads(a: dict[str, Any], d: int, auto_pad: str) -> Any:
+    """VALID, or the `pads` attribute [x1_begin, x2_begin, ..., x1_end, x2_end, ...] as (before, after) pairs."""
+    if auto_pad == "VALID":
+        return 0
+    flat = tuple(a.get("pads", (0,) * 2 * d))
+    return tuple((flat[i], flat[i + d]) for i in range(d))
 
 
 def _conv_transpose(g: Graph, node: Any, name: str) -> LayerCost:
@@ -352,11 +354,8 @@ def _conv_transpose(g: Graph, node: Any, name: str) -> LayerCost:
             small = total // 2
             pads.append((total - small, small) if auto_pad == "SAME_LOWER" else (small, total - small))
         padding: Any = tuple(pads)
-    elif auto_pad == "VALID":
-        padding = 0
     else:
-        flat = tuple(a.get("pads", (0,) * 2 * d))
-        padding = tuple((flat[i], flat[i + d]) for i in range(d))
+        padding = _explicit_pads(a, d, auto_pad)
     bias = len(node.input) > 2 and bool(node.input[2])
     return conv(c, w[1] * groups, kernel, tuple(spatial), batch=n, stride=strides, padding=padding,
                 dilation=dilations, groups=groups, bias=bias, transposed=True, output_padding=tuple(extra), name=name)
