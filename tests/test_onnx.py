@@ -12,6 +12,7 @@ import textwrap
 
 import pytest
 from conftest import run_in_process
+from test_profile import ATTENTION  # the same model file as the torch profile test
 
 onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
@@ -362,23 +363,6 @@ def test_dynamo_export_rows_read_like_the_torch_profile(tmp_path):
     assert {r["name"]: r["type"] for r in data["rows"]}["layer1.0.conv1"] == "Conv2d"  # the module's class
 
 
-ATTENTION = textwrap.dedent("""
-    import torch
-    import torch.nn.functional as F
-    from torch import nn
-
-    class Attention(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.qkv = nn.Linear(64, 192)
-            self.w = nn.Parameter(torch.randn(64, 32))
-
-        def forward(self, x):
-            qkv = self.qkv(x).reshape(2, 10, 3, 4, 16).permute(2, 0, 3, 1, 4)
-            q, k, v = qkv[0], qkv[1], qkv[2]
-            y = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(2, 10, 64)
-            return torch.einsum("btc,cd->btd", y, self.w) + torch.matmul(y, self.w)
-""")
 
 
 def test_attention_export(tmp_path):

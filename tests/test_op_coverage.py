@@ -10,6 +10,7 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
+from test_ported_oracles import NestedNet  # fvcore's test model: conv 240, fc 200, submod 120
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode, flop_registry
 
@@ -197,31 +198,6 @@ def test_formulas_agree_with_flop_counter_on_forward_ops():
 
 # --- wrappers -----------------------------------------------------------------------------------------------------
 
-class NestedNetInner(nn.Module):
-    """fvcore's tests/test_jit_model_analysis.py NestedNetInnerModule."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = nn.Conv1d(2, 2, 1)
-        self.fc = nn.Linear(10, 10)
-
-    def forward(self, x):
-        x = self.conv(x.reshape(-1, 2, 5))
-        return 3 * self.fc(torch.flatten(x, 1)) + 1
-
-
-class NestedNet(nn.Module):
-    """fvcore's NestedNet: conv 240, fc 200, submod 120 (submod.conv 20, submod.fc 100); 560 in all."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.submod = NestedNetInner()
-        self.fc = nn.Linear(20, 10)
-        self.conv = nn.Conv1d(4, 4, 3, padding=1)
-
-    def forward(self, x):
-        x = self.fc(torch.flatten(self.conv(x), 1))
-        return self.submod(x) ** 2
 
 
 FVCORE_NESTED = {"conv": 240, "fc": 200, "submod.conv": 20, "submod.fc": 100}
