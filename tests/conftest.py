@@ -166,3 +166,13 @@ def fixed_ceilings(tmp_path, monkeypatch):
     write_fixed_cache(name)
     assert json.loads(ceilings.cache_path().read_text()) and json.loads(calibrate.cache_path().read_text())
     return {"HOME": str(home), "XDG_CACHE_HOME": str(home / ".cache")}
+
+
+@pytest.fixture
+def model_files(tmp_path):
+    """A small model file (test_golden.MODEL) and a tiny network spec, for the commands that take a target."""
+    from test_golden import MODEL
+
+    (tmp_path / "small.py").write_text(MODEL)
+    (tmp_path / "tiny.yaml").write_text("input: [3, 8, 8]\nlayers:\n  - conv: {filters: 8, k: 3}\n  - relu\n")
+    return {"model": str(tmp_path / "small.py"), "spec": str(tmp_path / "tiny.yaml")}

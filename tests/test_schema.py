@@ -8,7 +8,6 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from test_golden import MODEL
 
 SCHEMA = json.loads((Path(__file__).parents[1] / "dscalc" / "report" / "schema.json").read_text())
 BASE = {"name", "kind", "params", "macs", "flops"}
@@ -31,20 +30,13 @@ COMMANDS = {
 }
 
 
-@pytest.fixture
-def files(tmp_path):
-    (tmp_path / "small.py").write_text(MODEL)
-    (tmp_path / "tiny.yaml").write_text("input: [3, 8, 8]\nlayers:\n  - conv: {filters: 8, k: 3}\n  - relu\n")
-    return {"model": str(tmp_path / "small.py"), "spec": str(tmp_path / "tiny.yaml")}
-
-
 def test_the_schema_is_a_valid_json_schema():
     jsonschema.Draft202012Validator.check_schema(SCHEMA)
 
 
 @pytest.mark.parametrize("name", list(COMMANDS))
-def test_every_command_matches_the_schema(name, cli, files, fixed_ceilings):
-    args = [a.format(**files) for a in COMMANDS[name]]
+def test_every_command_matches_the_schema(name, cli, model_files, fixed_ceilings):
+    args = [a.format(**model_files) for a in COMMANDS[name]]
     r = cli(*args, "-f", "json")
     assert r.code == 0, r.stderr
     data = json.loads(r.stdout)
@@ -64,8 +56,8 @@ def test_the_schema_catches_a_missing_base_key(cli, fixed_ceilings):
 
 
 @pytest.mark.parametrize("name", ["layer", "network", "profile", "compare layer", "sweep"])
-def test_csv_is_flat(name, cli, files, fixed_ceilings):
-    args = [a.format(**files) for a in COMMANDS[name]]
+def test_csv_is_flat(name, cli, model_files, fixed_ceilings):
+    args = [a.format(**model_files) for a in COMMANDS[name]]
     r = cli(*args, "-f", "csv")
     assert r.code == 0, r.stderr
     lines = r.stdout.splitlines()

@@ -10,7 +10,7 @@ import sys
 
 import jsonschema
 import pytest
-from test_golden import MODEL, assert_no_number_cut
+from test_golden import assert_no_number_cut
 from test_schema import BASE, SCHEMA
 
 from dscalc.report.render import Format, render
@@ -35,16 +35,9 @@ COMMANDS = {
 }
 
 
-@pytest.fixture
-def files(tmp_path):
-    (tmp_path / "small.py").write_text(MODEL)
-    (tmp_path / "tiny.yaml").write_text("input: [3, 8, 8]\nlayers:\n  - conv: {filters: 8, k: 3}\n  - relu\n")
-    return {"model": str(tmp_path / "small.py"), "spec": str(tmp_path / "tiny.yaml")}
-
-
 @pytest.mark.parametrize("name", list(COMMANDS))
-def test_every_training_command_matches_the_schema(name, cli, files, fixed_ceilings):
-    args = [a.format(**files) for a in COMMANDS[name]]
+def test_every_training_command_matches_the_schema(name, cli, model_files, fixed_ceilings):
+    args = [a.format(**model_files) for a in COMMANDS[name]]
     r = cli(*args, "-f", "json")
     assert r.code == 0, r.stderr
     data = json.loads(r.stdout)
