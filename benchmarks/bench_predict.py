@@ -85,12 +85,6 @@ def design_keys(probes: list) -> set[tuple]:
     return keys
 
 
-def op_roofline(k, ceilings, dtype: str) -> float:
-    """The textbook roofline of one traced op (every op, so a model's sum is comparable)."""
-    peak = ceilings.peak_flops.get(dtype) or max(ceilings.peak_flops.values())
-    return max(k.flops / peak, k.bytes / ceilings.bandwidth, ceilings.launch)
-
-
 def err(pred: float | None, meas: float | None) -> float | None:
     return abs(pred / meas - 1) if pred is not None and meas else None
 
@@ -237,7 +231,7 @@ def main() -> int:
                             op.layer.kind if op.layer is not None else None) for op in result.ops]
             cal_s = whole_model(result, predictor)  # the kernels' sum x the in-network factor, as profile does
             assert cal_s is not None
-            roof_s = sum(op_roofline(k, ceilings, "float32") for k in ks)
+            roof_s = sum(roofline.predict_work(k.flops, k.bytes, "float32", ceilings).seconds for k in ks)
             peak = ceilings.peak_flops.get("float32") or max(ceilings.peak_flops.values())
             mac_s = 2 * result.totals["macs"] / peak
             t = time_module(source.load("cpu"), [(1, 3, 224, 224)], settings, name, own=True)

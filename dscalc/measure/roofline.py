@@ -13,9 +13,14 @@ from dscalc.measure.predict import Prediction
 
 def predict(layer: LayerCost, ceilings: Ceilings) -> Prediction:
     """Roofline time of one kernel: the slowest of compute, memory traffic and the launch floor."""
-    peak = ceilings.peak_flops.get(layer.dtype) or max(ceilings.peak_flops.values())
-    compute = layer.flops / peak
-    memory = layer.bytes / ceilings.bandwidth
+    return predict_work(layer.flops, layer.bytes, layer.dtype, ceilings)
+
+
+def predict_work(flops: int, nbytes: int, dtype: str, ceilings: Ceilings) -> Prediction:
+    """The roofline of any kernel by its work (a traced op as well as a costed layer)."""
+    peak = ceilings.peak_flops.get(dtype) or max(ceilings.peak_flops.values())
+    compute = flops / peak
+    memory = nbytes / ceilings.bandwidth
     times = {"compute": compute, "memory": memory, "launch": ceilings.launch}
     bound = max(times, key=lambda k: times[k])
     return Prediction(times[bound], bound, ceilings.launch, compute, memory, compute / times[bound] if times[bound]
