@@ -233,7 +233,8 @@ def _deliver(report: Any, fmt: Format, output: Path | None) -> None:
     from dscalc.report.render import emit, render
 
     color = output is None and fmt is Format.table and sys.stdout.isatty() and "NO_COLOR" not in os.environ
-    emit(render(report, fmt, color=color), output)
+    encoding = (getattr(sys.stdout, "encoding", None) or "utf-8") if output is None else "utf-8"
+    emit(render(report, fmt, color=color, encoding=encoding), output)
 
 
 class _progress:

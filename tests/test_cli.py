@@ -4,6 +4,7 @@ golden tables at a fixed width with colour off, and every bad-input case with it
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -186,3 +187,17 @@ def test_readme_layer_example_is_current():
     result = run("layer", "--k", "3", "--cin", "64", "--cout", "128", "--size", "112")
     assert [line.rstrip() for line in result.stdout.splitlines()] == shown.rstrip("\n").splitlines()
     assert "924,844,032" in shown  # 3*3*64*128*112*112, worked by hand
+
+
+@pytest.mark.parametrize("args", [["network", "mobilenet_v1"], ["layer", "--k", "3", "--cin", "64", "--cout", "128"]],
+                         ids=["network", "layer"])
+def test_an_ascii_terminal_gets_an_ascii_table_that_still_fits(args):
+    # a stdout that cannot carry box rules or superscripts (LC_ALL=POSIX on an old system, PYTHONIOENCODING=ascii):
+    # no UnicodeEncodeError, ASCII throughout, 80 columns, and the counts of the UTF-8 table
+    r = subprocess.run([SCRIPT, *args], capture_output=True, env={**os.environ, "COLUMNS": "80", "NO_COLOR": "1",
+                                                                 "PYTHONIOENCODING": "ascii"})
+    assert r.returncode == 0, r.stderr
+    text = r.stdout.decode("ascii")  # raises on any non-ASCII byte
+    assert max(len(line) for line in text.splitlines()) <= 80 and " ---" in text
+    utf8 = run_script(*args)
+    assert re.findall(r"\d{1,3}(?:,\d{3})+", utf8.stdout) == re.findall(r"\d{1,3}(?:,\d{3})+", text)

@@ -12,6 +12,7 @@ import os
 import stat
 import sys
 import textwrap
+from dataclasses import replace
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -35,8 +36,10 @@ NAME_MIN = 12
 TEXT_MIN = 14
 
 
-def render(report: Report, fmt: Format, *, width: int | None = None, color: bool = False) -> str:
-    """The report as text in the chosen format."""
+def render(report: Report, fmt: Format, *, width: int | None = None, color: bool = False,
+           encoding: str = "utf-8") -> str:
+    """The report as text in the chosen format; a table for an output whose encoding lacks its drawing characters
+    is drawn in ASCII (laid out after the characters are spelled out, so it still fits)."""
     if fmt is Format.json:
         return json.dumps({"schema_version": SCHEMA_VERSION, **report.data}, indent=2, allow_nan=False,
                           default=_json_default) + "\n"
@@ -44,7 +47,8 @@ def render(report: Report, fmt: Format, *, width: int | None = None, color: bool
         return csv_text(report.records)
     if fmt is Format.markdown:
         return "\n".join(_markdown(g) for g in report.grids)
-    return _rich(report.grids, width=width, color=color)
+    grids = report.grids if _carries(encoding) else [_plain_grid(g) for g in report.grids]
+    return _rich(grids, width=width, color=color, ascii_box=not _carries(encoding))
 
 
 def _json_default(value: Any) -> Any:
@@ -163,12 +167,29 @@ def layout(grid: Grid, width: int) -> list[tuple[list[int], list[int]]]:
     return out
 
 
-def _rich(grids: list[Grid], *, width: int | None, color: bool) -> str:
+def _carries(encoding: str) -> bool:
+    """Whether an output in this encoding can carry what tables draw with (rules, superscripts, bars)."""
+    try:
+        "─²×·µ█▏…".encode(encoding)
+        return True
+    except (UnicodeEncodeError, LookupError):
+        return False
+
+
+def _plain_grid(g: Grid) -> Grid:
+    t = _ascii
+    return replace(g, title=t(g.title), columns=[replace(c, header=t(c.header)) for c in g.columns],
+                   rows=[[t(x) for x in row] for row in g.rows], caption=t(g.caption), notes=[t(n) for n in g.notes])
+
+
+def _rich(grids: list[Grid], *, width: int | None, color: bool, ascii_box: bool = False) -> str:
     import shutil
 
     from rich import box
     from rich.console import Console
     from rich.table import Table
+
+    head = box.Box(str(box.SIMPLE_HEAD).replace("─", "-")) if ascii_box else box.SIMPLE_HEAD
 
     width = max(width or shutil.get_terminal_size((100, 24)).columns, MIN_WIDTH)
     buf = io.StringIO()
@@ -183,7 +204,7 @@ def _rich(grids: list[Grid], *, width: int | None, color: bool) -> str:
                 console.print()
             last = g == len(groups) - 1
             title = grid.title if g == 0 else "(continued)" if grid.title else ""
-            table = Table(title=title or None, box=box.SIMPLE_HEAD, title_style="bold", pad_edge=False)
+            table = Table(title=title or None, box=head, title_style="bold", pad_edge=False)
             for i, w in zip(group, widths):
                 col = grid.columns[i]
                 header = "\n".join(textwrap.wrap(col.header, w)) or col.header
@@ -219,12 +240,37 @@ def bar(share: float, width: int = 10) -> str:
 
 # ---------------------------------------------------------------------------------------------- output
 
+#: what a table draws with, spelled for an output whose encoding lacks it (LC_ALL=POSIX, PYTHONIOENCODING=ascii)
+_PLAIN = str.maketrans({"─": "-", "━": "-", "│": "|", "²": "^2", "³": "^3", "×": "x", "·": ".", "µ": "u",
+                        "…": "...", "≤": "<=", "≥": ">=", "→": "->", "✓": "ok", "✗": "x", "−": "-", "≈": "~",
+                        "█": "#", **{c: "+" for c in "▏▎▍▌▋▊▉"}})
+
+
+def _ascii(text: str) -> str:
+    return text.translate(_PLAIN).encode("ascii", errors="replace").decode("ascii")
+
+
+def encodable(text: str, encoding: str) -> str:
+    """The text as the output's encoding can carry it: unchanged when it can, else with the drawing and unit
+    characters spelled in ASCII (and anything else left replaced by '?'), never a UnicodeEncodeError."""
+    try:
+        text.encode(encoding)
+        return text
+    except (UnicodeEncodeError, LookupError):
+        pass
+    plain = text.translate(_PLAIN)  # a last resort: render() already drew for this encoding
+    try:
+        return plain.encode(encoding, errors="replace").decode(encoding)
+    except LookupError:
+        return plain.encode("ascii", errors="replace").decode("ascii")
+
+
 def emit(text: str, output: Path | None) -> None:
     """Print to stdout (no --output, or '-'); write a device node or FIFO directly; write a regular file (or a
     symlink's target) whole: a temporary file beside it, then an atomic rename, keeping its permissions.
     A write that fails leaves what was there untouched."""
     if output is None or str(output) == "-":
-        sys.stdout.write(text)
+        sys.stdout.write(encodable(text, getattr(sys.stdout, "encoding", None) or "utf-8"))
         sys.stdout.flush()
         return
     target = Path(os.path.realpath(output)) if Path(output).is_symlink() else Path(output)
