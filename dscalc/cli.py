@@ -1,15 +1,18 @@
-"""The `dscalc` command line: typer commands that parse options, call one report builder, and deliver the report.
-Only this module prints (progress to stderr, the report to stdout or --output).
+"""The `dscalc` command line: typer commands that parse options, call one study function (`dscalc.study`), draw
+the study (`dscalc.report`) and deliver it. Only this module prints (progress to stderr, the report to stdout or
+--output). Which options go together is the study functions' business: the Python API checks the same way.
 
-Each command imports its own report builder when it runs, so a command pays only for what it uses:
-`dscalc layer` never imports torch.
+Each command imports its own study when it runs, so a command pays only for what it uses: `dscalc layer` never
+imports torch.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
+from collections.abc import Callable, Iterator
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -19,7 +22,7 @@ import typer
 from dscalc import errors
 from dscalc.cost.dtypes import DTYPES, TIMED
 from dscalc.cost.kinds import KINDS
-from dscalc.errors import BadInput, DscalcError, RuntimeFailure
+from dscalc.errors import BadInput, DscalcError
 from dscalc.report.render import Format
 
 APP_SETTINGS: dict[str, Any] = dict(
@@ -140,93 +143,50 @@ MemoryLimitOpt = Annotated[str | None, typer.Option(
     "--training.", metavar="SIZE", show_default=False, rich_help_panel=TRAINING)]
 
 
-def given(ctx: Any, names: tuple[str, ...]) -> set[str]:
-    """The options among `names` that the user typed (not left at their defaults)."""
+def given(ctx: Any) -> set[str]:
+    """The options the user typed (not left at their defaults): checked against what is being costed."""
     typed = set()
-    for n in names:
+    for n in ctx.params:
         source = ctx.get_parameter_source(n)
         if source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP"):
             typed.add(n)
     return typed
 
 
-def _reject(typed: set[str], why: str) -> None:
-    """Options that do not apply to what is being costed: one line, exit 2."""
-    if typed:
-        raise BadInput(why, sorted(typed)[0])
+class _Progress:
+    """Rich spinners and progress bars on stderr while a study works (only on a terminal)."""
+
+    @contextlib.contextmanager
+    def spinner(self, text: str) -> Iterator[None]:
+        if not sys.stderr.isatty():
+            yield
+            return
+        from rich.console import Console
+
+        with Console(stderr=True).status(text):
+            yield
+
+    @contextlib.contextmanager
+    def bar(self, text: str, total: int | None = None) -> Iterator[Callable[[], None]]:
+        if not sys.stderr.isatty():
+            yield lambda: None
+            return
+        from rich.console import Console
+        from rich.progress import Progress
+
+        with Progress(console=Console(stderr=True), transient=True) as progress:
+            task = progress.add_task(text, total=total)
+            yield lambda: progress.advance(task)
 
 
-def need(module: str, extra: str, what: str) -> None:
-    """A missing optional dependency: one line naming the extra that brings it, exit 1."""
-    import importlib.util
+def _run(ctx: Any, study: Callable[..., Any], fmt: Format, output: Path | None, **options: Any) -> Any:
+    """Call one study function with the options as typed (enums as their values), draw it, deliver it."""
+    values = {k: v.value if isinstance(v, Enum) else v for k, v in options.items()}
+    result = study(**values, given=given(ctx), progress=_Progress())
+    from dscalc.report.draw import draw
 
-    if importlib.util.find_spec(module) is None:
-        raise RuntimeFailure(f"{what} needs {module}, which is not installed: pip install 'dscalc[{extra}]'")
-
-
-def _settings(time: bool, device: str, dtype: str, channels_last: bool, threads: int | None, tf32: bool) -> Any:
-    """Checked timing settings with --time (None without); the device name and thread count are checked either
-    way, so a mistyped value is never silently ignored."""
-    from dscalc.measure.settings import check_device_name, check_threads, settings
-
-    check_threads(threads)
-    check_device_name(device)
-    if not time:
-        return None
-    need("torch", "torch", "--time")
-    from dscalc.measure.timer import budgeted
-
-    return budgeted(settings(device, dtype, channels_last, threads, tf32))  # a bad $DSCALC_MAX_RUN_TIME: exit 2
-
-
-def _runs(runtime: str, settings: Any, time: bool, channels_last: bool | None = None) -> Any:
-    """`--runtime`: checked settings per runtime, or None for the default (torch eager alone, measured as ever).
-    An unknown name is bad input (exit 2); a runtime that is not installed, one line naming its extra (exit 1)."""
-    from dscalc.measure.runtimes import DEFAULT, check, parse
-
-    names = parse(runtime)
-    if names == [DEFAULT]:
-        return None
-    if not time or settings is None:
-        raise BadInput("applies to measurements: add --time", "runtime")
-    return check(names, settings, channels_last)
-
-
-def _training(ctx: Any, training: bool, optimizer: str, memory_limit: str | None, runs: Any = None) -> Any:
-    """Checked training options with --training (or --memory-limit), None without; --optimizer alone is refused,
-    and so is --training with several runtimes (a training step is timed in torch eager)."""
-    from dscalc.report.training import options
-
-    opts = options(optimizer, memory_limit)
-    if not training and memory_limit is None:
-        _reject(given(ctx, ("optimizer",)), "applies with --training")
-        return None
-    if runs:
-        raise BadInput("times a training step in torch eager; --runtime compares inference runtimes", "training")
-    return opts
-
-
-def _predicting(time: bool, predict: bool, settings: Any, device: str) -> None:
-    """--predict needs torch; a prediction (with --time or --predict) needs this device's calibration."""
-    if predict:
-        need("torch", "torch", "--predict")
-    if time or predict:
-        _calibrated(settings, device)
-
-
-def _calibrated(settings: Any, device: str = "cpu") -> None:
-    """Predictions need this device's calibration: the first time (float32, torch eager, the default memory
-    format), measure it now, with a progress bar (about two minutes on a CPU; `dscalc device --calibrate` does it
-    ahead, and for other dtypes, formats and runtimes). Elsewhere the roofline predicts, and says so."""
-    from dscalc.measure.calibrate import calibrate, load_cached, probe_count
-    from dscalc.measure.settings import Settings
-
-    base = settings if settings is not None else Settings(device=device)
-    if base.dtype != "float32" or base.channels_last or base.runtime != "eager" or load_cached(base) is not None:
-        return
-    probes = probe_count(base.dtype)
-    with _bar(f"calibrating {base.device} for predictions (once; {probes} measurements)", probes) as advance:
-        calibrate(base, advance)
+    _deliver(draw(result), fmt, output)
+    return result
 
 
 def _deliver(report: Any, fmt: Format, output: Path | None) -> None:
@@ -237,54 +197,7 @@ def _deliver(report: Any, fmt: Format, output: Path | None) -> None:
     emit(render(report, fmt, color=color, encoding=encoding), output)
 
 
-class _progress:
-    """A rich spinner on stderr while work that takes more than a moment runs (only on a terminal)."""
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self.status: Any = None
-
-    def __enter__(self) -> _progress:
-        if sys.stderr.isatty():
-            from rich.console import Console
-
-            self.status = Console(stderr=True).status(self.text)
-            self.status.__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.status is not None:
-            self.status.__exit__(*exc)
-
-
-class _bar:
-    """A rich progress bar on stderr (only on a terminal); yields the function that advances it."""
-
-    def __init__(self, text: str, total: int | None = None) -> None:
-        self.text, self.total = text, total
-        self.progress: Any = None
-        self.task: Any = None
-
-    def __enter__(self) -> Any:
-        if sys.stderr.isatty():
-            from rich.console import Console
-            from rich.progress import Progress
-
-            self.progress = Progress(console=Console(stderr=True), transient=True)
-            self.progress.__enter__()
-            self.task = self.progress.add_task(self.text, total=self.total)
-        return lambda: self.progress.advance(self.task) if self.progress is not None else None
-
-    def __exit__(self, *exc: object) -> None:
-        if self.progress is not None:
-            self.progress.__exit__(*exc)
-
-
 # ---------------------------------------------------------------------------------------------- commands
-
-_LAYER_NAMES = ("cin", "cout", "k", "size", "height", "width", "stride", "padding", "dilation", "groups",
-                "depth_multiplier", "output_padding", "bias", "dims", "batch", "kind")
-
 
 @app.command()
 def layer(
@@ -299,30 +212,9 @@ def layer(
     memory_limit: MemoryLimitOpt = None, fmt: FormatOpt = Format.table, output: OutputOpt = None,
 ) -> None:
     """One layer, exactly: standard conv vs its depthwise-separable counterpart, side by side."""
-    from dscalc.cost.spec import LayerSpec
-    from dscalc.report import layer as builder
+    from dscalc.study.layer import layer as study
 
-    spec = LayerSpec.from_options(
-        cin=cin, cout=cout, k=k, size=size, height=height, width=width, stride=stride, padding=padding,
-        dilation=dilation, groups=groups, depth_multiplier=depth_multiplier, output_padding=output_padding,
-        bias=bias, dims=dims, batch=batch, kind=kind.value if kind else None, dtype=dtype.value,
-        given=given(ctx, _LAYER_NAMES))
-    settings = _settings(time, device, dtype.value, channels_last, threads, tf32)
-    runs = _runs(runtime, settings, time)
-    train = _training(ctx, training, optimizer, memory_limit, runs)
-    _predicting(time, predict, settings, device)
-    with _progress("measuring device ceilings and latency"):
-        if runs:
-            from dscalc.report import runtimes as by_runtime
-
-            report = by_runtime.layer(spec, runs)
-        else:
-            report = builder.build(spec, settings, predict=predict, device=device)
-        if train is not None:
-            from dscalc.report import training as training_report
-
-            training_report.add_layer(report, spec, train, settings)
-    _deliver(report, fmt, output)
+    _run(ctx, study, **_options(locals()))
 
 
 @app.command()
@@ -347,37 +239,9 @@ def network(
     memory_limit: MemoryLimitOpt = None, fmt: FormatOpt = Format.table, output: OutputOpt = None,
 ) -> None:
     """A declared network, layer by layer: params, MACs, share; totals and the paper's Table 2 by kind."""
-    from dscalc.report import network as builder
+    from dscalc.study.network import network as study
 
-    if list_ and (training or memory_limit is not None):
-        raise BadInput("lists the built-in networks; --training costs one of them", "list")
-    if list_:
-        _deliver(builder.builtins(), fmt, output)
-        return
-    if name is None:
-        raise BadInput("give a built-in network name (see --list) or a spec file", "network")
-    settings = _settings(time, device, dtype.value, channels_last, threads, tf32)
-    runs = _runs(runtime, settings, time)
-    train = _training(ctx, training, optimizer, memory_limit, runs)
-    _predicting(time, predict, settings, device)
-    with _progress("timing every weighted layer"):
-        if runs:
-            from dscalc.report import runtimes as by_runtime
-
-            report = by_runtime.network(name, runs, alpha=alpha, resolution=resolution,
-                                        as_=as_.value if as_ else None, batch=batch, dtype=dtype.value,
-                                        all_layers=all_layers)
-        else:
-            report = builder.build(name, alpha=alpha, resolution=resolution, as_=as_.value if as_ else None,
-                                   batch=batch, dtype=dtype.value, all_layers=all_layers, settings=settings,
-                                   predict=predict, device=device)
-        if train is not None:
-            from dscalc.report import training as training_report
-
-            training_report.add_network(report, name, train, alpha=alpha, resolution=resolution,
-                                        as_=as_.value if as_ else None, batch=batch, dtype=dtype.value,
-                                        all_layers=all_layers, settings=settings)
-    _deliver(report, fmt, output)
+    _run(ctx, study, **_options(locals()))
 
 
 @app.command()
@@ -403,48 +267,14 @@ def profile(
 ) -> None:
     """A real model per layer: PyTorch traced on the meta device (no weights), optionally checked against fvcore;
     ONNX and Keras models counted from their graph (no torch for ONNX)."""
-    from dscalc.cost.parse import shape
-    from dscalc.trace.source import ModelSource
+    from dscalc.study.model import profile as study
 
-    if depth is not None and depth < 1:
-        raise BadInput(f"must be positive, got {depth}", "depth")
-    shapes = [shape(s) for s in input]
-    source = ModelSource.of(model, kwargs, trust_pickle)
-    need(*source.needs, "dscalc profile")  # the module its format needs: torch, onnx or keras
-    if not source.spec.torch and (time or predict or check is not None):
-        raise BadInput(f"applies to PyTorch models; {model} is {source.spec.noun} model, counted from its graph and "
-                       "not run",
-                       "time" if time else "predict" if predict else "check")
-    if check is not None:
-        need("fvcore", "torch", "--check fvcore")
-    settings = _settings(time, device, dtype.value, channels_last, threads, tf32)
-    runs = _runs(runtime, settings, time)
-    train = _training(ctx, training, optimizer, memory_limit, runs)
-    if train is not None:
-        from dscalc.report import training as training_report
-
-        training_report.check_source(source)
-        training_report.check_dtype_trains(dtype.value)
-    if time or predict:
-        _calibrated(settings, device)
-    from dscalc.report import profile as builder
-
-    with _progress("tracing" + (" and timing the model and its layers" if time else "")):
-        if runs:
-            from dscalc.report import runtimes as by_runtime
-
-            report = by_runtime.profile(source, shapes, runs, depth=depth, check=check.value if check else None)
-        else:
-            report = builder.build(source, shapes, depth=depth, check=check.value if check else None,
-                                   settings=settings, dtype=dtype.value, predict=predict, device=device)
-        if train is not None:
-            training_report.add_profile(report, source, shapes, train, depth=depth, dtype=dtype.value,
-                                        settings=settings)
-    _deliver(report, fmt, output)
+    _run(ctx, study, **_options(locals()))
 
 
 @app.command("device")
 def device_cmd(
+    ctx: typer.Context,
     device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N.", metavar="cpu|cuda")] = "cpu",
     refresh: Annotated[bool, typer.Option("--refresh", help="Measure again instead of using the cache.")] = False,
     threads: ThreadsOpt = None,
@@ -461,41 +291,9 @@ def device_cmd(
 ) -> None:
     """Measured ceilings of this CPU/GPU: peak matmul FLOP/s per dtype, copy bandwidth, launch floor (cached);
     with --calibrate, the fitted latency model of every kernel kind."""
-    from dscalc.measure.runtimes import DEFAULT, check, parse
-    from dscalc.measure.settings import Settings, check_device, check_threads
-    from dscalc.report import device as builder
+    from dscalc.study.device import device as study
 
-    check_threads(threads)
-    names = parse(runtime)
-    need("torch", "torch", "dscalc device")
-    check_device(device)
-    if calibrate:
-        from dscalc.cost.dtypes import check as check_dtype
-        from dscalc.measure.calibrate import get_calibration, probe_count
-
-        if len(names) != 1:
-            raise BadInput("--calibrate takes one runtime at a time", "runtime")
-        base = Settings(device=device, dtype=check_dtype(dtype, timed=True).name, channels_last=channels_last,
-                        threads=threads)
-        one = check(names, base, channels_last)[0] if names != [DEFAULT] else base
-        probes = probe_count(one.dtype)
-        with _bar(f"calibrating {device} ({probes} measurements)", probes) as advance:
-            cal, cached = get_calibration(one, refresh=refresh, progress=advance)
-        _deliver(builder.calibration(cal, cached), fmt, output)
-        return
-    runs = check(names, Settings(device=device, threads=threads)) if names != [DEFAULT] else None
-    with _progress(f"measuring {device} ceilings"):
-        if runs:
-            from dscalc.report import runtimes as by_runtime
-
-            report = by_runtime.device(device, runs, refresh=refresh, threads=threads)
-        else:
-            report = builder.build(device, refresh=refresh, threads=threads)
-    _deliver(report, fmt, output)
-
-
-_MODEL_NAMES = ("input", "kwargs", "trust_pickle")
-_NETWORK_NAMES = ("alpha", "resolution", "as_")
+    _run(ctx, lambda given, **o: study(**o), **_options(locals()))
 
 
 @app.command()
@@ -520,64 +318,9 @@ def compare(
     output: OutputOpt = None,
 ) -> None:
     """The original and its separable (or standard) variant side by side: params, MACs, predicted and measured."""
-    from dscalc.cost.parse import shape
-    from dscalc.report import compare as builder
-    from dscalc.trace.source import ModelSource, looks_like_model
+    from dscalc.study.compare import compare as study
 
-    layer_names = tuple(n for n in _LAYER_NAMES if n not in ("output_padding", "kind", "batch"))
-    need("torch", "torch", "dscalc compare")
-    settings = _settings(time, device, dtype.value, channels_last, threads, tf32)
-    from dscalc.measure.settings import check_device
-
-    check_device(device)  # compare always predicts, from this device's calibration (or ceilings)
-    runs = _runs(runtime, settings, time)
-    train = _training(ctx, training, optimizer, memory_limit, runs)
-    _calibrated(settings, device)
-    from dscalc.report import runtimes as by_runtime
-    from dscalc.report import training as training_report
-
-    if target is None:
-        _reject(given(ctx, _MODEL_NAMES), "applies to a model TARGET, not to a layer")
-        _reject(given(ctx, _NETWORK_NAMES), "applies to a network TARGET, not to a layer")
-        if cin is None:
-            raise BadInput("give a layer (--cin, --cout, --k ...), a network or a model to compare", "cin")
-        from dscalc.cost.spec import LayerSpec
-
-        spec = LayerSpec.from_options(
-            cin=cin, cout=cout, k=k, size=size, height=height, width=width, stride=stride, padding=padding,
-            dilation=dilation, groups=groups, depth_multiplier=depth_multiplier, bias=bias, dims=dims, batch=batch,
-            dtype=dtype.value, given=given(ctx, layer_names))
-        with _progress("predicting and measuring"):
-            report = by_runtime.layer(spec, runs, command="compare", device=device) if runs \
-                else builder.layer(spec, settings, device)
-            if train is not None:
-                training_report.add_layer(report, spec, train, settings)
-    elif looks_like_model(target):
-        _reject(given(ctx, layer_names + ("batch",) + _NETWORK_NAMES),
-                "does not apply to a model (its --input shape sets the batch and sizes)")
-        if not input:
-            raise BadInput("is required to compare a model", "input")
-        shapes = [shape(s) for s in input]
-        source = ModelSource.of(target, kwargs, trust_pickle)
-        if train is not None:
-            training_report.check_source(source)
-        with _progress("tracing and measuring"):
-            report = by_runtime.compare_model(source, shapes, runs) if runs else builder.model(source, shapes, settings)
-            if train is not None:
-                training_report.add_compare_model(report, source, shapes, train, settings=settings)
-    else:
-        _reject(given(ctx, layer_names + _MODEL_NAMES), "does not apply to a network (its spec sets the layers)")
-        with _progress("costing and measuring"):
-            if runs:
-                report = by_runtime.compare_network(target, runs, alpha=alpha, resolution=resolution, as_=as_.value,
-                                                    batch=batch, dtype=dtype.value, device=device)
-            else:
-                report = builder.network(target, alpha=alpha, resolution=resolution, as_=as_.value, batch=batch,
-                                         dtype=dtype.value, settings=settings, device=device)
-            if train is not None:
-                training_report.add_compare_network(report, target, train, alpha=alpha, resolution=resolution,
-                                                    as_=as_.value, batch=batch, dtype=dtype.value, settings=settings)
-    _deliver(report, fmt, output)
+    _run(ctx, study, **_options(locals()))
 
 
 @app.command()
@@ -600,41 +343,22 @@ def sweep(
     fmt: FormatOpt = Format.table, output: OutputOpt = None,
 ) -> None:
     """A grid of 3x3 (or --k) configs: MAC, predicted and measured speedup; where separable actually wins."""
-    from dscalc.cost.dtypes import check
+    from dscalc.study.sweep import sweep as study
 
-    dtypes = [check(d.strip(), timed=True).name for d in dtype.split(",")]
-    formats = {"no": [False], "yes": [True], "both": [False, True]}.get(channels_last)
-    if formats is None:
-        raise BadInput(f"expected no, yes or both, got {channels_last[:40]!r}", "channels_last")
-    if plot is not None and plot.suffix.lower() not in (".png", ".svg"):
-        raise BadInput(f"expected a .png or .svg file, got {plot}", "plot")
-    need("torch", "torch", "dscalc sweep")
-    if plot is not None:
-        need("matplotlib", "plot", "--plot")
-    settings = _settings(True, device, "float32", False, threads, tf32)
-    runs = _runs(runtime, settings, time, channels_last=True in formats)
-    train = _training(ctx, training, optimizer, None, runs)
-    _calibrated(settings)  # a sweep always predicts
-    from dscalc.report import sweep as builder
+    def and_plot(**options: Any) -> Any:
+        result = study(**options)
+        if plot is not None:
+            from dscalc.report.plot import sweep_plot
 
-    with _bar("sweeping") as advance:
-        if runs:
-            from dscalc.report import runtimes as by_runtime
+            sweep_plot(list(result.configs), str(plot), result.context["device"])
+        return result
 
-            report, rows = by_runtime.sweep(cin=cin, cout=cout, k=k, size=size, batch=batch, dtypes=dtypes,
-                                            formats=formats, runs=runs, progress=advance)
-        else:
-            report, rows = builder.build(cin=cin, cout=cout, k=k, size=size, batch=batch, dtypes=dtypes,
-                                         formats=formats, settings=settings, measure=time, progress=advance)
-        if train is not None:
-            from dscalc.report import training as training_report
+    _run(ctx, and_plot, **_options(locals(), "and_plot", "study"))
 
-            training_report.add_sweep(report, rows, train, settings, measure=time)
-    if plot is not None:
-        from dscalc.report.plot import sweep_plot
 
-        sweep_plot(rows, str(plot), report.data["device"])
-    _deliver(report, fmt, output)
+def _options(values: dict[str, Any], *skip: str) -> dict[str, Any]:
+    """A command's options as its study function takes them (ctx, fmt and output passed on to _run)."""
+    return {k: v for k, v in values.items() if k not in ("ctx", "study", *skip)}
 
 
 # ------------------------------------------------------------------------------------------- entry point

@@ -54,7 +54,7 @@ class SweepRow:
                 "separable_wins": None if measured is None else measured > 1,
                 "prediction_right": None if measured is None or p.predicted_speedup is None
                 else (measured > 1) == (p.predicted_speedup > 1),
-                "verdict": p.verdict,
+                "verdict": p.verdict_text,
                 "standard_s": std.median if std else None,
                 "separable_s": sep.median if sep else None,
                 "reliable": None if std is None or sep is None else std.reliable and sep.reliable,

@@ -317,3 +317,27 @@ def _replace_whole(target: Path, text: str, mode: int | None, shown: str) -> Non
     except OSError as e:
         Path(tmp).unlink(missing_ok=True)
         raise RuntimeFailure(f"--output: cannot write {shown}: {e.strerror}") from None
+
+
+# ------------------------------------------------------------------------------------------------- HTML
+
+def html(report: Report) -> str:
+    """The report's grids as HTML tables (what Jupyter shows): a caption per title, the notes below."""
+    from html import escape
+
+    parts = []
+    for grid in report.grids:
+        head = "".join(f'<th style="text-align:{c.justify}">{escape(c.header)}</th>' for c in grid.columns)
+        body = []
+        for i, row in enumerate(grid.rows):
+            rule = ' style="border-bottom:1px solid"' if i in grid.sections else ""
+            cells = "".join(f'<td style="text-align:{c.justify}">{escape(cell)}</td>'
+                            for c, cell in zip(grid.columns, row))
+            body.append(f"<tr{rule}>{cells}</tr>")
+        caption = f"<caption><b>{escape(grid.title)}</b></caption>" if grid.title else ""
+        parts.append(f'<table class="dscalc">{caption}<thead><tr>{head}</tr></thead><tbody>{"".join(body)}'
+                     "</tbody></table>")
+        below = ([grid.caption] if grid.caption else []) + list(grid.notes)
+        if below:
+            parts.append("<pre>" + escape("\n".join(below)) + "</pre>")
+    return "<div>" + "".join(parts) + "</div>"
