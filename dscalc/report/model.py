@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from dscalc.cost.kinds import WEIGHTED
+
 #: the version of the JSON document every command writes (`schema_version`; dscalc/report/schema.json)
 SCHEMA_VERSION = 1
 
@@ -17,6 +19,10 @@ CONVENTIONS = {
     "bytes": "input + output + parameters, each read or written once, at the row's dtype",
     "intensity": "flops / bytes",
 }
+
+
+#: the network rows a table shows without --all-layers: what has weights or changes the shape
+COMPUTE_KINDS = set(WEIGHTED) | {"maxpool", "avgpool", "gap", "add", "concat"}
 
 
 @dataclass

@@ -12,15 +12,13 @@ from dscalc.cost.totals import by_kind, paper_label, totals
 from dscalc.report import latency as lat
 from dscalc.report.fmt import exact, in_out, seconds, shape, si
 from dscalc.report.layer import layer_row
-from dscalc.report.model import CONVENTIONS, Column, Grid, Report, name, text
+from dscalc.report.model import COMPUTE_KINDS, CONVENTIONS, Column, Grid, Report, name, text
 from dscalc.report.render import bar
 
 if TYPE_CHECKING:
     from dscalc.measure.latency import Latency
     from dscalc.study.records import NetworkListStudy, NetworkStudy, Run
 
-#: the rows the table shows without --all-layers: what has weights or changes the shape
-COMPUTE_KINDS = set(WEIGHTED) | {"maxpool", "avgpool", "gap", "add", "concat"}
 
 
 def _share(part: int, whole: int) -> str:

@@ -12,7 +12,6 @@ import copy
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from dscalc.measure.verdict import Verdict
 from dscalc.report import latency as lat
 from dscalc.report.fmt import exact, seconds, shape, speedup
 from dscalc.report.model import Column, Grid, Report, name, text
@@ -177,7 +176,7 @@ def _setup_total(one: Run) -> float | None:
 
 
 def _section(one: Run) -> dict[str, Any]:
-    section = lat.section(one.rows, one.context)
+    section = lat.section(list(one.rows), one.context)
     if one.end_to_end is not None:
         section["end_to_end"] = one.end_to_end.to_dict()
     return section

@@ -13,15 +13,13 @@ from typing import TYPE_CHECKING, Any
 from dscalc.cost import training as T
 from dscalc.cost.kinds import formula, label
 from dscalc.cost.records import LayerCost, SeparableComparison
-from dscalc.measure.training import PairTraining
+from dscalc.measure.training import PairTraining, TrainingTiming
 from dscalc.measure.verdict import Verdict
 from dscalc.report import latency as lat
 from dscalc.report.fmt import binary, exact, seconds, si, speedup
-from dscalc.report.model import Column, Grid, Report, name, text
-from dscalc.report.network import COMPUTE_KINDS
+from dscalc.report.model import COMPUTE_KINDS, Column, Grid, Report, name, text
 
 if TYPE_CHECKING:
-    from dscalc.measure.training import TrainingTiming
     from dscalc.study.records import CompareStudy, LayerStudy, ModelStudy, NetworkStudy, SweepStudy
 
 # -------------------------------------------------------------------------------------------- formatting
@@ -204,7 +202,7 @@ def add_layer(report: Report, study: LayerStudy) -> None:
             elif record.get("name") == "separable":
                 record.setdefault("training", {})["timing"] = {**timed.pair.to_dict(),
                                                                "speedup": timed.to_dict()["speedup"]}
-    elif context is not None and timed is not None:
+    elif context is not None and isinstance(timed, TrainingTiming):
         data["timing"] = {**context, "rows": [timed.to_dict()]}
         report.grids.append(timing_grid([timed], context))
         report.records[0].setdefault("training", {})["timing"] = timed.to_dict()

@@ -51,7 +51,7 @@ def compare(target: Any = None, cin: int | None = None, cout: int | None = None,
         from dscalc.cost.spec import LayerSpec
 
         spec = LayerSpec.from_options(
-            cin=cin, cout=cout, k=O.text(k), size=O.text(size), height=height, width=width, stride=O.text(stride),
+            cin=cin, cout=cout, k=O.maybe(k), size=O.maybe(size), height=height, width=width, stride=O.text(stride),
             padding=O.text(padding), dilation=O.text(dilation), groups=groups, depth_multiplier=depth_multiplier,
             bias=bias, dims=dims, batch=batch, dtype=dtype, given=given & set(_LAYER_NAMES))
         with progress.spinner("predicting and measuring"):

@@ -31,8 +31,8 @@ def device(device: str = "cpu", refresh: bool = False, threads: int | None = Non
         base = Settings(device=device, dtype=check_dtype(dtype, timed=True).name, channels_last=channels_last,
                         threads=threads)
         one = check(names, base, channels_last)[0] if names != [DEFAULT] else base
-        probes = probe_count(one.dtype)
-        with progress.bar(f"calibrating {device} ({probes} measurements)", probes) as advance:
+        count = probe_count(one.dtype)
+        with progress.bar(f"calibrating {device} ({count} measurements)", count) as advance:
             cal, cached = get_calibration(one, refresh=refresh, progress=advance)
         return DeviceStudy(calibration=cal, cached=cached)
     runs = check(names, Settings(device=device, threads=threads)) if names != [DEFAULT] else None

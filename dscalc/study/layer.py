@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from dscalc.cost.spec import LayerSpec
 from dscalc.errors import BadInput
@@ -33,7 +33,7 @@ def layer(cin: int, cout: int | None = None, k: int | str | None = None, size: i
     """One layer, exactly: counts, the separable pair, and as asked its latency and training step."""
     given = O.typed(layer, locals()) if given is None else given
     spec = LayerSpec.from_options(
-        cin=cin, cout=cout, k=O.text(k), size=O.text(size), height=height, width=width, stride=O.text(stride),
+        cin=cin, cout=cout, k=O.maybe(k), size=O.maybe(size), height=height, width=width, stride=O.text(stride),
         padding=O.text(padding), dilation=O.text(dilation), groups=groups, depth_multiplier=depth_multiplier,
         output_padding=O.text(output_padding), bias=bias, dims=dims, batch=batch, kind=kind, dtype=dtype,
         given=given & set(LAYER_NAMES))
@@ -45,7 +45,7 @@ def layer(cin: int, cout: int | None = None, k: int | str | None = None, size: i
         return study(spec, settings, runs, train, predict=predict, device=device)
 
 
-def study(spec: LayerSpec, settings: Settings | None, runs: tuple[Settings, ...] = (),
+def study(spec: LayerSpec, settings: Settings | None = None, runs: tuple[Settings, ...] = (),
           train: TrainingOptions | None = None, *, command: str = "layer", predict: bool = False,
           device: str = "cpu") -> LayerStudy:
     """The study of a checked layer: counts; predicted (with `predict` or settings), measured (with settings, on
@@ -62,7 +62,7 @@ def study(spec: LayerSpec, settings: Settings | None, runs: tuple[Settings, ...]
     return LayerStudy(spec, built, comparison, tuple(assumptions), command, measured, bool(runs), trained)
 
 
-def _run(built, comparison, settings, device):  # type: ignore[no-untyped-def]
+def _run(built: Any, comparison: Any, settings: Settings | None, device: str) -> Run:
     """Predicted (always) and measured (with settings) latency of the layer and its pair."""
     from dscalc.measure.latency import layer_latency, pair_latency
     from dscalc.measure.predictor import predictor_for
@@ -80,7 +80,7 @@ def _run(built, comparison, settings, device):  # type: ignore[no-untyped-def]
                    measured=settings is not None)
 
 
-def _runtime_runs(built, comparison, runs, device):  # type: ignore[no-untyped-def]
+def _runtime_runs(built: Any, comparison: Any, runs: tuple[Settings, ...], device: str) -> tuple[Run, ...]:
     from dscalc.measure import runtimes
     from dscalc.measure.latency import layer_latency, pair_latency
     from dscalc.measure.predictor import predictor_for

@@ -29,7 +29,7 @@ class InMemory:
 
         self.model = model
         self.target = target or type(model).__name__
-        self.spec = Format("module", "an nn.Module", lambda source, device: source.model)
+        self.spec = Format("module", "an nn.Module", lambda source, device: model)
 
     @property
     def needs(self) -> tuple[str, str]:
@@ -97,7 +97,7 @@ def profile(model: Any, input: Any, depth: int | None = None, check: str | None 
         raise BadInput(f"expected fvcore, got {check!r}", "check")
     shapes = shapes_of(input)
     source = source_of(model, kwargs, trust_pickle)
-    O.need(*source.needs, "dscalc profile")  # the module its format needs: torch, onnx or keras
+    O.need(source.needs[0], source.needs[1], "dscalc profile")  # the module its format needs: torch, onnx or keras
     if not source.spec.torch and (time or predict or check is not None):
         raise BadInput(f"applies to PyTorch models; {source.target} is {source.spec.noun} model, counted from its "
                        "graph and not run", "time" if time else "predict" if predict else "check")

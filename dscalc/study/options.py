@@ -47,13 +47,18 @@ def typed(fn: Callable[..., Any], values: dict[str, Any]) -> set[str]:
             if n in values and p.default is not inspect.Parameter.empty and values[n] != p.default}
 
 
-def text(value: Any) -> str | None:
+def text(value: Any) -> str:
     """An option the CLI takes as text, from Python too: 3 -> '3', (28, 56) -> '28x56'."""
-    if value is None or isinstance(value, str):
+    if isinstance(value, str):
         return value
     if isinstance(value, (tuple, list)):
         return "x".join(str(v) for v in value)
     return str(value)
+
+
+def maybe(value: Any) -> str | None:
+    """`text`, keeping None (an option left out)."""
+    return None if value is None else text(value)
 
 
 def reject(typed_: Collection[str], why: str) -> None:

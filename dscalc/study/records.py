@@ -164,7 +164,8 @@ class Study:
 
         from dscalc.report.render import Format, render
 
-        return json.loads(render(self.report(), Format.json))  # type: ignore[no-any-return]
+        data: dict[str, Any] = json.loads(render(self.report(), Format.json))
+        return data
 
     @property
     def rows(self) -> list[Any]:
