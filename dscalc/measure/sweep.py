@@ -39,6 +39,18 @@ class SweepRow:
         return f"{self.cin}->{self.cout} k{self.k} {self.size}x{self.size} b{self.batch} {self.dtype}" + (
             " cl" if self.channels_last else "")
 
+    @property
+    def kind(self) -> str:
+        return self.comparison.original.kind
+
+    @property
+    def params(self) -> int:
+        return self.comparison.original.params
+
+    @property
+    def macs(self) -> int:
+        return self.comparison.original.macs
+
     def to_dict(self) -> dict[str, Any]:
         p = self.pair
         measured = p.measured_speedup

@@ -161,8 +161,10 @@ def model_study(source: Any, shapes: list[tuple[int, ...]], settings: Settings |
             t0 = time_module(original, shapes, settings, source.target)
             t1 = time_module(converted, shapes, settings, f"{source.target} (separable)", own=True)
         timings.append((t0, t1))
-    first = Side(source.target, dict(a.totals), None, tuple(t[0].median for t in timings), tuple(t[0] for t in timings))
-    second = Side("separable", dict(b.totals), None, tuple(t[1].median for t in timings), tuple(t[1] for t in timings))
+    first = Side(source.target, dict(a.totals), None, tuple(t[0].median for t in timings),
+                 tuple(t[0] for t in timings), "model")
+    second = Side("separable", dict(b.totals), None, tuple(t[1].median for t in timings),
+                  tuple(t[1] for t in timings), "model")
     trained = _model_training(source, shapes, train, settings) if train is not None else None
     return CompareStudy("model", original=first, variant=second, target=source.target, replaced=replaced,
                         contexts=tuple(contexts), training=trained)

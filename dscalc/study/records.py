@@ -199,6 +199,12 @@ class Study:
 
         return html(self.report())
 
+    def __repr__(self) -> str:
+        t = self.totals
+        if t.macs is None or t.params is None:
+            return f"{type(self).__name__}({len(self.rows)} rows)"
+        return f"{type(self).__name__}(macs={t.macs:,}, params={t.params:,})"
+
     def __str__(self) -> str:
         from dscalc.report.render import Format, render
 
@@ -311,6 +317,15 @@ class Side:
     predicted_s: float | None = None
     measured_s: tuple[float | None, ...] = ()  # one per run
     timings: tuple[Timing | None, ...] = ()  # one per run (a model's end-to-end timing)
+    kind: str = "network"  # or "model"
+
+    @property
+    def params(self) -> int:
+        return int(self.totals["params"])
+
+    @property
+    def macs(self) -> int:
+        return int(self.totals["macs"])
 
 
 @dataclass(frozen=True, repr=False)
