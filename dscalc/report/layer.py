@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, Any
 
 from dscalc.cost.kinds import formula, label, separable_formula
 from dscalc.cost.records import LayerCost, SeparableComparison
-from dscalc.report import latency as lat
 from dscalc.report.fmt import exact, ratio, shape, si, times
 from dscalc.report.model import CONVENTIONS, Column, Grid, Report, name
 
@@ -72,6 +71,8 @@ def counts(layer: LayerCost, comparison: SeparableComparison | None, assumptions
 def add_latency(report: Report, run: Run) -> None:
     """Predicted (always) and measured (when measured) latency of the layer and its pair: a grid, the JSON
     `timing` object, and timing columns on each CSV row."""
+    from dscalc.report import latency as lat
+
     pair, rows, context = run.pair, list(run.rows), run.context
     if pair is not None:
         data = pair.to_dict()

@@ -7,7 +7,6 @@ even that does not fit the terminal, the table is split into column groups that 
 from __future__ import annotations
 
 import io
-import json
 import os
 import stat
 import sys
@@ -41,6 +40,8 @@ def render(report: Report, fmt: Format, *, width: int | None = None, color: bool
     """The report as text in the chosen format; a table for an output whose encoding lacks its drawing characters
     is drawn in ASCII (laid out after the characters are spelled out, so it still fits)."""
     if fmt is Format.json:
+        import json
+
         return json.dumps({"schema_version": SCHEMA_VERSION, **report.data}, indent=2, allow_nan=False,
                           default=_json_default) + "\n"
     if fmt is Format.csv:
@@ -71,6 +72,8 @@ def flatten(record: dict[str, Any], prefix: str = "") -> dict[str, Any]:
             if all(isinstance(v, (int, float, str)) and not isinstance(v, bool) for v in value):
                 out[column] = "x".join(str(v) for v in value)
             else:
+                import json
+
                 out[column] = json.dumps(value, separators=(",", ":"))
         else:
             out[column] = value

@@ -4,20 +4,54 @@ trained."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from dscalc.cost import network as N
 from dscalc.errors import BadInput
 from dscalc.study import layer as layer_study
 from dscalc.study import options as O
-from dscalc.study.records import CompareStudy, CompareTraining, Side, TrainingOptions
+from dscalc.study.options import TrainingOptions
+from dscalc.study.records import CompareStudy
 
 if TYPE_CHECKING:
+    from dscalc.cost import training as T
     from dscalc.measure.settings import Settings
+    from dscalc.measure.timer import Timing
 
 _MODEL_NAMES = ("input", "kwargs", "trust_pickle")
 _NETWORK_NAMES = ("alpha", "resolution", "as_")
 _LAYER_NAMES = tuple(n for n in layer_study.LAYER_NAMES if n not in ("output_padding", "kind", "batch"))
+
+
+@dataclass(frozen=True)
+class Side:
+    """One side of a compare of networks or models: its totals, predicted and measured (per runtime) latency."""
+
+    name: str
+    totals: dict[str, Any]
+    predicted_s: float | None = None
+    measured_s: tuple[float | None, ...] = ()  # one per run
+    timings: tuple[Timing | None, ...] = ()  # one per run (a model's end-to-end timing)
+    kind: str = "network"  # or "model"
+
+    @property
+    def params(self) -> int:
+        return int(self.totals["params"])
+
+    @property
+    def macs(self) -> int:
+        return int(self.totals["macs"])
+
+
+@dataclass(frozen=True)
+class CompareTraining:
+    """Both sides of a compare, trained: their training steps and (with timing) measured forward + backward."""
+
+    options: TrainingOptions
+    original: T.Training
+    variant: T.Training
+    times: tuple[float | None, float | None] = (None, None)
 
 
 def compare(target: Any = None, cin: int | None = None, cout: int | None = None, k: int | str | None = None,

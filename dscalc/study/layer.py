@@ -4,21 +4,34 @@ on each runtime asked for; its training step."""
 from __future__ import annotations
 
 import contextlib
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from dscalc.cost.spec import LayerSpec
 from dscalc.errors import BadInput
 from dscalc.study import options as O
-from dscalc.study.records import LayerStudy, LayerTraining, Run, TrainingOptions
+from dscalc.study.options import TrainingOptions
+from dscalc.study.records import LayerStudy, Run
 
 if TYPE_CHECKING:
     from dscalc.cost import training as T
     from dscalc.measure.settings import Settings
+    from dscalc.measure.training import PairTraining, TrainingTiming
 
 #: the options that say what the layer is (those a user typed are checked against its kind)
 LAYER_NAMES = ("cin", "cout", "k", "size", "height", "width", "stride", "padding", "dilation", "groups",
                "depth_multiplier", "output_padding", "bias", "dims", "batch", "kind")
+
+
+@dataclass(frozen=True)
+class LayerTraining:
+    """A layer's training step: the layer and its pair, exactly; their memory; with timing, measured."""
+
+    options: TrainingOptions
+    one: T.Training
+    pair: T.Training | None
+    timed: PairTraining | TrainingTiming | None = None
+    context: dict[str, Any] | None = None
 
 
 def layer(cin: int, cout: int | None = None, k: int | str | None = None, size: int | str | None = None,

@@ -5,16 +5,20 @@ runtime asked for; its training step."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from dscalc.errors import BadInput
 from dscalc.study import options as O
-from dscalc.study.records import ModelStudy, ModelTrainingStudy, Run, TrainingOptions
+from dscalc.study.options import TrainingOptions
+from dscalc.study.records import ModelStudy, Run
 
 if TYPE_CHECKING:
     from dscalc.measure.predictor import Predictor
     from dscalc.measure.settings import Settings
+    from dscalc.measure.training import PairTraining, TrainingTiming
     from dscalc.trace.records import ProfileResult
+    from dscalc.trace.training import ModelTraining
 
 
 class InMemory:
@@ -42,6 +46,16 @@ class InMemory:
         if device != "meta" and _on_meta(self.model):
             raise BadInput(f"{self.target} lives on the meta device (no weights): it can be counted, not run", "time")
         return self.model
+
+
+@dataclass(frozen=True)
+class ModelTrainingStudy:
+    options: TrainingOptions
+    traced: ModelTraining
+    per_layer: tuple[PairTraining | TrainingTiming, ...] | None = None
+    names: tuple[str, ...] = ()
+    whole: TrainingTiming | None = None
+    context: dict[str, Any] | None = None
 
 
 def _on_meta(model: Any) -> bool:
@@ -235,7 +249,7 @@ def _training(source: Any, shapes: list[tuple[int, ...]], opts: TrainingOptions,
     from dscalc.cost import training as T
     from dscalc.cost.kinds import separable_of
     from dscalc.measure.settings import configured, describe
-    from dscalc.measure.training import PairTraining, TrainingTiming, pair_training, time_layer_training, time_training
+    from dscalc.measure.training import pair_training, time_layer_training, time_training
     from dscalc.trace.profile import profile_model
 
     layers = profile_model(source.load("meta"), shapes).layers

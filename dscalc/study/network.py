@@ -3,18 +3,28 @@ runtime asked for; its training step."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from dscalc.cost import network as N
 from dscalc.errors import BadInput
 from dscalc.study import options as O
-from dscalc.study.records import NetworkListStudy, NetworkStudy, NetworkTraining, Run, TrainingOptions
+from dscalc.study.options import TrainingOptions
+from dscalc.study.records import NetworkListStudy, NetworkStudy, Run
 
 if TYPE_CHECKING:
     from dscalc.cost import training as T
     from dscalc.cost.records import LayerCost
     from dscalc.measure.settings import Settings
     from dscalc.measure.training import TrainingTiming
+
+
+@dataclass(frozen=True)
+class NetworkTraining:
+    options: TrainingOptions
+    training: T.Training
+    timed: tuple[TrainingTiming, ...] | None = None
+    context: dict[str, Any] | None = None
 
 
 def builtins() -> NetworkListStudy:

@@ -95,6 +95,8 @@ def runtimes(runtime: str | list[str] | tuple[str, ...], settings: Settings | No
              channels_last: bool | None = None) -> tuple[Settings, ...]:
     """`--runtime`: checked settings per runtime, or () for the default (torch eager alone, measured as ever).
     An unknown name is bad input (exit 2); a runtime that is not installed, one line naming its extra (exit 1)."""
+    if runtime in ("eager", ["eager"], ("eager",)):  # the default: nothing to check (nor to import)
+        return ()
     from dscalc.measure.runtimes import DEFAULT, check, parse
 
     names = parse(runtime if isinstance(runtime, str) else ",".join(runtime))
@@ -109,6 +111,8 @@ def training(training: bool, optimizer: str, memory_limit: str | int | None, run
              given: Collection[str]) -> TrainingOptions | None:
     """Checked training options with --training (or --memory-limit), None without; --optimizer alone is refused,
     and so is --training with several runtimes (a training step is timed in torch eager)."""
+    if not training and memory_limit is None and optimizer == "adam" and "optimizer" not in given:
+        return None  # the default: nothing to check (nor to import)
     from dscalc.cost import training as T
 
     T.optimizer(optimizer)

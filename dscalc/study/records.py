@@ -9,13 +9,10 @@ Every study answers the same questions in Python: `.rows` (records with .name, .
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
-from dscalc.study.options import TrainingOptions
-
 if TYPE_CHECKING:
-    from dscalc.cost import training as T
     from dscalc.cost.network import Spec as NetworkSpec
     from dscalc.cost.records import LayerCost, SeparableComparison
     from dscalc.cost.spec import LayerSpec
@@ -24,9 +21,12 @@ if TYPE_CHECKING:
     from dscalc.measure.predict import Calibration
     from dscalc.measure.sweep import SweepRow
     from dscalc.measure.timer import Timing
-    from dscalc.measure.training import PairTraining, TrainingTiming
+    from dscalc.study.compare import CompareTraining, Side
+    from dscalc.study.layer import LayerTraining
+    from dscalc.study.model import ModelTrainingStudy
+    from dscalc.study.network import NetworkTraining
+    from dscalc.study.sweep import SweepTraining
     from dscalc.trace.records import ProfileResult
-    from dscalc.trace.training import ModelTraining
 
 
 # ------------------------------------------------------------------------------------------------- parts
@@ -95,55 +95,6 @@ class Run:
     def measured_s(self) -> float | None:
         ts = [r.timing.median for r in self.rows if r.timing is not None]
         return sum(t for t in ts if t) if ts and all(ts) else None
-
-
-# --------------------------------------------------------------------------------------------- training
-
-@dataclass(frozen=True)
-class LayerTraining:
-    """A layer's training step: the layer and its pair, exactly; their memory; with timing, measured."""
-
-    options: TrainingOptions
-    one: T.Training
-    pair: T.Training | None
-    timed: PairTraining | TrainingTiming | None = None
-    context: dict[str, Any] | None = None
-
-
-@dataclass(frozen=True)
-class NetworkTraining:
-    options: TrainingOptions
-    training: T.Training
-    timed: tuple[TrainingTiming, ...] | None = None
-    context: dict[str, Any] | None = None
-
-
-@dataclass(frozen=True)
-class ModelTrainingStudy:
-    options: TrainingOptions
-    traced: ModelTraining
-    per_layer: tuple[PairTraining | TrainingTiming, ...] | None = None
-    names: tuple[str, ...] = ()
-    whole: TrainingTiming | None = None
-    context: dict[str, Any] | None = None
-
-
-@dataclass(frozen=True)
-class CompareTraining:
-    """Both sides of a compare, trained: their training steps and (with timing) measured forward + backward."""
-
-    options: TrainingOptions
-    original: T.Training
-    variant: T.Training
-    times: tuple[float | None, float | None] = (None, None)
-
-
-@dataclass(frozen=True)
-class SweepTraining:
-    """Each config of a sweep trained: its training MACs, standard and separable, and (measured) the timing."""
-
-    options: TrainingOptions
-    configs: tuple[tuple[T.Training, T.Training, PairTraining | None], ...]
 
 
 # ----------------------------------------------------------------------------------------------- studies
@@ -308,26 +259,6 @@ class ModelStudy(Study):
         return f"ModelStudy({self.target}, macs={t.macs:,}, params={t.params:,})"
 
 
-@dataclass(frozen=True)
-class Side:
-    """One side of a compare of networks or models: its totals, predicted and measured (per runtime) latency."""
-
-    name: str
-    totals: dict[str, Any]
-    predicted_s: float | None = None
-    measured_s: tuple[float | None, ...] = ()  # one per run
-    timings: tuple[Timing | None, ...] = ()  # one per run (a model's end-to-end timing)
-    kind: str = "network"  # or "model"
-
-    @property
-    def params(self) -> int:
-        return int(self.totals["params"])
-
-    @property
-    def macs(self) -> int:
-        return int(self.totals["macs"])
-
-
 @dataclass(frozen=True, repr=False)
 class CompareStudy(Study):
     """The original beside its variant: a layer and its separable pair (`layer`), a network and its --as rewrite,
@@ -396,4 +327,4 @@ class DeviceStudy(Study):
 
 
 STUDIES = (LayerStudy, NetworkListStudy, NetworkStudy, ModelStudy, CompareStudy, SweepStudy, DeviceStudy)
-__all__ = [c.__name__ for c in STUDIES] + ["Run", "Side", "Totals", "Memory", "TrainingOptions", "field"]
+__all__ = [c.__name__ for c in STUDIES] + ["Run", "Totals", "Memory"]

@@ -3,16 +3,27 @@ trained."""
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from dscalc.errors import BadInput
 from dscalc.study import options as O
-from dscalc.study.records import SweepStudy, SweepTraining, TrainingOptions
+from dscalc.study.options import TrainingOptions
+from dscalc.study.records import SweepStudy
 
 if TYPE_CHECKING:
+    from dscalc.cost import training as T
     from dscalc.measure.settings import Settings
     from dscalc.measure.sweep import SweepRow
+    from dscalc.measure.training import PairTraining
+
+
+@dataclass(frozen=True)
+class SweepTraining:
+    """Each config of a sweep trained: its training MACs, standard and separable, and (measured) the timing."""
+
+    options: TrainingOptions
+    configs: tuple[tuple[T.Training, T.Training, PairTraining | None], ...]
 
 
 def sweep(cin: str | list[int] = "32:512:x2", cout: str | list[int] | None = None, k: str | list[int] = "3",
