@@ -33,8 +33,25 @@ BARE_APP = ("import typer\nfrom rich.console import Console\nfrom rich.table imp
             "@app.command()\ndef layer(k: int = 3, cin: int = 64, cout: int = 128):\n"
             "    t = Table('kind', 'MACs'); t.add_row('standard', f'{k*k*cin*cout:,}'); Console().print(t)\napp()\n")
 
+#: the same app with the options `dscalc layer` has (their types and defaults): typer builds a pydantic adapter per
+#: option it processes, so this is the floor for a command with that many options
+BARE_APP_LAYER_OPTIONS = (
+    "import enum, pathlib\nimport typer\nfrom rich.console import Console\nfrom rich.table import Table\n"
+    "E = enum.Enum('E', {k: k for k in ('standard', 'grouped', 'depthwise', 'float32', 'table', 'json')}, type=str)\n"
+    "app = typer.Typer()\n@app.command()\n"
+    "def layer(cin: int = 64, cout: int | None = None, k: str | None = None, size: str | None = None,"
+    " height: int | None = None, width: int | None = None, stride: str = '1', padding: str = 'same',"
+    " dilation: str = '1', groups: int = 1, depth_multiplier: int = 1, output_padding: str = '0', bias: bool = False,"
+    " dims: int | None = None, batch: int = 1, kind: E | None = None, dtype: E = E.float32, time: bool = False,"
+    " predict: bool = False, device: str = 'cpu', channels_last: bool = False, threads: int | None = None,"
+    " tf32: bool = False, runtime: str = 'eager', training: bool = False, optimizer: str = 'adam',"
+    " memory_limit: str | None = None, fmt: E = E.table, output: pathlib.Path | None = None):\n"
+    "    t = Table('kind', 'MACs'); t.add_row('standard', f'{9*cin*(cout or 1):,}'); Console().print(t)\napp()\n")
+
 COMMANDS = {
     "bare typer + rich app": [sys.executable, "-c", BARE_APP, "--k", "3"],
+    "bare app, layer's 29 options": [sys.executable, "-c", BARE_APP_LAYER_OPTIONS, "--k", "3", "--cin", "64",
+                                     "--cout", "128"],
     "dscalc layer": [sys.executable, "-m", "dscalc", "layer", "--k", "3", "--cin", "64", "--cout", "128"],
     "fvcore one-layer script": [sys.executable, "-c", FVCORE_ONE_LAYER],
 }
@@ -83,6 +100,10 @@ def main() -> None:
     q = statistics.quantiles(ratios, n=4)
     print(f"\ndscalc layer / bare app, CPU, paired per round: median {statistics.median(ratios):.2f}x "
           f"(IQR {q[0]:.2f}-{q[2]:.2f}; issue 25 aims at <= 1.10x)")
+    ratios = sorted(a / b for a, b in zip(cpu["dscalc layer"], cpu["bare app, layer's 29 options"]))
+    q = statistics.quantiles(ratios, n=4)
+    print(f"dscalc layer / bare app with layer's options, CPU, paired per round: median "
+          f"{statistics.median(ratios):.2f}x (IQR {q[0]:.2f}-{q[2]:.2f})")
     if args.against:
         pairs = sorted(a / b for a, b in zip(cpu["dscalc layer (--against)"], cpu["dscalc layer"]))
         print(f"--against / this dscalc layer, CPU, paired per round: median {statistics.median(pairs):.2f}x")
