@@ -420,8 +420,7 @@ def add_sweep(report: Report, study: SweepStudy) -> None:
                 caption="speedup = standard / separable (> 1: separable is faster); MACs: forward + backward MACs "
                         "ratio; inference and training: measured (training = forward + backward)")
     configs = []
-    for row, record, (one, two, timed) in zip(study.configs, report.records, study.training.configs):
-        mac_gain = one.totals["training_macs"] / two.totals["training_macs"]
+    for row, record, (one, two, mac_gain, timed) in zip(study.configs, report.records, study.training.configs):
         keys: dict[str, Any] = {"training_macs": one.totals["training_macs"],
                                 "separable_training_macs": two.totals["training_macs"],
                                 "training_mac_speedup": mac_gain}

@@ -147,6 +147,7 @@ def _training(spec: LayerSpec, opts: TrainingOptions, settings: Settings | None,
     one, pair = counted_training(spec, opts)
     if settings is None:
         return LayerTraining(opts, one, pair)
+    from dscalc.cost import training as T
     from dscalc.measure.settings import configured, describe
     from dscalc.measure.training import pair_training, time_layer_training
 
@@ -154,8 +155,7 @@ def _training(spec: LayerSpec, opts: TrainingOptions, settings: Settings | None,
     if comparison is not None:
         inference = runs[0].pair.measured_speedup if runs and runs[0].pair is not None else None
         with configured(settings):
-            timed = pair_training(comparison, settings, opts.optimizer,
-                                  one.totals["training_macs"] / pair.totals["training_macs"],  # type: ignore[union-attr]
+            timed = pair_training(comparison, settings, opts.optimizer, T.mac_speedup(one, pair),  # type: ignore[arg-type]
                                   inference)
         return LayerTraining(opts, one, pair, timed, describe(settings))
     with configured(settings):

@@ -264,8 +264,8 @@ def _training(source: Any, shapes: list[tuple[int, ...]], opts: TrainingOptions,
                 per_layer.append(time_layer_training(layer, settings, opts.optimizer, input_grad, with_step=False))
             else:
                 one, two = T.layer(layer, pair, opts.optimizer)
-                per_layer.append(pair_training(pair, settings, opts.optimizer, one.totals["training_macs"]
-                                               / two.totals["training_macs"],  # type: ignore[union-attr]
+                per_layer.append(pair_training(pair, settings, opts.optimizer,
+                                               T.mac_speedup(one, two),  # type: ignore[arg-type]
                                                input_grad=input_grad, with_step=False))
         whole = time_training(source.load("cpu"), shapes, settings, source.target, opts.optimizer, input_grad=False)
     return ModelTrainingStudy(opts, traced, tuple(per_layer), tuple(layer.name for layer in layers), whole,

@@ -23,7 +23,7 @@ class SweepTraining:
     """Each config of a sweep trained: its training MACs, standard and separable, and (measured) the timing."""
 
     options: TrainingOptions
-    configs: tuple[tuple[T.Training, T.Training, PairTraining | None], ...]
+    configs: tuple[tuple[T.Training, T.Training, float, PairTraining | None], ...]  # standard, separable, MAC ratio
 
 
 def sweep(cin: str | list[int] = "32:512:x2", cout: str | list[int] | None = None, k: str | list[int] = "3",
@@ -97,12 +97,11 @@ def _training(rows: list[SweepRow], opts: TrainingOptions, settings: Settings, m
     for row in rows:
         one, two = T.layer(row.comparison.original, row.comparison, opts.optimizer)
         assert two is not None
-        timed = None
+        timed, ratio = None, T.mac_speedup(one, two)
         if measure:
             here = replace(settings, dtype=row.dtype, channels_last=row.channels_last)
             with configured(here):
-                timed = pair_training(row.comparison, here, opts.optimizer,
-                                      one.totals["training_macs"] / two.totals["training_macs"],
-                                      row.pair.measured_speedup, with_step=False)
-        out.append((one, two, timed))
+                timed = pair_training(row.comparison, here, opts.optimizer, ratio, row.pair.measured_speedup,
+                                      with_step=False)
+        out.append((one, two, ratio, timed))
     return SweepTraining(opts, tuple(out))
