@@ -195,7 +195,7 @@ def layers_of(spec: LayerSpec) -> tuple[list[LayerCost], LayerCost | None]:
     if len(layers[0].kernel) != 2:
         raise BadInput(f"explain draws 2D convolutions (Keras layout), got a {len(layers[0].kernel)}D layer",
                        "size" if isinstance(a.size, tuple) else "k")
-    for layer in layers:
+    for n_layer, layer in enumerate(layers):
         _, cin, *size_in = layer.input_shape
         _, cout, *size_out = layer.output_shape
         for what, sizes in (("input", size_in), ("output", size_out)):
@@ -205,7 +205,10 @@ def layers_of(spec: LayerSpec) -> tuple[list[LayerCost], LayerCost | None]:
         if max(layer.kernel) > MAX_KERNEL:
             raise BadInput(f"explain draws kernels of at most {MAX_KERNEL}x{MAX_KERNEL} (to fit a screen), got "
                            f"{'x'.join(map(str, layer.kernel))}", "k")
-        for option, n in (("cin", cin), ("cout" if spec.kind != "depthwise" else "depth_multiplier", cout)):
+        # a depthwise conv's outputs (and a separable conv's channels between its stages) are cin x depth-multiplier
+        between = spec.kind == "depthwise" or (spec.kind == "separable" and n_layer == 0)
+        for option, n in (("cin" if n_layer == 0 else "depth_multiplier", cin),
+                          ("depth_multiplier" if between else "cout", cout)):
             if n > MAX_CHANNELS:
                 raise BadInput(f"explain draws at most {MAX_CHANNELS} channels in, out or between stages (to fit "
                                f"a screen); this layer has {n}", option)
