@@ -92,7 +92,7 @@ def test_the_cli_prints_every_reference_number(cli):
         assert figure in text
     assert "96.9" in cli("explain", *DEPTHWISE).stdout and "114.0" in cli("explain", *DEPTHWISE).stdout
     text = cli("explain", *SEPARABLE).stdout
-    assert "dw[0,0,0] = 28.5" in text and "57.0" in text and "85.5" in text and "out[0,0,0] = 28.5·2" in text
+    assert "dw[0,0,0] (y, x, c) = 28.5" in text and "57.0" in text and "85.5" in text and "out[0,0,0] = 28.5·2" in text
     r = cli("explain", *TRANSPOSED)
     assert r.code == 0, r.stderr
     drawn = [line.split()[-4:] for line in r.stdout.splitlines()]
@@ -347,7 +347,7 @@ def test_the_tie_in_is_said_on_screen(cli):
     text = cli("explain", *CONV2D).stdout
     assert "= 54 = 18 products per cell x 3 cells" in text  # 3²·2·3·1² = 54
     text = cli("explain", *SEPARABLE).stdout
-    assert "11 instead of 18 MACs" in text and "0.6111" in text  # (9 + 2) / 18
+    assert "9 + 2 = 11 instead of 18 MACs, 1.64x fewer" in text and "0.6111" in text  # (9 + 2) / 18
     text = cli("explain", *TRANSPOSED).stdout
     assert "3·2·3²·2² = 216" in text and "3 to 12" in text
 
@@ -457,7 +457,8 @@ def test_exact_decimals_never_show_float_noise():
 
 def test_several_cells(cli):
     text = cli("explain", *CONV2D, "--cell", "1,0,0", "--cell", "2,0,0").stdout
-    assert "out[0,0,1] = 615.6" in text and "out[0,0,2] = 632.7" in text and "out[0,0,0] =" not in text
+    assert "out[0,0,1] (y, x, c) = 615.6" in text and "out[0,0,2] (y, x, c) = 632.7" in text
+    assert "out[0,0,0]" not in text
 
 
 def test_random_values_are_seeded():
@@ -471,3 +472,17 @@ def test_a_cell_outside_the_output_is_bad_input():
     ex = example(spec(cin=2, cout=3, k="3", size="3"))
     with pytest.raises(BadInput, match="outside the output"):
         ex.cell(0, 1, 0)
+
+
+def test_the_readme_shows_what_explain_prints(cli):
+    # the README's separable example at 80 columns; its last line names the torch that checked it (or its absence)
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    command = "$ dscalc explain --kind separable --cin 1 --cout 2 --k 3 --size 3 --pointwise-start 2 --cell 0,0,0 " \
+              "--cell 1,0,0\n"
+    shown = readme[readme.index(command) + len(command):].split("```")[0].splitlines()
+    printed = cli("explain", *SEPARABLE, "--cell", "0,0,0", "--cell", "1,0,0", columns=80).stdout.splitlines()
+    assert printed[:-1] == shown[:-1]
+    assert shown[-1].startswith("torch ") and shown[-1].endswith("F.conv2d agrees: max |diff| = 0 (float64, all 3 "
+                                                                   "output values)")
+    for figure in ("28.5", "57.0", "85.5", "0.1·1 + 0.2·2 + 0.3·3"):
+        assert figure in "\n".join(shown)

@@ -246,7 +246,7 @@ def _forward(layer: LayerCost, x: Tensor, kernel: Tensor, depthwise: bool) -> di
     (ph, _), (pw, _) = layer.padding
     dm = cout // cin
     per_in, per_out = cin // layer.groups, cout // layer.groups
-    cells = {}
+    cells: dict[Index, Cell] = {}
     for o, y, xx in product(range(cout), range(h_out), range(w_out)):
         # (input channel, kernel channel index) pairs that output channel o sums
         if depthwise:
@@ -272,7 +272,7 @@ def _transposed(layer: LayerCost, x: Tensor, kernel: Tensor) -> dict[Index, Cell
     _, cout, h_out, w_out = layer.output_shape
     (kh, kw), (sh, sw), (dh, dw) = layer.kernel, layer.stride, layer.dilation
     (ph, _), (pw, _) = layer.padding
-    cells = {}
+    cells: dict[Index, Cell] = {}
     for o, y, xx in product(range(cout), range(h_out), range(w_out)):
         terms = []
         for ci, ky, kx in product(range(cin), range(kh), range(kw)):

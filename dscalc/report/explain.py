@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from fractions import Fraction
 from typing import Any
 
-from dscalc.cost.explain import MAX_CHANNELS, MAX_KERNEL, MAX_SIZE, Cell, Example, Stage, Tensor, Term, example
+from dscalc.cost.explain import Cell, Example, Stage, Tensor, Term, example
 from dscalc.cost.kinds import KINDS, formula, label
 from dscalc.cost.spec import LayerSpec
 from dscalc.errors import BadInput
@@ -142,7 +142,8 @@ def _term_grid(ex: Example, stage: Stage, cell: Cell) -> Grid:
     v_digits = places([t.value for t in terms], 1)
     w_digits = places([t.weight for t in terms])
     p_digits = places([t.product for t in terms] + [cell.value], 1)
-    title = (f"{y_name}[{cell.y},{cell.x},{cell.channel}] = {dec(cell.value, p_digits)}: the sum of "
+    # (no letters inside the brackets: rich would read [y=0] as markup)
+    title = (f"{y_name}[{cell.y},{cell.x},{cell.channel}] (y, x, c) = {dec(cell.value, p_digits)}: the sum of "
              f"{_plural(len(terms), 'product')}")
     grid = Grid(title, [name(f"input {x_name}[y,x,c]"), Column("value"), Column(f"kernel {k_name}", "left", "name"),
                         Column("weight"), Column("product")])
@@ -223,23 +224,25 @@ def _counts_grid(ex: Example) -> Grid:
                              f"{exact(stage.products)} + {exact(stage.outside)} = {exact(stage.layer.macs)}")
         else:
             padded = sum(1 for c in stage.cells.values() for t in c.terms if t.padded)
-            notes.append(f"{stage.name} MACs = {sym} = {num} = {exact(stage.layer.macs)} = {_plural(lo, 'product')} per "
-                         f"cell x {_plural(cells, 'cell')}" + (f" ({exact(padded)} of them multiply padding zeros)" if padded else ""))
+            notes.append(f"{stage.name} MACs = {sym} = {num} = {exact(stage.layer.macs)} = "
+                         f"{_plural(lo, 'product')} per cell x {_plural(cells, 'cell')}"
+                         + (f" ({exact(padded)} of them multiply padding zeros)" if padded else ""))
         if stage.products + stage.outside != stage.layer.macs or (stage.name != "transposed" and stage.outside):
             raise AssertionError(f"explain counted {stage.products} products, the engine {stage.layer.macs} MACs")
     if ex.standard is not None:
         std = ex.standard
-        cells = std.output_shape[1] * std.output_shape[2] * std.output_shape[3]
-        per = std.macs // cells
+        std_cells = std.output_shape[1] * std.output_shape[2] * std.output_shape[3]
+        std_per = std.macs // std_cells
         grid.sections.add(len(grid.rows) - 1)
         grid.add("separable = dw + pw", "", "", exact(ex.macs), exact(ex.macs), end_section=True)
-        grid.add(f"{label(std)} (same shapes)", str(per), str(cells), exact(std.macs), exact(std.macs))
+        grid.add(f"{label(std)} instead", str(std_per), str(std_cells), exact(std.macs), exact(std.macs))
         saving = Fraction(ex.macs, std.macs)
         grid.add("separable/standard", "", "", "", ratio(saving))
         dw, pw = ex.stages
-        notes.append(f"a standard conv sums {per} products per output cell; separable sums "
+        notes.append(f"a standard conv sums {_plural(std_per, 'product')} per output cell; separable sums "
                      f"{dw.per_cell[0]} per depthwise cell and {pw.per_cell[0]} per pointwise cell: "
-                     f"{exact(ex.macs)} instead of {exact(std.macs)} MACs ({times(1 / saving)})")
+                     f"{exact(dw.layer.macs)} + {exact(pw.layer.macs)} = {exact(ex.macs)} instead of "
+                     f"{exact(std.macs)} MACs, {times(saving)} fewer")
     grid.notes += notes
     return grid
 
