@@ -640,8 +640,10 @@ def sweep(
 @app.command()
 def explain(
     ctx: typer.Context,
-    cin: CinOpt, cout: CoutOpt = None, k: KOpt = None, size: SizeOpt = None, height: HeightOpt = None,
-    width: WidthOpt = None, stride: StrideOpt = "1",
+    cin: CinOpt, cout: CoutOpt = None, k: KOpt = None,
+    size: Annotated[str | None, typer.Option(help="Input spatial size: 3, or 3x4 (required; at most 8).",
+                                             metavar="SIZE", show_default=False, rich_help_panel=LAYER)] = None,
+    height: HeightOpt = None, width: WidthOpt = None, stride: StrideOpt = "1",
     padding: Annotated[str, typer.Option(help="valid (Keras' default, used here), same (Keras/TF), N or NxM.",
                                          metavar="P", rich_help_panel=LAYER)] = "valid",
     dilation: DilationOpt = "1", groups: GroupsOpt = 1, depth_multiplier: DmOpt = 1,

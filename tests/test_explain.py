@@ -17,6 +17,8 @@ from fractions import Fraction as Fr
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 
 from dscalc.cost.explain import Example, example
 from dscalc.cost.spec import LayerSpec
@@ -164,6 +166,20 @@ CASES = [
 ]
 
 
+# Keras' own layers (their 'same' padding included); also through dscalc's torch check
+KERAS_CASES = [
+    ("Conv2D", dict(kind="standard", cin=2, cout=3, k="3", size="5", stride="2", padding="same")),
+    ("Conv2D", dict(kind="grouped", cin=4, cout=2, groups=2, k="3", size="4", padding="same")),
+    ("Conv2D", dict(kind="standard", cin=1, cout=2, k="2", size="5", dilation="2", padding="valid")),
+    ("DepthwiseConv2D", dict(kind="depthwise", cin=2, depth_multiplier=2, k="3", size="5", stride="2",
+                             padding="same")),
+    ("SeparableConv2D", dict(kind="separable", cin=2, cout=3, k="3", size="4", depth_multiplier=2, padding="same")),
+    ("Conv2DTranspose", dict(kind="transposed", cin=2, cout=3, k="3", size="3", stride="2", padding="same")),
+    ("Conv2DTranspose", dict(kind="transposed", cin=2, cout=2, k="4", size="3", stride="2", padding="same")),
+    ("Conv2DTranspose", dict(kind="transposed", cin=3, cout=2, k="3", size="2", padding="valid")),
+]
+
+
 def _ids(case: dict) -> str:
     return "-".join(f"{k}={v}" for k, v in case.items())
 
@@ -230,7 +246,7 @@ def test_random_examples_agree_with_torch(case, seed):
 
 
 @pytest.mark.skipif(not HAS_TORCH, reason="torch is not installed")
-@pytest.mark.parametrize("case", CASES, ids=_ids)
+@pytest.mark.parametrize("case", CASES + [c for _, c in KERAS_CASES], ids=_ids)
 def test_dscalcs_own_torch_check_agrees_on_every_kind(case):
     from dscalc.trace.explain_check import check
 
@@ -258,19 +274,43 @@ def test_the_agreement_is_shown(cli):
     assert f"torch {torch.__version__.split('+')[0]} F.conv2d agrees: max |diff| = 0" in text
 
 
+@pytest.mark.skipif(not HAS_TORCH, reason="torch is not installed")
+@settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(kind=st.sampled_from(["standard", "grouped", "depthwise", "pointwise", "separable", "transposed"]),
+       cin=st.integers(1, 4), cout=st.integers(1, 4), k=st.integers(1, 4), size=st.integers(1, 6),
+       stride=st.integers(1, 3), padding=st.integers(0, 2), dilation=st.integers(1, 2), groups=st.integers(2, 4),
+       dm=st.integers(1, 2), out_pad=st.integers(0, 2), seed=st.integers(0, 2**16))
+def test_hypothesis_examples_agree_with_torch(kind, cin, cout, k, size, stride, padding, dilation, groups, dm,
+                                              out_pad, seed):
+    import torch
+
+    case: dict = dict(kind=kind, cin=cin, k=str(k), size=str(size), stride=str(stride), padding=str(padding),
+                      dilation=str(dilation))
+    if kind == "pointwise":
+        del case["k"], case["dilation"]
+    if kind != "depthwise":
+        case["cout"] = cout
+    if kind == "grouped":
+        case["groups"] = groups
+    if kind in ("depthwise", "separable"):
+        case["depth_multiplier"] = dm
+    if kind == "transposed":
+        case["output_padding"] = str(out_pad)
+    try:
+        ex = example(spec(**case), values="random", seed=seed)
+    except BadInput:
+        assume(False)
+        return
+    got = torch_output(ex, case)
+    assert tuple(got.shape) == ex.output.shape
+    want = torch.tensor([float(v) for v in ex.output.values], dtype=torch.float64).reshape(got.shape)
+    assert torch.allclose(got, want, rtol=0, atol=1e-9)
+    for stage in ex.stages:  # and the count identity on every example
+        assert stage.products + stage.outside == stage.layer.macs
+
+
 # -------------------------------------------------------------------------- Keras itself, on torch
 
-KERAS_CASES = [
-    ("Conv2D", dict(kind="standard", cin=2, cout=3, k="3", size="5", stride="2", padding="same")),
-    ("Conv2D", dict(kind="grouped", cin=4, cout=2, groups=2, k="3", size="4", padding="same")),
-    ("Conv2D", dict(kind="standard", cin=1, cout=2, k="2", size="5", dilation="2", padding="valid")),
-    ("DepthwiseConv2D", dict(kind="depthwise", cin=2, depth_multiplier=2, k="3", size="5", stride="2",
-                             padding="same")),
-    ("SeparableConv2D", dict(kind="separable", cin=2, cout=3, k="3", size="4", depth_multiplier=2, padding="same")),
-    ("Conv2DTranspose", dict(kind="transposed", cin=2, cout=3, k="3", size="3", stride="2", padding="same")),
-    ("Conv2DTranspose", dict(kind="transposed", cin=2, cout=2, k="4", size="3", stride="2", padding="same")),
-    ("Conv2DTranspose", dict(kind="transposed", cin=3, cout=2, k="3", size="2", padding="valid")),
-]
 
 
 @pytest.mark.skipif(not (HAS_KERAS and HAS_TORCH), reason="keras (on torch) is not installed")
