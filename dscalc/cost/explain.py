@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from functools import cached_property
 from fractions import Fraction
 from itertools import product
 
@@ -98,7 +99,7 @@ class Cell:
     x: int
     terms: tuple[Term, ...]
 
-    @property
+    @cached_property
     def value(self) -> Fraction:
         return sum((t.product for t in self.terms), Fraction(0))
 
@@ -121,7 +122,7 @@ class Stage:
     kernel_layout: str  # the names of the kernel's axes, e.g. "(kh, kw, in, out)"
     cells: dict[Index, Cell] = field(repr=False)  # (channel, y, x) -> cell
 
-    @property
+    @cached_property
     def output(self) -> Tensor:
         """The output, (H, W, C)."""
         _, c, h, w = self.layer.output_shape
