@@ -637,6 +637,50 @@ def sweep(
     _deliver(report, fmt, output)
 
 
+@app.command()
+def explain(
+    ctx: typer.Context,
+    cin: CinOpt, cout: CoutOpt = None, k: KOpt = None,
+    size: Annotated[str | None, typer.Option(help="Input spatial size: 3, or 3x4 (required; at most 8).",
+                                             metavar="SIZE", show_default=False, rich_help_panel=LAYER)] = None,
+    height: HeightOpt = None, width: WidthOpt = None, stride: StrideOpt = "1",
+    padding: Annotated[str, typer.Option(help="valid (Keras' default, used here), same (Keras/TF), N or NxM.",
+                                         metavar="P", rich_help_panel=LAYER)] = "valid",
+    dilation: DilationOpt = "1", groups: GroupsOpt = 1, depth_multiplier: DmOpt = 1,
+    output_padding: OutPadOpt = "0", kind: KindOpt = None,
+    values: Annotated[str, typer.Option(help="counting: input 0.1, 0.2, ... and kernels 1, 2, ... in Keras order; "
+                                        "random: one-decimal inputs, integer weights (--seed).",
+                                        metavar="counting|random")] = "counting",
+    seed: Annotated[int | None, typer.Option(help="Seed of --values random (default 0).", show_default=False)] = None,
+    pointwise_start: Annotated[int | None, typer.Option(
+        help="Separable: the pointwise kernel counts from N (default 1).", metavar="N", show_default=False)] = None,
+    cell: Annotated[list[str] | None, typer.Option(
+        "--cell", metavar="C,Y,X", help="Output cell to write out as its sum of products (channel,y,x; repeatable; "
+        "default the first).", show_default=False)] = None,
+    fmt: FormatOpt = Format.table, output: OutputOpt = None,
+) -> None:
+    """One convolution worked on small numbers: input, kernels and output as matrices, each chosen output cell as
+    its sum of products, what the MAC count counts - checked against torch when it is installed. Keras layout, no
+    bias; inputs and outputs up to 8x8, kernels up to 5x5, up to 4 channels."""
+    from dscalc.cost.explain import EXPLAINED
+    from dscalc.cost.spec import LayerSpec
+    from dscalc.report import explain as builder
+
+    if kind is not None and kind.value not in EXPLAINED:
+        raise BadInput(f"explain works through a convolution: one of {', '.join(EXPLAINED)}", "kind")
+    if size is None and height is None and width is None:
+        raise BadInput("is required for dscalc explain (a small input: at most 8)", "size")
+    spec = LayerSpec.from_options(
+        cin=cin, cout=cout, k=k, size=size, height=height, width=width, stride=stride, padding=padding,
+        dilation=dilation, groups=groups, depth_multiplier=depth_multiplier, output_padding=output_padding,
+        kind=kind.value if kind else None,
+        given=given(ctx, ("cin", "cout", "k", "size", "height", "width", "stride", "padding", "dilation", "groups",
+                          "depth_multiplier", "output_padding", "kind")))
+    report = builder.build(spec, values=values, seed=seed, pointwise_start=pointwise_start,
+                           cells=builder.parse_cells(cell))
+    _deliver(report, fmt, output)
+
+
 # ------------------------------------------------------------------------------------------- entry point
 
 def _app_for(args: list[str]) -> typer.Typer:
