@@ -308,6 +308,24 @@ def _check_addmm(args: tuple, kwargs: dict) -> None:
     _check_product(c.arg("mat1", 1), c.arg("mat2", 2))
 
 
+def _check_batched(a: Any, b: Any) -> None:
+    if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.dim() == 3 and b.dim() == 3 \
+            and (a.shape[0] != b.shape[0] or a.shape[2] != b.shape[1]):
+        raise Mismatch(f"Expected size for first two dimensions of batch2 tensor to be: [{a.shape[0]}, {a.shape[2]}] "
+                       f"but got: [{b.shape[0]}, {b.shape[1]}].")
+
+
+@checks("bmm")
+def _check_bmm(args: tuple, kwargs: dict) -> None:
+    _check_batched(args[0], kwargs.get("mat2", args[1] if len(args) > 1 else None))
+
+
+@checks("baddbmm")
+def _check_baddbmm(args: tuple, kwargs: dict) -> None:
+    c = Call(None, args, kwargs, None)
+    _check_batched(c.arg("batch1", 1), c.arg("batch2", 2))
+
+
 def _check_vector(shown: str, mat: Any, vec: Any) -> None:
     if isinstance(mat, torch.Tensor) and isinstance(vec, torch.Tensor) and mat.dim() == 2 and vec.dim() == 1 \
             and mat.shape[1] != vec.shape[0]:

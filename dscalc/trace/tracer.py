@@ -299,7 +299,8 @@ class _Recorder(TorchDispatchMode):
         module = self.where()
         ins = _tensors((args, kwargs))
         reads, writes = _size(ins), _size(outs)
-        io = (shape_of(ins[0]) if ins else (), shape_of(outs[0]) if outs else ())
+        data = [t for t in ins if t.dim() > 1] or ins  # (addmm's first operand is its bias)
+        io = (shape_of(data[0]) if data else (), shape_of(outs[0]) if outs else ())
         calls = self.context.repeated
         if handler is None:
             self.uncounted[name] = self.uncounted.get(name, 0) + 1
