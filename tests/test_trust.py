@@ -21,7 +21,6 @@ from torch import nn
 from dscalc.errors import BadInput
 from dscalc.trace.profile import check_fvcore, profile_model
 
-
 # --- 1. what the real kernel refuses, the trace refuses, with its words ------------------------------------------
 
 class One(nn.Module):

@@ -6,8 +6,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field, replace
 
-from dscalc.cost.records import LayerCost, SeparableComparison
 from dscalc.cost.opkinds import NORM_KINDS
+from dscalc.cost.records import LayerCost, SeparableComparison
 from dscalc.measure import roofline
 from dscalc.measure.calibrate import load_cached
 from dscalc.measure.ceilings import Ceilings, age, get_ceilings

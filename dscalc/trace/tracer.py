@@ -34,9 +34,9 @@ import torch
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from dscalc.cost.opkinds import MAC_KINDS, NORM_KINDS
 from dscalc.errors import BadInput, RuntimeFailure, first_line, from_user_code, interrupted
 from dscalc.trace import wrappers
-from dscalc.cost.opkinds import MAC_KINDS, NORM_KINDS
 from dscalc.trace.ops import SHAPE_OPS, Call, Count, Mismatch, NeedsValues, check_for, handler_for, key_of, shape_of
 from dscalc.trace.records import OpRecord, Size, Trace
 from dscalc.trace.run import MetaLimit, Runner
@@ -159,6 +159,7 @@ class _Context:
         self.repeated: tuple[tuple[str, int], ...] = ()  # the frames of a second or later call
         self.io: dict[str, list[tuple[tuple[int, ...], tuple[int, ...]]]] = {}
         self.attention = 0
+        self.modules: set[int] = set()  # ids of the modules whose calls are counted (not a parametrization's)
 
     def enter(self, path: str, inputs: Any) -> None:
         n = self.calls.get(path, 0)
@@ -356,8 +357,10 @@ def _module_stack(names: dict[int, str], context: _Context | None = None) -> Ite
     def pre(module: torch.nn.Module, inputs: Any) -> None:
         path = names.get(id(module))
         stack.append(path if path is not None else stack[-1] if stack else "")
-        named.append(path is not None and context is not None)
-        if path is not None and context is not None:
+        # a parametrization's modules run inside the module they parametrize: not calls of it
+        counted = path is not None and context is not None and id(module) in context.modules
+        named.append(counted)
+        if counted and path is not None and context is not None:
             context.enter(path, inputs)
 
     def post(module: torch.nn.Module, inputs: Any, output: Any) -> None:
@@ -394,7 +397,9 @@ def _eager_context(model: torch.nn.Module) -> _Context:
         key = _storage_key(p)
         if key is not None:
             owners.setdefault(key, set()).add(wrappers.canonical(name.rpartition(".")[0]))
-    return _Context(kinds, owners, eager=True)
+    context = _Context(kinds, owners, eager=True)
+    context.modules = {id(m) for n, m in model.named_modules() if wrappers.canonical(n) == n}
+    return context
 
 
 def _meta_limitation(e: BaseException) -> str | None:
