@@ -3,14 +3,13 @@ branch (PYTHONPATH) to see which kinds move; totals must not."""
 import json
 import warnings
 
-import torch
-
-warnings.simplefilter("ignore")
 import timm
+import torch
 import torchvision
 
 from dscalc.trace.profile import profile_model
 
+warnings.simplefilter("ignore")
 out = {}
 for name, build, shape in [("torchvision:resnet18", lambda: torchvision.models.resnet18(), (1,3,224,224)),
                            ("torchvision:mobilenet_v2", lambda: torchvision.models.mobilenet_v2(), (1,3,224,224)),
@@ -19,5 +18,6 @@ for name, build, shape in [("torchvision:resnet18", lambda: torchvision.models.r
     with torch.device("meta"):
         m = build().eval()
     r = profile_model(m, [shape])
-    out[name] = {"macs": r.totals["macs"], "params": r.totals["params"], "by_op_kind": {k: v["macs"] if v["macs"] else v["ops"] for k, v in r.by_op_kind.items()}}
+    kinds = {k: v["macs"] if v["macs"] else v["ops"] for k, v in r.by_op_kind.items()}
+    out[name] = {"macs": r.totals["macs"], "params": r.totals["params"], "by_op_kind": kinds}
 print(json.dumps(out))
