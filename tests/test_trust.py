@@ -357,3 +357,64 @@ def test_the_schema_lists_the_same_kinds_as_the_code():
     schema = json.loads(files("dscalc.report").joinpath("schema.json").read_text())
     assert schema["$defs"]["rowKind"]["enum"] == list(ROW_KINDS)
     assert schema["$defs"]["opKind"]["enum"] == list(OP_KINDS)
+
+
+# --- every optional import missing: the one-line install message of its extra, exit 1 -----------------------------
+
+BLOCKER = """
+import os, sys
+for name in filter(None, os.environ.get("DSCALC_TEST_BLOCK", "").split(",")):
+    sys.modules[name] = None  # `import name` raises ModuleNotFoundError; importlib.util.find_spec(name) is None
+"""
+
+TINY = """
+import torch.nn as nn
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c = nn.Conv2d(3, 4, 3)
+    def forward(self, x):
+        return self.c(x)
+"""
+
+#: (blocked module, what the install message names, the command as a user types it)
+BLOCKED = [
+    ("torch", "dscalc[torch]", ["profile", "{net}", "--input", "1x3x8x8"]),
+    ("platformdirs", "dscalc[torch]", ["device"]),
+    ("platformdirs", "dscalc[torch]", ["layer", "--k", "3", "--cin", "8", "--cout", "8", "--time"]),
+    ("platformdirs", "dscalc[torch]", ["profile", "{net}", "--input", "1x3x8x8", "--predict"]),
+    ("fvcore", "dscalc[torch]", ["profile", "{net}", "--input", "1x3x8x8", "--check", "fvcore"]),
+    ("onnx", "dscalc[onnx]", ["profile", "{onnx}", "--input", "1x3x8x8"]),
+    ("onnxruntime", "dscalc[onnx]", ["profile", "{net}", "--input", "1x3x8x8", "--time", "--runtime", "onnxruntime"]),
+    ("litert_torch", "dscalc[litert]", ["profile", "{net}", "--input", "1x3x8x8", "--time", "--runtime", "litert"]),
+    ("keras", "dscalc[keras]", ["profile", "{keras_py}"]),
+    ("keras", "dscalc[keras]", ["profile", "{h5}", "--input", "1x8"]),
+    ("matplotlib", "dscalc[plot]", ["sweep", "--cin", "8", "--plot", "{png}"]),
+    ("timm", "pip install timm", ["profile", "timm:resnet18"]),
+    ("timm", "pip install timm", ["profile", "timm:resnet18", "--input", "1x3x224x224"]),
+    ("torchvision", "pip install torchvision", ["profile", "torchvision:resnet18", "--input", "1x3x224x224"]),
+]
+
+
+@pytest.mark.parametrize(("module", "install", "args"), BLOCKED, ids=[f"{m}-{a[0]}-{i}" for i, (m, _, a) in
+                                                                      enumerate(BLOCKED)])
+def test_a_missing_optional_import_names_its_extra(tmp_path, module, install, args):
+    import os
+
+    from conftest import run_script
+
+    (tmp_path / "block").mkdir()
+    (tmp_path / "block" / "sitecustomize.py").write_text(BLOCKER)
+    (tmp_path / "net.py").write_text(TINY)
+    (tmp_path / "bad.onnx").write_bytes(b"not parsed before the import")
+    (tmp_path / "kmodel.py").write_text("import keras\n\ndef build():\n    return keras.Sequential([])\n")
+    (tmp_path / "m.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(64))
+    files = {"net": f"{tmp_path / 'net.py'}:Net", "onnx": str(tmp_path / "bad.onnx"),
+             "keras_py": f"{tmp_path / 'kmodel.py'}:build", "h5": str(tmp_path / "m.h5"),
+             "png": str(tmp_path / "x.png")}
+    path = os.pathsep.join(p for p in (str(tmp_path / "block"), os.environ.get("PYTHONPATH", "")) if p)
+    res = run_script(*[a.format(**files) for a in args], env={"PYTHONPATH": path, "DSCALC_TEST_BLOCK": module},
+                     timeout=300)
+    assert res.code == 1, (res.stdout, res.stderr)
+    assert res.stderr.count("\n") == 1 and "internal error" not in res.stderr, res.stderr
+    assert module in res.stderr and install in res.stderr, res.stderr

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dscalc.errors import BadInput
+from dscalc.errors import BadInput, missing
 
 
 @dataclass(frozen=True)
@@ -226,7 +226,7 @@ class ModelSource:
             try:
                 import timm
             except ImportError:
-                raise BadInput("timm is not installed (pip install timm)", "model") from None
+                raise missing("timm", "", "a timm: model") from None
             cfg = timm.models.get_pretrained_cfg(self.name or "")
             size = tuple(int(v) for v in (cfg.input_size if cfg is not None else ()) or ())
             if len(size) == 3:
@@ -234,7 +234,10 @@ class ModelSource:
                                      "for this model (--input sets another)"
             raise BadInput(f"{ask} (timm gives it no input_size)", "input")
         if self.format == "torchvision":
-            import torchvision.models as tvm
+            try:
+                import torchvision.models as tvm
+            except ImportError:
+                raise missing("torchvision", "", "a torchvision: model") from None
 
             name = self.name or ""
             model = self.load("meta")  # an unknown name: the loader's one line
