@@ -195,9 +195,10 @@ def _descends(path: str, parent: str) -> bool:
 
 def _refine(kind: str, module: str, ctx: _Context, tensors: list[torch.Tensor]) -> tuple[str, str]:
     """(kind, module) of an op from what the module that issued it is: a product on a parameter of a child (a
-    functional call on its weights) is the child's; a product on any module's weight is `linear`, one inside an
-    RNN `recurrent`, one of two activations `attention` inside SDPA or MultiheadAttention, else `matmul`; a norm
-    module's ops take its norm kind."""
+    functional call on its weights) is the child's; a product inside an nn.Linear (or on MultiheadAttention's
+    projection weights) is `linear`, one inside an RNN `recurrent`, one of two activations `attention` inside SDPA
+    or MultiheadAttention, any other `matmul` (a functional product, on a bare parameter too); a norm module's ops
+    take its norm kind."""
     mk = ctx.kinds.get(module)
     if kind in MAC_KINDS:
         owners = ctx.owning(tensors)
@@ -209,7 +210,7 @@ def _refine(kind: str, module: str, ctx: _Context, tensors: list[torch.Tensor]) 
             return kind, module
         if mk in ("linear", "recurrent"):
             return mk, module
-        if owners:
+        if owners and mk == "attention":  # MultiheadAttention's projections on its own in_proj weights
             return "linear", module
         if ctx.attention or mk == "attention":
             return "attention", module
