@@ -565,16 +565,20 @@ def compare(
     elif looks_like_model(target):
         _reject(given(ctx, layer_names + ("batch",) + _NETWORK_NAMES),
                 "does not apply to a model (its --input shape sets the batch and sizes)")
-        if not input:
-            raise BadInput("is required to compare a model", "input")
-        shapes = [shape(s) for s in input]
+        shapes = [shape(s) for s in input or []]
         source = ModelSource.of(target, kwargs, trust_pickle)
+        assumed = ""
+        if not shapes:  # a hub model's documented size; bad input for any other
+            shapes, assumed = source.default_input()
         if train is not None:
             training_report.check_source(source)
         with _progress("tracing and measuring"):
             report = by_runtime.compare_model(source, shapes, runs) if runs else builder.model(source, shapes, settings)
             if train is not None:
                 training_report.add_compare_model(report, source, shapes, train, settings=settings)
+        if assumed:
+            report.grids[0].notes.insert(0, assumed)
+            report.data.setdefault("notes", []).insert(0, assumed)
     else:
         _reject(given(ctx, layer_names + _MODEL_NAMES), "does not apply to a network (its spec sets the layers)")
         with _progress("costing and measuring"):

@@ -418,3 +418,29 @@ def test_a_missing_optional_import_names_its_extra(tmp_path, module, install, ar
     assert res.code == 1, (res.stdout, res.stderr)
     assert res.stderr.count("\n") == 1 and "internal error" not in res.stderr, res.stderr
     assert module in res.stderr and install in res.stderr, res.stderr
+
+
+# --- ops left uncounted say why ------------------------------------------------------------------------------------
+
+def test_an_uncounted_op_says_why():
+    # bilinear upsampling: a fixed-weight blend of 4 inputs per output, no learned weight (torchvision's _ops and
+    # FlopCounterMode count 0 for it)
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = One(fn=lambda x: F.interpolate(x, scale_factor=2, mode="bilinear"))
+    result = profile_model(model, [(1, 3, 8, 8)])
+    assert result.totals["macs"] == 0 and result.uncounted == {"upsample_bilinear2d": 1}
+    assert any(n.startswith("not counted, by convention: upsample_bilinear2d - interpolation") for n in result.notes)
+    with FlopCounterMode(display=False) as counter:
+        model(r(1, 3, 8, 8))
+    assert counter.get_total_flops() == 0
+
+
+def test_ops_with_a_reason_have_no_formula():
+    from dscalc.cost.opkinds import WHY_NOT_COUNTED
+    from dscalc.trace import ops
+
+    for name in WHY_NOT_COUNTED:
+        namespace, _, op = name.rpartition("::")
+        found = ops.packet(op, namespace or "aten")
+        assert found is None or found not in ops.REGISTRY, name

@@ -250,7 +250,7 @@ class ModelSource:
                 side = int(crop[0])
             return [(1, 3, side, side)], f"input 1x3x{side}x{side} assumed: torchvision's documented size for " \
                                          "this classification model (--input sets another)"
-        raise BadInput(f"{ask}", "input")
+        raise BadInput(ask, "input")
 
     def load(self, device: str = "meta") -> Any:
         """The model, built on `device` where its format allows (files load on the CPU); built once per device."""

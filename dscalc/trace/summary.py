@@ -9,7 +9,7 @@ from typing import Any
 
 from dscalc.cost.dtypes import itemsize
 from dscalc.cost.kinds import separable_of
-from dscalc.cost.opkinds import MAC_KINDS, NORM_KINDS, OP_KINDS
+from dscalc.cost.opkinds import MAC_KINDS, NORM_KINDS, OP_KINDS, WHY_NOT_COUNTED
 from dscalc.trace.records import OpRecord, ProfileResult, ProfileRow, Size, Trace
 
 #: module types whose `weight` is a conv/linear weight (the MobileNets paper's "parameters")
@@ -106,8 +106,14 @@ def summarize(tr: Trace, depth: int | None = None, dtype: str = "float32") -> Pr
               "activations": written.bytes(dtype), "peak_activations": peak}
     memory["total"] = memory["weights"] + memory["buffers"] + memory["inputs"] + peak
     layers = [r.layer for r in tr.records if r.layer is not None]
+    notes = list(tr.notes)
+    why: dict[str, list[str]] = {}
+    for op in sorted(tr.uncounted):
+        if op in WHY_NOT_COUNTED:
+            why.setdefault(WHY_NOT_COUNTED[op], []).append(op)
+    notes += [f"not counted, by convention: {', '.join(ops)} - {reason}" for reason, ops in why.items()]
     return ProfileResult(rows, totals, {k: v for k, v in by_kind.items() if v["ops"]}, dict(tr.uncounted),
-                         tr.input_shapes, tr.output_shapes, layers, memory=memory, notes=list(tr.notes), dtype=dtype,
+                         tr.input_shapes, tr.output_shapes, layers, memory=memory, notes=notes, dtype=dtype,
                          ops=list(tr.records), depth=depth)
 
 
