@@ -44,5 +44,6 @@ WHY_NOT_COUNTED: dict[str, str] = {
                                  "amin", "gather", "scatter", "scatter_add", "scatter_add_", "index_select",
                                  "embedding", "cumsum", "masked_select", "bucketize", "searchsorted", "index_add_",
                                  "index_copy_", "_index_put_impl_", "im2col", "col2im", "floor", "ceil", "round",
-                                 "sign", "bitwise_not", "logical_not", "any", "all", "isnan", "isinf", "linspace", "logspace")},
+                                 "sign", "bitwise_not", "logical_not", "any", "all", "isnan", "isinf", "linspace",
+                                 "logspace")},
 }
