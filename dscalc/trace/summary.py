@@ -58,7 +58,7 @@ def summarize(tr: Trace, depth: int | None = None, dtype: str = "float32") -> Pr
         else:
             kind = kinds.pop() if len(kinds) == 1 else ("module" if kinds else "params")
             geometry = ""
-            if name in tr.module_kinds and (depth is None or name.count(".") + 1 >= depth or not name):
+            if name in tr.module_kinds and recs:  # what the module is (an LSTM's row is recurrent at any depth)
                 kind = tr.module_kinds[name]
         separable = None
         pairs = [(c, separable_of(c)) for c in convs]
