@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from dscalc import errors
 from dscalc.cost.dtypes import DTYPES, TIMED
@@ -117,7 +118,8 @@ Tf32Opt = Annotated[bool, typer.Option("--tf32/--no-tf32", help="Allow TF32 matm
 RuntimeOpt = Annotated[str, typer.Option(
     "--runtime", metavar="eager|compile|onnxruntime|litert",
     help="Measure on this runtime; several, comma-separated, side by side: torch eager, torch.compile (inductor), "
-    "ONNX Runtime (pip install 'dscalc[onnx]'), LiteRT (pip install 'dscalc[litert]').", rich_help_panel=TIMING)]
+    + escape("ONNX Runtime (pip install 'dscalc[onnx]'), LiteRT (pip install 'dscalc[litert]')."),
+    rich_help_panel=TIMING)]
 InputOpt = Annotated[list[str] | None, typer.Option(
     "--input", "-i", metavar="SHAPE", help="Input shape, e.g. 1x3x224x224; repeat for several inputs.",
     show_default=False, rich_help_panel=MODEL)]
@@ -389,7 +391,9 @@ def profile(
                                          show_default=False)],
     input: Annotated[list[str], typer.Option("--input", "-i", metavar="SHAPE",
                                              help="Input shape, e.g. 1x3x224x224; repeat for "
-                                             "several inputs.", show_default=False, rich_help_panel=MODEL)],
+                                             "several inputs (timm: and torchvision: models default to their "
+                                             "documented size).", show_default=False,
+                                             rich_help_panel=MODEL)] = None,  # type: ignore[assignment]
     depth: Annotated[int | None, typer.Option(help="Collapse module paths to N components.",
                                               show_default=False, rich_help_panel=OUTPUT)] = None,
     check: Annotated[Check | None, typer.Option(help="Cross-check every layer against fvcore (materializes the "
@@ -408,9 +412,12 @@ def profile(
 
     if depth is not None and depth < 1:
         raise BadInput(f"must be positive, got {depth}", "depth")
-    shapes = [shape(s) for s in input]
+    shapes = [shape(s) for s in input or []]
     source = ModelSource.of(model, kwargs, trust_pickle)
     need(*source.needs, "dscalc profile")  # the module its format needs: torch, onnx or keras
+    assumed = ""
+    if not shapes:
+        shapes, assumed = source.default_input()  # a hub model's documented size; bad input for any other
     if not source.spec.torch and (time or predict or check is not None):
         raise BadInput(f"applies to PyTorch models; {model} is {source.spec.noun} model, counted from its graph and "
                        "not run",
@@ -440,6 +447,9 @@ def profile(
         if train is not None:
             training_report.add_profile(report, source, shapes, train, depth=depth, dtype=dtype.value,
                                         settings=settings)
+    if assumed:  # the assumption line: which input size was used
+        report.grids[0].notes.insert(0, assumed)
+        report.data.setdefault("notes", []).insert(0, assumed)
     _deliver(report, fmt, output)
 
 
@@ -555,16 +565,20 @@ def compare(
     elif looks_like_model(target):
         _reject(given(ctx, layer_names + ("batch",) + _NETWORK_NAMES),
                 "does not apply to a model (its --input shape sets the batch and sizes)")
-        if not input:
-            raise BadInput("is required to compare a model", "input")
-        shapes = [shape(s) for s in input]
+        shapes = [shape(s) for s in input or []]
         source = ModelSource.of(target, kwargs, trust_pickle)
+        assumed = ""
+        if not shapes:  # a hub model's documented size; bad input for any other
+            shapes, assumed = source.default_input()
         if train is not None:
             training_report.check_source(source)
         with _progress("tracing and measuring"):
             report = by_runtime.compare_model(source, shapes, runs) if runs else builder.model(source, shapes, settings)
             if train is not None:
                 training_report.add_compare_model(report, source, shapes, train, settings=settings)
+        if assumed:
+            report.grids[0].notes.insert(0, assumed)
+            report.data.setdefault("notes", []).insert(0, assumed)
     else:
         _reject(given(ctx, layer_names + _MODEL_NAMES), "does not apply to a network (its spec sets the layers)")
         with _progress("costing and measuring"):
