@@ -37,11 +37,13 @@ _LAZY = {
     "compare": ("dscalc.study.compare", "compare"),
     "sweep": ("dscalc.study.sweep", "sweep"),
     "device": ("dscalc.study.device", "device"),
+    "explain": ("dscalc.study.explain", "explain"),
     "count": ("dscalc.study.count", "count"),
     "TrainingOptions": ("dscalc.study.options", "TrainingOptions"),
     **{name: ("dscalc.study.records", name) for name in (
         "LayerStudy", "NetworkStudy", "NetworkListStudy", "ModelStudy", "CompareStudy", "SweepStudy", "DeviceStudy",
-        "Run", "Side", "Totals", "Memory")},
+        "Run", "Totals", "Memory")},
+    "ExplainStudy": ("dscalc.study.explain", "ExplainStudy"),
 }
 
 __all__ = ["conv", "depthwise", "linear", "pointwise", "separable_of", "BadInput", "RuntimeFailure", *_LAZY]

@@ -88,3 +88,9 @@ def user_code(what: str) -> Iterator[None]:
         raise from_user_code(KeyboardInterrupt(), what) from None
     except (Exception, SystemExit) as e:
         raise from_user_code(e, what) from None
+
+
+def missing(module: str, extra: str, what: str) -> RuntimeFailure:
+    """An optional dependency that is not installed: one line naming the dscalc extra that brings it (exit 1)."""
+    install = f"pip install 'dscalc[{extra}]'" if extra else f"pip install {module}"
+    return RuntimeFailure(f"{what} needs {module}, which is not installed: {install}")

@@ -180,6 +180,22 @@ def sweep(fixed):
                             formats=[False], settings=Settings(threads=1), measure=False))
 
 
+# issue 27's separable example: input 3x3x1 = 0.1..0.9, depthwise kernel 1..9 -> 0.1·1 + 0.2·2 + ... + 0.9·9 = 28.5;
+# pointwise kernel (1, 1, 1, 2) = 2, 3 -> 28.5·2 = 57.0, 28.5·3 = 85.5 (both cells shown); MACs 9 + 2 = 11
+# against the standard conv's 9·1·2 = 18: 11/18 = 0.6111. The torch check is fixed (its version and rounding vary
+# by machine).
+@case("explain_separable", "28.5", "57.0", "85.5", "0.6111", "28.5·3")
+def explain_separable(fixed):
+    from dscalc.cost.spec import LayerSpec
+    from dscalc.report import explain
+    from dscalc.study.explain import study
+    from dscalc.trace.explain_check import Check
+
+    spec = LayerSpec.from_options(kind="separable", cin=1, cout=2, k="3", size="3", padding="valid")
+    fixed_check = Check("2.x", ("F.conv2d", "F.conv2d"), 0.0)
+    return explain.draw(study(spec, pointwise_start=2, cells=[(0, 0, 0), (1, 0, 0)], checker=lambda ex: fixed_check))
+
+
 @pytest.fixture
 def fake_timer(monkeypatch):
     """Every kernel "takes" 1 µs + 1 ps per MAC, with a 2% IQR over 7 runs."""

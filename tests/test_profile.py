@@ -144,8 +144,11 @@ BAD = [
     (["profile", "missing.py", "--input", "1x3x8x8"], 2, "MODEL: no such file: missing.py"),
     (["profile", "{mixed}:Nope", "--input", "1x16x8x8"], 2, "defines no 'Nope'"),
     (["profile", "{mixed}", "--input", "1xfoo"], 2, "--input: expected a shape like 1x3x224x224, got '1xfoo'"),
-    (["profile", "{mixed}", "--input", "1x3x8x8"], 1, "the model's forward raised in Mixed.forward: RuntimeError"),
-    (["profile", "{seq}", "--input", "1x3x8x8"], 1, "the model's forward raised in module '2' (Linear): RuntimeError"),
+    # shapes the real kernel refuses: its words, exit 2 (issue 24)
+    (["profile", "{mixed}", "--input", "1x3x8x8"], 2, "the model's forward fails in Mixed.forward: RuntimeError: "
+     "Given groups=1, weight of size [32, 16, 3, 3], expected input[1, 3, 8, 8] to have 16 channels"),
+    (["profile", "{seq}", "--input", "1x3x8x8"], 2, "the model's forward fails in module '2' (Linear): RuntimeError: "
+     "mat1 and mat2 shapes cannot be multiplied (1x288 and 100x10)"),
     (["profile", "torchvision:nonet", "--input", "1x3x8x8"], 2, "torchvision has no model 'nonet'"),
     (["profile", "{sd}", "--input", "1x3x8x8"], 2, "holds a state_dict"),
     (["profile", "{pickle}", "--input", "1x3x8x8"], 2, "loads only with --trust-pickle"),

@@ -27,6 +27,7 @@ COMMANDS = {
     "compare model": ["compare", "{model}", "-i", "1x16x8x8"],
     "device": ["device"],
     "sweep": ["sweep", "--cin", "8,16", "--size", "8", "--no-time"],
+    "explain": ["explain", "--kind", "separable", "--cin", "2", "--cout", "3", "--k", "3", "--size", "4"],
 }
 
 

@@ -108,7 +108,7 @@ def network(
 
 @app.command()
 def profile(
-    ctx: typer.Context, model: O.ModelArg, input: O.ProfileInputOpt, depth: O.DepthOpt = None,
+    ctx: typer.Context, model: O.ModelArg, input: O.ProfileInputOpt = None, depth: O.DepthOpt = None,
     check: O.CheckOpt = None, kwargs: O.KwargsOpt = None, trust_pickle: O.TrustOpt = False, time: O.TimeOpt = False,
     predict: O.PredictOpt = False, device: O.DeviceOpt = "cpu", dtype: O.DtypeOpt = O.DEFAULT_DTYPE,
     channels_last: O.ChannelsLastOpt = False, threads: O.ThreadsOpt = None, tf32: O.Tf32Opt = False,
@@ -176,6 +176,23 @@ def sweep(
         return result
 
     _run(ctx, and_plot, **_options(locals(), "and_plot"))
+
+
+@app.command()
+def explain(
+    ctx: typer.Context, cin: O.CinOpt, cout: O.CoutOpt = None, k: O.KOpt = None, size: O.ExplainSizeOpt = None,
+    height: O.HeightOpt = None, width: O.WidthOpt = None, stride: O.StrideOpt = "1",
+    padding: O.ExplainPaddingOpt = "valid", dilation: O.DilationOpt = "1", groups: O.GroupsOpt = 1,
+    depth_multiplier: O.DmOpt = 1, output_padding: O.OutPadOpt = "0", kind: O.KindOpt = None,
+    values: O.ValuesOpt = "counting", seed: O.SeedOpt = None, pointwise_start: O.PointwiseStartOpt = None,
+    cell: O.CellOpt = None, fmt: O.FormatOpt = Format.table, output: O.OutputOpt = None,
+) -> None:
+    """One convolution worked on small numbers: input, kernels and output as matrices, each chosen output cell as
+    its sum of products, what the MAC count counts - checked against torch when it is installed. Keras layout, no
+    bias; inputs and outputs up to 8x8, kernels up to 5x5, up to 4 channels."""
+    from dscalc.study.explain import explain as study
+
+    _run(ctx, study, **_options(locals()))
 
 
 def _options(values: dict[str, Any], *skip: str) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from dscalc.cost.dtypes import DTYPES, TIMED
 from dscalc.cost.kinds import KINDS
@@ -85,7 +86,8 @@ Tf32Opt = Annotated[bool, typer.Option("--tf32/--no-tf32", help="Allow TF32 matm
 RuntimeOpt = Annotated[str, typer.Option(
     "--runtime", metavar="eager|compile|onnxruntime|litert",
     help="Measure on this runtime; several, comma-separated, side by side: torch eager, torch.compile (inductor), "
-    "ONNX Runtime (pip install 'dscalc[onnx]'), LiteRT (pip install 'dscalc[litert]').", rich_help_panel=TIMING)]
+    + escape("ONNX Runtime (pip install 'dscalc[onnx]'), LiteRT (pip install 'dscalc[litert]')."),
+    rich_help_panel=TIMING)]
 InputOpt = Annotated[list[str] | None, typer.Option(
     "--input", "-i", metavar="SHAPE", help="Input shape, e.g. 1x3x224x224; repeat for several inputs.",
     show_default=False, rich_help_panel=MODEL)]
@@ -161,9 +163,9 @@ ModelArg = Annotated[str, typer.Argument(metavar="MODEL",
                                          help="path.py[:Name], model.pt (TorchScript), model.pt2 (torch.export), "
                                          "torchvision:NAME, timm:NAME, model.onnx, model.keras or model.h5.",
                                          show_default=False)]
-ProfileInputOpt = Annotated[list[str], typer.Option("--input", "-i", metavar="SHAPE",
-                                                    help="Input shape, e.g. 1x3x224x224; repeat for "
-                                                    "several inputs.", show_default=False, rich_help_panel=MODEL)]
+ProfileInputOpt = Annotated[list[str] | None, typer.Option(
+    "--input", "-i", metavar="SHAPE", help="Input shape, e.g. 1x3x224x224; repeat for several inputs (timm: and "
+    "torchvision: models default to their documented size).", show_default=False, rich_help_panel=MODEL)]
 DepthOpt = Annotated[int | None, typer.Option(help="Collapse module paths to N components.",
                                               show_default=False, rich_help_panel=OUTPUT)]
 CheckOpt = Annotated[Check | None, typer.Option(help="Cross-check every layer against fvcore (materializes the "
@@ -197,3 +199,16 @@ SweepTimeOpt = Annotated[bool, typer.Option("--time/--no-time", help="Measure (d
                                             rich_help_panel=TIMING)]
 PlotOpt = Annotated[Path | None, typer.Option(help="Draw the sweep to FILE.png or FILE.svg (matplotlib).",
                                               show_default=False, dir_okay=False, rich_help_panel=OUTPUT)]
+ExplainSizeOpt = Annotated[str | None, typer.Option(help="Input spatial size: 3, or 3x4 (required; at most 8).",
+                                                    metavar="SIZE", show_default=False, rich_help_panel=LAYER)]
+ExplainPaddingOpt = Annotated[str, typer.Option(help="valid (Keras' default, used here), same (Keras/TF), N or NxM.",
+                                                metavar="P", rich_help_panel=LAYER)]
+ValuesOpt = Annotated[str, typer.Option(help="counting: input 0.1, 0.2, ... and kernels 1, 2, ... in Keras order; "
+                                        "random: one-decimal inputs, integer weights (--seed).",
+                                        metavar="counting|random")]
+SeedOpt = Annotated[int | None, typer.Option(help="Seed of --values random (default 0).", show_default=False)]
+PointwiseStartOpt = Annotated[int | None, typer.Option(
+    help="Separable: the pointwise kernel counts from N (default 1).", metavar="N", show_default=False)]
+CellOpt = Annotated[list[str] | None, typer.Option(
+    "--cell", metavar="C,Y,X", help="Output cell to write out as its sum of products (channel,y,x; repeatable; "
+    "default the first).", show_default=False)]

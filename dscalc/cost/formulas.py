@@ -53,9 +53,12 @@ def same_padding(size: int, kernel: int, stride: int, dilation: int) -> tuple[in
 
 
 def transposed_same_padding(kernel: int, stride: int, dilation: int) -> tuple[int, int]:
-    """Keras 'same' for a transposed conv (out = in * s): crop max(d(k-1)+1 - s, 0), the odd pixel before."""
+    """Keras 'same' for a transposed conv (out = in * s): crop max(d(k-1)+1 - s, 0), the odd pixel after - the
+    adjoint of the forward 'same' conv from out to in, as Keras computes it (Conv2DTranspose(1, 3, strides=2,
+    padding='same') on [1, 2, 3] with kernel [1, 10, 100] gives [1, 10, 102, 20, 203, 30]: the scatter
+    [1, 10, 102, 20, 203, 30, 300] cropped by (0, 1))."""
     total = max(dilation * (kernel - 1) + 1 - stride, 0)
-    return total - total // 2, total // 2
+    return total // 2, total - total // 2
 
 
 def conv_weight_shape(in_channels: int, out_channels: int, kernel: Sequence[int], groups: int) -> tuple[int, ...]:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dscalc.errors import missing
 from dscalc.measure.settings import Settings, configured, device_name
 from dscalc.measure.timer import measure
 
@@ -58,7 +59,10 @@ class Ceilings:
 
 def cache_dir() -> Path:
     """The user's cache directory for dscalc (on Linux $XDG_CACHE_HOME/dscalc or ~/.cache/dscalc)."""
-    import platformdirs
+    try:
+        import platformdirs
+    except ImportError:  # torch installed without the [torch] extra
+        raise missing("platformdirs", "torch", "dscalc's cache of measured device ceilings") from None
 
     return Path(platformdirs.user_cache_dir("dscalc", appauthor=False))
 

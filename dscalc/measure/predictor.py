@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field, replace
 
+from dscalc.cost.opkinds import NORM_KINDS
 from dscalc.cost.records import LayerCost, SeparableComparison
 from dscalc.measure import roofline
 from dscalc.measure.calibrate import load_cached
@@ -80,7 +81,7 @@ def predictor_for(settings: Settings | None, device: str = "cpu") -> Predictor:
 
 #: a traced op's kind -> the calibrated kernel kind that models it (a conv takes its layer's kind)
 _OP_KINDS = {"linear": "linear", "matmul": "linear", "attention": "linear", "recurrent": "linear",
-             "batchnorm": "batchnorm", "pooling": "pooling"}
+             "pooling": "pooling", **{norm: "batchnorm" for norm in NORM_KINDS}}
 _BINARY = ("add", "sub", "mul", "div", "where", "maximum", "minimum")
 
 

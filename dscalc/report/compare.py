@@ -39,6 +39,9 @@ def draw(study: CompareStudy) -> Report:
         from dscalc.report import training
 
         training.add_compare(report, study)
+    if study.assumed:  # the assumption line: which input size was used
+        report.grids[0].notes.insert(0, study.assumed)
+        report.data["notes"] = [study.assumed, *report.data.get("notes", [])]
     return report
 
 

@@ -10,7 +10,8 @@ from dscalc.report.model import Report
 #: study class -> (module of dscalc.report, function)
 DRAW = {"LayerStudy": ("layer", "draw"), "NetworkStudy": ("network", "draw"),
         "NetworkListStudy": ("network", "builtins"), "ModelStudy": ("profile", "draw"),
-        "CompareStudy": ("compare", "draw"), "SweepStudy": ("sweep", "draw"), "DeviceStudy": ("device", "draw")}
+        "CompareStudy": ("compare", "draw"), "SweepStudy": ("sweep", "draw"), "DeviceStudy": ("device", "draw"),
+        "ExplainStudy": ("explain", "draw")}
 
 
 def draw(study: Any) -> Report:

@@ -50,7 +50,10 @@ def shape(dims: tuple[int, ...] | list[int]) -> str:
 
 
 def feature_map(dims: tuple[int, ...] | list[int]) -> str:
-    """A feature map without its batch, square spatial sizes folded: (1, 64, 56, 56) -> 64x56²."""
+    """A feature map without its batch, square spatial sizes folded: (1, 64, 56, 56) -> 64x56²; a shape of one
+    dimension as it is."""
+    if len(dims) < 2:
+        return shape(dims)
     channels, *spatial = dims[1:]
     if len(spatial) > 1 and len(set(spatial)) == 1:
         return f"{channels}x{spatial[0]}{'²' if len(spatial) == 2 else '³'}"

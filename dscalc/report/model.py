@@ -18,6 +18,9 @@ CONVENTIONS = {
     "weights": "conv/linear weights only",
     "bytes": "input + output + parameters, each read or written once, at the row's dtype",
     "intensity": "flops / bytes",
+    "bilinear": "nn.Bilinear: one MAC per term x1_i W_oij x2_j, batch x out x in1 x in2",
+    "kinds": "a row's kind says what its module is: any nn.Linear is linear, products inside SDPA or "
+             "MultiheadAttention's scores/values attention, inside LSTM/GRU/RNN recurrent, functional products matmul",
 }
 
 

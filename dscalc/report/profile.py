@@ -34,6 +34,7 @@ def counts(result: ProfileResult, meta: dict[str, Any]) -> Report:
     checked = "total" in fv
     if checked:
         from dscalc.trace.profile import explain, fvcore_extra  # fvcore ran: torch is loaded
+        from dscalc.trace.profile import label as fvcore_label
     columns = [name("module"), text("type"), text("input -> output"), Column("params"),
                Column("MACs"), Column("share", "left"), Column("as separable")]
     if checked:
@@ -51,7 +52,8 @@ def counts(result: ProfileResult, meta: dict[str, Any]) -> Report:
             elif r.fvcore == r.macs:
                 cells.append("✓")
             else:
-                cells.append(f"✗ {r.fvcore - r.macs:+,} ({explain(r.fvcore_ops)})")
+                cells.append(f"✗ {r.fvcore - r.macs:+,} "
+                             f"({fvcore_label(r.fvcore_diff) if r.fvcore_diff else explain(r.fvcore_ops)})")
         grid.add(*cells)
     grid.notes.extend(result.notes)
 
@@ -122,6 +124,9 @@ def draw(study: ModelStudy) -> Report:
         from dscalc.report import training
 
         training.add_profile(report, study)
+    if study.assumed:  # the assumption line: which input size was used
+        report.grids[0].notes.insert(0, study.assumed)
+        report.data["notes"] = [study.assumed, *report.data.get("notes", [])]
     return report
 
 

@@ -4,7 +4,7 @@ trained."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from dscalc.cost import network as N
@@ -94,16 +94,15 @@ def compare(target: Any = None, cin: int | None = None, cout: int | None = None,
     if not isinstance(target, str) or looks_like_model(target):
         O.reject(given & set(_LAYER_NAMES + ("batch",) + _NETWORK_NAMES),
                  "does not apply to a model (its --input shape sets the batch and sizes)")
-        if not input:
-            raise BadInput("is required to compare a model", "input")
-        from dscalc.study.model import shapes_of, source_of
+        from dscalc.study.model import inputs, source_of
 
-        shapes = shapes_of(input)
         source = source_of(target, kwargs, trust_pickle)
+        shapes, assumed = inputs(source, input)
         if train is not None:
             O.source_trains(source)
         with progress.spinner("tracing and measuring"):
-            return model_study(source, shapes, settings, runs, train)
+            found = model_study(source, shapes, settings, runs, train)
+        return replace(found, assumed=assumed) if assumed else found
     O.reject(given & set(_LAYER_NAMES + _MODEL_NAMES), "does not apply to a network (its spec sets the layers)")
     with progress.spinner("costing and measuring"):
         return network_study(target, alpha=alpha, resolution=resolution, as_=as_, batch=batch, dtype=dtype,

@@ -5,7 +5,7 @@ runtime asked for; its training step."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from dscalc.errors import BadInput
@@ -78,11 +78,11 @@ def source_of(model: Any, kwargs: str | dict[str, Any] | None = None, trust_pick
 
 
 def shapes_of(input: Any) -> list[tuple[int, ...]]:
-    """Input shapes from '1x3x224x224', a tuple of ints, a tensor, or a list of those."""
+    """Input shapes from '1x3x224x224', a tuple of ints, a tensor, or a list of those ([] for None)."""
     from dscalc.cost.parse import shape
 
     if input is None:
-        raise BadInput("is required", "input")
+        return []
     if isinstance(input, str):
         return [shape(input)]
     if hasattr(input, "shape") and not isinstance(input, (list, tuple)):
@@ -96,7 +96,19 @@ def shapes_of(input: Any) -> list[tuple[int, ...]]:
     return out
 
 
-def profile(model: Any, input: Any, depth: int | None = None, check: str | None = None,
+def inputs(source: Any, input: Any) -> tuple[list[tuple[int, ...]], str]:
+    """The input shapes, and the line that says they were assumed: a hub model without them takes its documented
+    size (bad input for any other model)."""
+    shapes = shapes_of(input)
+    if shapes:
+        return shapes, ""
+    if isinstance(source, InMemory):
+        raise BadInput("is required for a model in memory (a shape, a tensor, or a list of them)", "input")
+    shapes, assumed = source.default_input()
+    return shapes, assumed
+
+
+def profile(model: Any, input: Any = None, depth: int | None = None, check: str | None = None,
             kwargs: str | dict[str, Any] | None = None, trust_pickle: bool = False, time: bool = False,
             predict: bool = False, device: str = "cpu", dtype: str = "float32", channels_last: bool = False,
             threads: int | None = None, tf32: bool = False, runtime: str | list[str] = "eager",
@@ -109,9 +121,10 @@ def profile(model: Any, input: Any, depth: int | None = None, check: str | None 
         raise BadInput(f"must be positive, got {depth}", "depth")
     if check is not None and check != "fvcore":
         raise BadInput(f"expected fvcore, got {check!r}", "check")
-    shapes = shapes_of(input)
+    given_shapes = shapes_of(input)
     source = source_of(model, kwargs, trust_pickle)
     O.need(source.needs[0], source.needs[1], "dscalc profile")  # the module its format needs: torch, onnx or keras
+    shapes, assumed = inputs(source, given_shapes or None)
     if not source.spec.torch and (time or predict or check is not None):
         raise BadInput(f"applies to PyTorch models; {source.target} is {source.spec.noun} model, counted from its "
                        "graph and not run", "time" if time else "predict" if predict else "check")
@@ -126,8 +139,9 @@ def profile(model: Any, input: Any, depth: int | None = None, check: str | None 
     if time or predict:
         O.calibrated(settings, device, progress)
     with progress.spinner("tracing" + (" and timing the model and its layers" if time else "")):
-        return study(source, shapes, depth=depth, check=check, settings=settings, runs=runs, train=train,
-                     dtype=dtype, predict=predict, device=device)
+        found = study(source, shapes, depth=depth, check=check, settings=settings, runs=runs, train=train,
+                      dtype=dtype, predict=predict, device=device)
+    return replace(found, assumed=assumed) if assumed else found
 
 
 def study(source: Any, shapes: list[tuple[int, ...]], *, depth: int | None = None, check: str | None = None,

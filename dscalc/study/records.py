@@ -240,6 +240,7 @@ class ModelStudy(Study):
     runs: tuple[Run, ...] = ()
     by_runtime: bool = False
     training: ModelTrainingStudy | None = None
+    assumed: str = ""  # the input a hub model documents, taken for a run without one: the line that says so
     command: str = "profile"
 
     @property
@@ -274,6 +275,7 @@ class CompareStudy(Study):
     device: str = ""  # the predictor's device name (networks)
     contexts: tuple[dict[str, Any], ...] = ()  # one per runtime, where several were named
     training: CompareTraining | None = None
+    assumed: str = ""  # a hub model's documented input, taken for a run without one: the line that says so
     command: str = "compare"
 
     @property

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from dscalc.errors import BadInput, RuntimeFailure, first_line, user_code
+from dscalc.errors import BadInput, RuntimeFailure, first_line, missing, user_code
 from dscalc.trace.userfile import factory, import_file
 
 #: each loader takes the ModelSource (trace.source imports this module when a torch format is loaded) and the
@@ -74,7 +74,7 @@ def torchvision_model(source: ModelSource, device: str) -> torch.nn.Module:
     try:
         import torchvision
     except ImportError:
-        raise BadInput("torchvision is not installed (pip install torchvision)", "model") from None
+        raise missing("torchvision", "", "a torchvision: model") from None
     name = source.name or ""
     if name not in torchvision.models.list_models():
         raise BadInput(f"torchvision has no model {name!r}", "model")
@@ -90,7 +90,7 @@ def timm_model(source: ModelSource, device: str) -> torch.nn.Module:
     try:
         import timm
     except ImportError:
-        raise BadInput("timm is not installed (pip install timm)", "model") from None
+        raise missing("timm", "", "a timm: model") from None
     name = source.name or ""
     if name not in timm.list_models():
         raise BadInput(f"timm has no model {name!r}", "model")

@@ -27,6 +27,12 @@ from dscalc.cost.records import LayerCost
 aten = torch.ops.aten
 
 
+class Mismatch(RuntimeError):
+    """An op the real kernel would refuse (its shapes do not fit) though the meta kernel lets it through: raised
+    with the real kernel's words, before the op is counted. A RuntimeError, as the real one is, so a forward that
+    catches the real error catches this one too."""
+
+
 class NeedsValues(Exception):  # noqa: N818 - a signal, not an error of the user's
     """A formula needs tensor *values* that the meta device does not have (the lengths of a variable-length
     attention): the tracer runs the model for real instead."""
@@ -71,12 +77,36 @@ Formula = Callable[[Call], "Count | int"]
 
 @dataclass(frozen=True)
 class OpHandler:
-    kind: str  # conv | linear | matmul | attention | recurrent | batchnorm | pooling | elementwise
+    kind: str  # one of dscalc.cost.opkinds.OP_KINDS (the tracer refines it by the module that issued the op)
     macs: Formula | None = None
 
 
 #: op packet (or higher-order op) -> handler
 REGISTRY: dict[Any, OpHandler] = {}
+
+Check = Callable[[tuple, dict], None]
+
+#: op packet -> the shape checks its real kernel makes and its meta kernel does not (raising Mismatch)
+CHECKS: dict[Any, Check] = {}
+
+
+def check_for(func: Any) -> Check | None:
+    return CHECKS.get(key_of(func))
+
+
+def checks(*names: str) -> Callable[[Check], Check]:
+    """Decorator: the real kernel's shape checks of these ops (names in aten; a name this build lacks is skipped)."""
+
+    def wrap(fn: Check) -> Check:
+        for name in names:
+            op = packet(name)
+            if op is not None:
+                if op in CHECKS:
+                    raise RuntimeError(f"{op} has two checks")
+                CHECKS[op] = fn
+        return fn
+
+    return wrap
 
 
 def packet(name: str, namespace: str = "aten") -> Any | None:
@@ -217,6 +247,146 @@ def _convolution_backward(c: Call) -> Count:
     return Count(forward.macs * (int(bool(mask[0])) + int(bool(mask[1]))))
 
 
+# --- the real kernels' shape checks that the meta kernels skip (words as the CPU kernels write them) ----------------
+
+def _sizes(t: Any) -> str:
+    return str(list(shape_of(t)))
+
+
+def _x(t: Any) -> str:
+    return "x".join(str(s) for s in shape_of(t))
+
+
+@checks("convolution", "_convolution", "convolution_overrideable")
+def _check_convolution(args: tuple, kwargs: dict) -> None:
+    """aten/src/ATen/native/Convolution.cpp, check_shape_forward: weight divisible by groups, the input's channels,
+    the bias' length (the meta kernel checks neither for a transposed conv, nor divisibility, nor the bias)."""
+    c = Call(None, args, kwargs, None)
+    x, w, bias = c.arg("input", 0), c.arg("weight", 1), c.arg("bias", 2)
+    transposed, groups = bool(c.arg("transposed", 6)), int(c.arg("groups", 8))
+    if not (isinstance(x, torch.Tensor) and isinstance(w, torch.Tensor)) or x.dim() != w.dim() or groups <= 0:
+        return  # the meta kernel refuses these with the real words
+    ws = shape_of(w)
+    if ws[0] < groups:
+        raise Mismatch(f"Given groups={groups}, expected weight to be at least {groups} at dimension 0, but got "
+                       f"weight of size {_sizes(w)} instead")
+    if ws[0] % groups:
+        raise Mismatch(f"Given groups={groups}, expected weight to be divisible by {groups} at dimension 0, but got "
+                       f"weight of size [{_sizes(w)}] instead")
+    channels = shape_of(x)[1]
+    if not transposed:
+        if channels != ws[1] * groups:
+            raise Mismatch(f"Given groups={groups}, weight of size {_sizes(w)}, expected input{_sizes(x)} to have "
+                           f"{ws[1] * groups} channels, but got {channels} channels instead")
+        if isinstance(bias, torch.Tensor) and (bias.dim() != 1 or bias.numel() != ws[0]):
+            raise Mismatch(f"Given weight of size {_sizes(w)}, expected bias to be 1-dimensional with {ws[0]} "
+                           f"elements, but got bias of size {_sizes(bias)} instead")
+        return
+    if channels != ws[0]:
+        raise Mismatch(f"Given transposed=1, weight of size {_sizes(w)}, expected input{_sizes(x)} to have {ws[0]} "
+                       f"channels, but got {channels} channels instead")
+    if isinstance(bias, torch.Tensor) and (bias.dim() != 1 or bias.numel() != ws[1] * groups):
+        raise Mismatch(f"Given transposed=1, weight of size {_sizes(w)}, expected bias to be 1-dimensional with "
+                       f"{ws[1] * groups} elements, but got bias of size {_sizes(bias)} instead")
+
+
+def _check_product(a: Any, b: Any) -> None:
+    """mm's inner dimensions (the meta kernel says 'a and b must have same reduction dim')."""
+    if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.dim() == 2 and b.dim() == 2 \
+            and a.shape[1] != b.shape[0]:
+        raise Mismatch(f"mat1 and mat2 shapes cannot be multiplied ({_x(a)} and {_x(b)})")
+
+
+@checks("mm")
+def _check_mm(args: tuple, kwargs: dict) -> None:
+    _check_product(args[0], kwargs.get("mat2", args[1] if len(args) > 1 else None))
+
+
+@checks("addmm", "_addmm_activation")
+def _check_addmm(args: tuple, kwargs: dict) -> None:
+    c = Call(None, args, kwargs, None)
+    _check_product(c.arg("mat1", 1), c.arg("mat2", 2))
+
+
+def _check_batched(a: Any, b: Any) -> None:
+    if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.dim() == 3 and b.dim() == 3 \
+            and (a.shape[0] != b.shape[0] or a.shape[2] != b.shape[1]):
+        raise Mismatch(f"Expected size for first two dimensions of batch2 tensor to be: [{a.shape[0]}, {a.shape[2]}] "
+                       f"but got: [{b.shape[0]}, {b.shape[1]}].")
+
+
+@checks("bmm")
+def _check_bmm(args: tuple, kwargs: dict) -> None:
+    _check_batched(args[0], kwargs.get("mat2", args[1] if len(args) > 1 else None))
+
+
+@checks("baddbmm")
+def _check_baddbmm(args: tuple, kwargs: dict) -> None:
+    c = Call(None, args, kwargs, None)
+    _check_batched(c.arg("batch1", 1), c.arg("batch2", 2))
+
+
+def _check_vector(shown: str, mat: Any, vec: Any) -> None:
+    if isinstance(mat, torch.Tensor) and isinstance(vec, torch.Tensor) and mat.dim() == 2 and vec.dim() == 1 \
+            and mat.shape[1] != vec.shape[0]:
+        raise Mismatch(f"size mismatch, got input ({shown}), mat ({_x(mat)}), vec ({_x(vec)})")
+
+
+@checks("mv")
+def _check_mv(args: tuple, kwargs: dict) -> None:
+    c = Call(None, args, kwargs, None)
+    mat = c.arg("self", 0)
+    if isinstance(mat, torch.Tensor) and mat.dim() == 2:
+        _check_vector(str(mat.shape[0]), mat, c.arg("vec", 1))
+
+
+@checks("addmv")
+def _check_addmv(args: tuple, kwargs: dict) -> None:
+    c = Call(None, args, kwargs, None)
+    start = c.arg("self", 0)
+    if isinstance(start, torch.Tensor):
+        _check_vector(_x(start), c.arg("mat", 1), c.arg("vec", 2))
+
+
+@checks("dot", "vdot")
+def _check_dot(args: tuple, kwargs: dict) -> None:
+    a, b = args[0], kwargs.get("tensor", args[1] if len(args) > 1 else None)
+    if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.numel() != b.numel():
+        raise Mismatch(f"inconsistent tensor size, expected tensor [{a.numel()}] and src [{b.numel()}] to have the "
+                       f"same number of elements, but got {a.numel()} and {b.numel()} elements respectively")
+
+
+def broadcast(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:
+    """torch's infer_size: the broadcast shape of two shapes, or Mismatch in the real kernel's words."""
+    ndim = max(len(a), len(b))
+    out = []
+    for i in range(ndim - 1, -1, -1):
+        offset = ndim - 1 - i
+        sa = a[len(a) - 1 - offset] if len(a) - 1 - offset >= 0 else 1
+        sb = b[len(b) - 1 - offset] if len(b) - 1 - offset >= 0 else 1
+        if sa != sb and sa != 1 and sb != 1:
+            raise Mismatch(f"The size of tensor a ({sa}) must match the size of tensor b ({sb}) at non-singleton "
+                           f"dimension {i}")
+        out.append(sa if sb == 1 else sb)
+    return tuple(reversed(out))
+
+
+#: elementwise ops whose tensor operands broadcast together (the meta kernels' refs word it differently)
+BROADCASTING = ("add", "add_", "sub", "sub_", "mul", "mul_", "div", "div_", "rsub", "where", "minimum", "maximum",
+                "eq", "ne", "lt", "gt", "le", "ge", "pow", "addcmul", "addcmul_", "addcdiv", "addcdiv_", "atan2",
+                "fmod", "remainder", "bitwise_and", "bitwise_or", "logical_and", "logical_or", "hypot", "copysign")
+
+
+@checks(*BROADCASTING)
+def _check_broadcast(args: tuple, kwargs: dict) -> None:
+    shapes = [shape_of(t) for t in args if isinstance(t, torch.Tensor)]
+    if len(shapes) < 2:
+        return
+    out = shapes[0]
+    for s in shapes[1:]:
+        out = broadcast(out, s)
+
+
 # --- matrix products ----------------------------------------------------------------------------------------------
 
 @register("mm", "_int_mm", kind="matmul")
@@ -283,6 +453,23 @@ def _weight_packed_mm(c: Call) -> Count:
     m, k = shape_of(c.args[0])
     n = shape_of(c.first)[-1]
     return Count(m * k * n, dtype="int8")
+
+
+@register("_trilinear", kind="linear")
+def _trilinear(c: Call) -> Count:
+    """nn.Bilinear's op: y[b, o] = sum_ij x1[b, i] W[o, i, j] x2[b, j]. Convention (README): one MAC per term of that
+    sum - batch x out x in1 x in2 for nn.Bilinear - the size of the space the three operands span once each is
+    unsqueezed at its `expand` dimensions (the three-way product is one multiply-accumulate of x1_i x2_j into
+    W_oij's output, as the closed form x1^T W x2 is written)."""
+    # (i1, i2, i3, expand1, expand2, expand3, sumdim, unroll_dim)
+    shapes = []
+    for t, expand in zip(c.args[:3], c.args[3:6]):
+        s = list(shape_of(t))
+        for d in sorted(int(e) for e in expand):
+            s.insert(d, 1)
+        shapes.append(tuple(s))
+    space = broadcast(broadcast(shapes[0], shapes[1]), shapes[2])
+    return Count(math.prod(space))
 
 
 # --- attention ----------------------------------------------------------------------------------------------------
@@ -517,9 +704,11 @@ register("conv1d", "conv2d", "conv3d", "conv1d_relu", "conv2d_relu", "conv3d_rel
 # --- ops that do no multiply-add (named with their kind; never listed as uncounted) ---------------------------------
 
 register("_native_batch_norm_legit_no_training", "_native_batch_norm_legit", "native_batch_norm",
-         "_native_batch_norm_legit_functional", "native_layer_norm", "native_group_norm", "_fused_rms_norm",
-         "cudnn_batch_norm", "miopen_batch_norm", "_batch_norm_with_update", "_batch_norm_no_update",
-         kind="batchnorm")(None)
+         "_native_batch_norm_legit_functional", "cudnn_batch_norm", "miopen_batch_norm", "_batch_norm_with_update",
+         "_batch_norm_no_update", kind="batchnorm")(None)  # an InstanceNorm runs these too: the tracer says so
+register("native_layer_norm", kind="layernorm")(None)
+register("native_group_norm", kind="groupnorm")(None)
+register("_fused_rms_norm", kind="rmsnorm")(None)
 register("max_pool1d", "max_pool2d_with_indices", "max_pool3d_with_indices", "avg_pool1d", "avg_pool2d",
          "avg_pool3d", "_adaptive_avg_pool2d", "_adaptive_avg_pool3d", "adaptive_max_pool2d", "adaptive_max_pool3d",
          "mean", "mkldnn_max_pool2d", "max_pool2d", "adaptive_avg_pool1d", kind="pooling")(None)

@@ -10,6 +10,7 @@ against fvcore. Returns records; rendering is in dscalc.report.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -55,12 +56,67 @@ def check_fvcore(result: ProfileResult, build_cpu_model: Any) -> None:
         by_module_op = analysis.by_module_and_operator()
         total = int(analysis.total())
         by_op = {k: int(v) for k, v in analysis.by_operator().items()}
+    unsupported = {key: dict(analysis.unsupported_ops(key)) for key in by_module}
+    own = result.depth is None
+    calls: dict[str, list[Any]] = {}
     for row in result.rows:
-        key = "" if row.name == "(model)" else row.name
-        if key in by_module:
-            row.fvcore = int(by_module[key])
-            row.fvcore_ops = {k: int(v) for k, v in by_module_op.get(key, {}).items()}
+        calls.setdefault(row.name.split(" (call ")[0], []).append(row)
+    for base, rows in calls.items():
+        key = "" if base == "(model)" else base
+        if key not in by_module or len(rows) > 1:
+            continue  # (a module called twice: fvcore counts its calls together, dscalc has one row per call)
+        row = rows[0]
+        counted = {op: int(v) for op, v in by_module_op.get(key, {}).items()}
+        skipped_ops = {op: int(v) for op, v in unsupported.get(key, {}).items()}
+        fv = int(by_module[key])
+        if own or not key:  # the row is the module's own ops: fvcore's counts of its children come off
+            for child in _children(key, by_module):
+                fv -= int(by_module[child])
+                for op, v in by_module_op.get(child, {}).items():
+                    counted[op] = counted.get(op, 0) - int(v)
+                for op, n in unsupported.get(child, {}).items():
+                    skipped_ops[op] = skipped_ops.get(op, 0) - int(n)
+        row.fvcore = fv
+        row.fvcore_ops = {k: v for k, v in counted.items() if v}
+        row.fvcore_diff = decompose(row.macs, row.fvcore_ops,
+                                    [op for op, n in skipped_ops.items() if n > 0])
     result.fvcore = {"total": total, "by_operator": by_op}
+
+
+def _children(key: str, modules: Any) -> list[str]:
+    """The direct children of module `key` among fvcore's module names."""
+    prefix = f"{key}." if key else ""
+    return [k for k in modules if k and k != key and k.startswith(prefix) and "." not in k[len(prefix):]]
+
+
+#: the ops fvcore lists as unsupported that do multiply-adds dscalc counts (attention, recurrent, bilinear, ...)
+_MAC_BEARING = re.compile(r"attention|lstm|gru|rnn|bilinear|trilinear|bmm|addmv|\bmv\b|\bdot\b|conv|linear|matmul|mm")
+
+
+def decompose(macs: int, fvcore_ops: dict[str, int], unsupported: list[str]) -> dict[str, dict[str, int]]:
+    """fvcore's count minus dscalc's, split into what fvcore skips (ops it lists as unsupported that dscalc counts:
+    dscalc's MACs less fvcore's on its conv/linear/matmul operators) and what fvcore adds (the operators it counts
+    that are not multiply-adds by dscalc's convention: norms, pooling, upsampling). `added - skipped` is exactly
+    the difference. A negative skip (fvcore counts more on its product operators) is listed as added."""
+    products = sum(v for k, v in fvcore_ops.items() if k in FVCORE_MAC_OPS)
+    added = {k: v for k, v in fvcore_ops.items() if k not in FVCORE_MAC_OPS and v}
+    skipped: dict[str, int] = {}
+    missing = macs - products
+    names = sorted(op.split("::")[-1] for op in unsupported if _MAC_BEARING.search(op.split("::")[-1]))
+    if missing > 0:
+        skipped["+".join(names) or "ops fvcore does not count"] = missing
+    elif missing < 0:
+        ops = sorted(k for k, v in fvcore_ops.items() if k in FVCORE_MAC_OPS and v)
+        added[f"{'+'.join(ops)} (counted differently)"] = -missing
+    return {"skipped": skipped, "added": added}
+
+
+def label(diff: dict[str, dict[str, int]]) -> str:
+    """The causes of a difference, the larger first: 'skips scaled_dot_product_attention -301,989,888; adds
+    layer_norm +11,796,480'."""
+    parts = [(v, f"skips {FVCORE_SHORT.get(k, k)} -{v:,}") for k, v in diff.get("skipped", {}).items()]
+    parts += [(v, f"adds {FVCORE_SHORT.get(k, k)} +{v:,}") for k, v in diff.get("added", {}).items()]
+    return "; ".join(text for _, text in sorted(parts, key=lambda p: -p[0])) or "other ops"
 
 
 FVCORE_SHORT = {"batch_norm": "bn", "adaptive_avg_pool2d": "pool", "upsample_nearest2d": "upsample"}

@@ -34,7 +34,7 @@ class OpRecord:
 
     module: str  # path of the innermost module that issued it ("" = the model itself)
     op: str
-    kind: str  # conv | linear | matmul | attention | recurrent | batchnorm | pooling | elementwise | other
+    kind: str  # one of dscalc.cost.opkinds.OP_KINDS
     macs: int
     elements: int  # output elements
     layer: LayerCost | None = None  # a convolution's record (so its separable what-if is one call away)
@@ -42,6 +42,8 @@ class OpRecord:
     reads: Size = field(default_factory=Size)  # its tensor inputs (and packed weights), each read once
     writes: Size = field(default_factory=Size)  # its outputs, each written once
     mac_dtype: str = ""  # the element type of its multiplies when the op fixes it (int8: quantized kernels)
+    calls: tuple[tuple[str, int], ...] = ()  # (module path, call number) of the running modules on a repeat call
+    io: tuple[tuple[int, ...], ...] = ()  # (its first tensor input's shape, its first output's shape)
 
 
 @dataclass
@@ -63,6 +65,9 @@ class Trace:
     quantized_params: int = 0  # weights + biases held packed by quantized modules (in `params` too)
     buffer_count: int = 0  # buffer elements (BatchNorm running statistics, ...)
     param_roles: list[tuple[str, str, int]] = field(default_factory=list)  # (module, weight|bias|other, numel)
+    module_kinds: dict[str, str] = field(default_factory=dict)  # what each module is (opkinds), where known
+    #: module path -> (input shape, output shape) of each of its calls, in order (the modules' hooks saw them)
+    module_io: dict[str, list[tuple[tuple[int, ...], tuple[int, ...]]]] = field(default_factory=dict)
 
 
 @dataclass
@@ -78,6 +83,7 @@ class ProfileRow:
     separable: dict[str, int] | None = None  # what-if params/macs, for standard convs with k > 1
     fvcore: int | None = None
     fvcore_ops: dict[str, int] = field(default_factory=dict)
+    fvcore_diff: dict[str, dict[str, int]] | None = None  # fvcore - dscalc: {"skipped": {op: macs}, "added": ...}
     weights: int = 0  # conv/linear weights among `params`
     bias: int = 0
     bytes: int = 0  # bytes its ops read and write, each tensor once per op, at the profile's dtype
@@ -109,6 +115,8 @@ class ProfileRow:
             row["separable"] = self.separable
         if self.fvcore is not None:
             row["fvcore"] = self.fvcore
+        if self.fvcore_diff is not None and self.fvcore != self.macs:
+            row["fvcore_diff"] = self.fvcore_diff
         return row
 
 
@@ -126,3 +134,4 @@ class ProfileResult:
     notes: list[str] = field(default_factory=list)
     dtype: str = "float32"
     ops: list[OpRecord] = field(default_factory=list)  # every op the trace recorded, in order (for predictions)
+    depth: int | None = None  # rows collapse module paths to this many components (None: one row per module)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dscalc.errors import BadInput
+from dscalc.errors import BadInput, missing
 
 
 @dataclass(frozen=True)
@@ -216,6 +216,41 @@ class ModelSource:
         if self.spec.profile is None:
             raise ValueError(f"{self.format} models are profiled by the torch tracer")
         return self.spec.profile(self, shapes, depth)
+
+    def default_input(self) -> tuple[list[tuple[int, ...]], str]:
+        """The input a hub model documents, for a run without --input, and the line that says it was assumed:
+        timm's pretrained_cfg input_size; torchvision's classification size (its default weights' crop size, or a
+        ViT's image_size, which its weights=None build is made for). Bad input (one line) where there is none."""
+        ask = f"is required for {self.target}"
+        if self.format == "timm":
+            try:
+                import timm
+            except ImportError:
+                raise missing("timm", "", "a timm: model") from None
+            cfg = timm.models.get_pretrained_cfg(self.name or "")
+            size = tuple(int(v) for v in (cfg.input_size if cfg is not None else ()) or ())
+            if len(size) == 3:
+                return [(1, *size)], f"input 1x{'x'.join(map(str, size))} assumed: timm's pretrained_cfg input_size " \
+                                     "for this model (--input sets another)"
+            raise BadInput(f"{ask} (timm gives it no input_size)", "input")
+        if self.format == "torchvision":
+            try:
+                import torchvision.models as tvm
+            except ImportError:
+                raise missing("torchvision", "", "a torchvision: model") from None
+
+            name = self.name or ""
+            model = self.load("meta")  # an unknown name: the loader's one line
+            if name not in tvm.list_models(module=tvm) and name not in tvm.list_models(module=tvm.quantization):
+                raise BadInput(f"{ask}: detection, segmentation, video and optical flow models have no single "
+                               "documented input size (e.g. --input 1x3x520x520)", "input")
+            side = getattr(model, "image_size", None)
+            if not isinstance(side, int):
+                crop = tvm.get_model_weights(name).DEFAULT.transforms().crop_size
+                side = int(crop[0])
+            return [(1, 3, side, side)], f"input 1x3x{side}x{side} assumed: torchvision's documented size for " \
+                                         "this classification model (--input sets another)"
+        raise BadInput(ask, "input")
 
     def load(self, device: str = "meta") -> Any:
         """The model, built on `device` where its format allows (files load on the CPU); built once per device."""

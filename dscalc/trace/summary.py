@@ -9,10 +9,8 @@ from typing import Any
 
 from dscalc.cost.dtypes import itemsize
 from dscalc.cost.kinds import separable_of
+from dscalc.cost.opkinds import MAC_KINDS, NORM_KINDS, OP_KINDS, WHY_NOT_COUNTED
 from dscalc.trace.records import OpRecord, ProfileResult, ProfileRow, Size, Trace
-
-MAC_KINDS = ("conv", "linear", "matmul", "attention", "recurrent")
-OP_KINDS = ("conv", "linear", "matmul", "attention", "recurrent", "batchnorm", "pooling", "elementwise", "other")
 
 #: module types whose `weight` is a conv/linear weight (the MobileNets paper's "parameters")
 _WEIGHTED = re.compile(r"Conv|Linear")
@@ -31,31 +29,37 @@ def _in_group(name: str, group: str, depth: int | None) -> bool:
 def summarize(tr: Trace, depth: int | None = None, dtype: str = "float32") -> ProfileResult:
     """Per-module rows (collapsed to `depth` path components), totals, totals by op kind and memory at `dtype`."""
     width = itemsize(dtype)
-    groups: dict[str, list[OpRecord]] = {}
-    every: dict[str, list[OpRecord]] = {}
+    groups: dict[tuple[str, int], list[OpRecord]] = {}
+    every: dict[tuple[str, int], list[OpRecord]] = {}
     for rec in tr.records:
-        key = _group(rec.module, depth)
+        group = _group(rec.module, depth)
+        key = (group, dict(rec.calls).get(group, 0)) if rec.calls else (group, 0)
         every.setdefault(key, []).append(rec)
-        if rec.kind in MAC_KINDS or rec.kind == "batchnorm":
+        if rec.kind in MAC_KINDS or rec.kind in NORM_KINDS:
             groups.setdefault(key, []).append(rec)
     for name, count in tr.module_params.items():
         if count:
-            groups.setdefault(_group(name, depth), [])
+            groups.setdefault((_group(name, depth), 0), [])
     weights_of, bias_of = _weights_and_bias(tr)
     rows = []
-    for name, recs in groups.items():
-        params = sum(c for n, c in tr.module_params.items() if _in_group(n, name, depth))
+    for (name, call), recs in groups.items():
+        first = call == 0  # a module's parameters are counted in the row of its first call
+        params = sum(c for n, c in tr.module_params.items() if _in_group(n, name, depth)) if first else 0
         macs = sum(r.macs for r in recs)
         convs = [r.layer for r in recs if r.layer is not None]
         kinds = {r.kind for r in recs}
         layer = None
+        io = _io(tr, name, call, recs)
         if len(convs) == 1 and len(recs) == 1:
             layer = convs[0]
-            kind, io = layer.kind, (layer.input_shape, layer.output_shape)
+            kind = layer.kind
+            io = io if io != ((), ()) else (layer.input_shape, layer.output_shape)
             geometry = layer.geometry()
         else:
             kind = kinds.pop() if len(kinds) == 1 else ("module" if kinds else "params")
-            io, geometry = ((), ()), ""
+            geometry = ""
+            if name in tr.module_kinds and recs:  # what the module is (an LSTM's row is recurrent at any depth)
+                kind = tr.module_kinds[name]
         separable = None
         pairs = [(c, separable_of(c)) for c in convs]
         if any(s is not None for _, s in pairs):
@@ -63,15 +67,16 @@ def summarize(tr: Trace, depth: int | None = None, dtype: str = "float32") -> Pr
                 "params": sum((s.params if s else c.params) for c, s in pairs),
                 "macs": macs - sum(c.macs for c in convs) + sum((s.macs if s else c.macs) for c, s in pairs),
             }
-        ops = every.get(name, [])
+        ops = every.get((name, call), [])
         moved = sum((r.reads + r.writes for r in ops), Size())
         written = sum((r.writes for r in ops), Size())
         rows.append(ProfileRow(
-            name or "(model)", tr.module_types.get(name, "group"), kind, params, macs, io[0], io[1], geometry,
-            separable, weights=sum(v for n, v in weights_of.items() if _in_group(n, name, depth)),
-            bias=sum(v for n, v in bias_of.items() if _in_group(n, name, depth)), bytes=moved.bytes(dtype),
-            activation_bytes=written.bytes(dtype), bias_adds=sum(r.bias_adds for r in recs), layer=layer,
-            dtype=next((r.mac_dtype for r in recs if r.mac_dtype), "")))
+            _row_name(name, call), tr.module_types.get(name, "group"), kind, params, macs, io[0], io[1], geometry,
+            separable,
+            weights=sum(v for n, v in weights_of.items() if _in_group(n, name, depth)) if first else 0,
+            bias=sum(v for n, v in bias_of.items() if _in_group(n, name, depth)) if first else 0,
+            bytes=moved.bytes(dtype), activation_bytes=written.bytes(dtype), bias_adds=sum(r.bias_adds for r in recs),
+            layer=layer, dtype=next((r.mac_dtype for r in recs if r.mac_dtype), "")))
     by_kind = {k: {"ops": 0, "macs": 0, "elements": 0} for k in OP_KINDS}
     for rec in tr.records:
         slot = by_kind[rec.kind]
@@ -101,9 +106,33 @@ def summarize(tr: Trace, depth: int | None = None, dtype: str = "float32") -> Pr
               "activations": written.bytes(dtype), "peak_activations": peak}
     memory["total"] = memory["weights"] + memory["buffers"] + memory["inputs"] + peak
     layers = [r.layer for r in tr.records if r.layer is not None]
+    notes = list(tr.notes)
+    why: dict[str, list[str]] = {}
+    for op in sorted(tr.uncounted):
+        if op in WHY_NOT_COUNTED:
+            why.setdefault(WHY_NOT_COUNTED[op], []).append(op)
+    notes += [f"not counted, by convention: {', '.join(ops)} - {reason}" for reason, ops in why.items()]
     return ProfileResult(rows, totals, {k: v for k, v in by_kind.items() if v["ops"]}, dict(tr.uncounted),
-                         tr.input_shapes, tr.output_shapes, layers, memory=memory, notes=list(tr.notes), dtype=dtype,
-                         ops=list(tr.records))
+                         tr.input_shapes, tr.output_shapes, layers, memory=memory, notes=notes, dtype=dtype,
+                         ops=list(tr.records), depth=depth)
+
+
+def _row_name(name: str, call: int) -> str:
+    """'(model)' for the model itself; a module's second call is 'name (call 2)'."""
+    shown = name or "(model)"
+    return shown if call == 0 else f"{shown} (call {call + 1})"
+
+
+def _io(tr: Trace, name: str, call: int, recs: list[OpRecord]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """A row's input -> output shapes: its module's, as its hooks saw that call (torchinfo's convention), or else
+    (a graph's node, a group, a functional call on a module's weights) its first op's input and last op's output."""
+    calls = tr.module_io.get(name)
+    if calls and call < len(calls) and calls[call][0] and calls[call][1]:
+        return calls[call]
+    shaped = [r for r in recs if r.io]
+    if shaped:
+        return shaped[0].io[0], shaped[-1].io[1]
+    return (), ()
 
 
 def _weights_and_bias(tr: Trace) -> tuple[dict[str, int], dict[str, int]]:

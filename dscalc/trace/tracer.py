@@ -31,11 +31,13 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
+from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from dscalc.cost.opkinds import MAC_KINDS, NORM_KINDS
 from dscalc.errors import BadInput, RuntimeFailure, first_line, from_user_code, interrupted
 from dscalc.trace import wrappers
-from dscalc.trace.ops import SHAPE_OPS, Call, Count, NeedsValues, handler_for, key_of, shape_of
+from dscalc.trace.ops import SHAPE_OPS, Call, Count, Mismatch, NeedsValues, check_for, handler_for, key_of, shape_of
 from dscalc.trace.records import OpRecord, Size, Trace
 from dscalc.trace.run import MetaLimit, Runner
 
@@ -121,6 +123,103 @@ class _Liveness:
             self.live = Size(self.live.elements - entry[1].elements, self.live.fixed_bytes - entry[1].fixed_bytes)
 
 
+#: module classes (or a base class, by name) -> what the module is; an op it issues takes this kind (opkinds)
+MODULE_KINDS = {"Linear": "linear", "Bilinear": "linear", "LazyLinear": "linear", "RNNBase": "recurrent",
+                "RNNCellBase": "recurrent", "MultiheadAttention": "attention", "LayerNorm": "layernorm",
+                "GroupNorm": "groupnorm", "_InstanceNorm": "instancenorm", "RMSNorm": "rmsnorm",
+                "_BatchNorm": "batchnorm", "SyncBatchNorm": "batchnorm", "BatchNorm2d": "batchnorm"}
+
+
+def module_kind(class_names: list[str]) -> str | None:
+    """What a module is, from its class and base classes (nearest first): a Linear of any bias, an RNN, attention,
+    a norm; a class named like `LlamaRMSNorm` is an RMS norm whatever its bases."""
+    for name in class_names:
+        if name in MODULE_KINDS:
+            return MODULE_KINDS[name]
+    return "rmsnorm" if class_names and class_names[0].endswith("RMSNorm") else None
+
+
+def _first_shape(tree: Any) -> tuple[int, ...]:
+    found = _tensors(tree)
+    return shape_of(found[0]) if found else ()
+
+
+class _Context:
+    """What the recorder knows of an op beside the path of the module running it: every module's kind, which
+    module owns each parameter (so a functional call on a child's weights is the child's), the calls of each
+    module (a module called twice keeps one row per call, with its shapes), and whether scaled dot-product
+    attention is running (its products are `attention`)."""
+
+    def __init__(self, kinds: dict[str, str], owners: dict[int, set[str]] | None = None, eager: bool = False) -> None:
+        self.kinds = kinds
+        self.owners = owners or {}
+        self.eager = eager  # the modules' hooks run (an eager model): its parameters and calls are known
+        self.calls: dict[str, int] = {}  # module path -> how many times it was called so far
+        self.frames: list[tuple[str, int]] = []  # the running modules, (path, call number), outermost first
+        self.repeated: tuple[tuple[str, int], ...] = ()  # the frames of a second or later call
+        self.io: dict[str, list[tuple[tuple[int, ...], tuple[int, ...]]]] = {}
+        self.attention = 0
+        self.modules: set[int] = set()  # ids of the modules whose calls are counted (not a parametrization's)
+
+    def enter(self, path: str, inputs: Any) -> None:
+        n = self.calls.get(path, 0)
+        self.calls[path] = n + 1
+        self.frames.append((path, n))
+        if n:
+            self.repeated = (*self.repeated, (path, n))
+        self.io.setdefault(path, []).append((_first_shape(inputs), ()))
+
+    def leave(self, output: Any) -> None:
+        if not self.frames:
+            return
+        path, n = self.frames.pop()
+        if n:
+            self.repeated = tuple(f for f in self.repeated if f != (path, n))
+        calls = self.io.get(path)
+        if calls is not None and n < len(calls):
+            calls[n] = (calls[n][0], _first_shape(output))
+
+    def owning(self, tensors: list[torch.Tensor]) -> set[str]:
+        """The modules whose parameters these tensors are (or view)."""
+        found: set[str] = set()
+        for t in tensors:
+            key = _storage_key(t)
+            if key is not None and key in self.owners:
+                found |= self.owners[key]
+        return found
+
+
+def _descends(path: str, parent: str) -> bool:
+    return not parent or path.startswith(parent + ".")
+
+
+def _refine(kind: str, module: str, ctx: _Context, tensors: list[torch.Tensor]) -> tuple[str, str]:
+    """(kind, module) of an op from what the module that issued it is: a product on a parameter of a child (a
+    functional call on its weights) is the child's; a product inside an nn.Linear (or on MultiheadAttention's
+    projection weights) is `linear`, one inside an RNN `recurrent`, one of two activations `attention` inside SDPA
+    or MultiheadAttention, any other `matmul` (a functional product, on a bare parameter too); a norm module's ops
+    take its norm kind."""
+    mk = ctx.kinds.get(module)
+    if kind in MAC_KINDS:
+        owners = ctx.owning(tensors)
+        if owners and module not in owners:
+            children = sorted(p for p in owners if _descends(p, module))
+            if children:
+                module, mk = children[0], ctx.kinds.get(children[0])
+        if kind not in ("linear", "matmul"):
+            return kind, module
+        if mk in ("linear", "recurrent"):
+            return mk, module
+        if owners and mk == "attention":  # MultiheadAttention's projections on its own in_proj weights
+            return "linear", module
+        if ctx.attention or mk == "attention":
+            return "attention", module
+        return ("matmul" if ctx.eager else kind), module
+    if mk in NORM_KINDS and kind in ("batchnorm", "elementwise", "pooling"):
+        return mk, module
+    return kind, module
+
+
 _DECOMPOSITIONS: dict[Any, Any] | None = None
 
 
@@ -138,9 +237,10 @@ class _Recorder(TorchDispatchMode):
 
     supports_higher_order_operators = True
 
-    def __init__(self, where: Callable[[], str], liveness: _Liveness) -> None:
+    def __init__(self, where: Callable[[], str], liveness: _Liveness, context: _Context | None = None) -> None:
         super().__init__()
         self.where = where
+        self.context = context or _Context({})
         self.liveness = liveness
         self.records: list[OpRecord] = []
         self.uncounted: dict[str, int] = {}
@@ -154,6 +254,13 @@ class _Recorder(TorchDispatchMode):
             decomposed = self._decompose(func, args, kwargs)
             if decomposed is not NotImplemented:
                 return decomposed
+        check = check_for(func)
+        if check is not None:
+            try:
+                check(args, kwargs)
+            except Mismatch as e:
+                e.module = self.where()  # type: ignore[attr-defined]
+                raise
         out = func(*args, **kwargs)
         self._record(func, handler, name, args, kwargs, out)
         self.liveness.track(out)
@@ -192,18 +299,46 @@ class _Recorder(TorchDispatchMode):
         outs = _tensors(out)
         elements = outs[0].numel() if outs else 0
         module = self.where()
-        reads, writes = _size(_tensors((args, kwargs))), _size(outs)
+        ins = _tensors((args, kwargs))
+        reads, writes = _size(ins), _size(outs)
+        data = [t for t in ins if t.dim() > 1] or ins  # (addmm's first operand is its bias)
+        io = (shape_of(data[0]) if data else (), shape_of(outs[0]) if outs else ())
+        calls = self.context.repeated
         if handler is None:
             self.uncounted[name] = self.uncounted.get(name, 0) + 1
-            self.records.append(OpRecord(module, str(func), "other", 0, elements, None, 0, reads, writes))
+            self.records.append(OpRecord(module, str(func), "other", 0, elements, None, 0, reads, writes,
+                                         calls=calls, io=io))
             return
         count = handler.macs(Call(func, args, kwargs, out)) if handler.macs else Count(0)
         if isinstance(count, int):
             count = Count(count)
+        kind, module = _refine(handler.kind, module, self.context, ins)
         layer = replace(count.layer, name=module or "conv") if count.layer is not None else None
         reads = reads + Size(0, count.fixed_bytes)
-        self.records.append(OpRecord(module, str(func), handler.kind, count.macs, elements, layer, count.bias_adds,
-                                     reads, writes, count.dtype))
+        self.records.append(OpRecord(module, str(func), kind, count.macs, elements, layer, count.bias_adds,
+                                     reads, writes, count.dtype, calls=calls, io=io))
+
+
+class _AttentionCalls(TorchFunctionMode):
+    """Counts the scaled dot-product attention calls running, so the products inside one are `attention` (its
+    math path decomposes into plain batched products on the meta device)."""
+
+    def __init__(self, context: _Context) -> None:
+        super().__init__()
+        self.context = context
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is not _SDPA:
+            return func(*args, **kwargs)
+        self.context.attention += 1
+        try:
+            return func(*args, **kwargs)
+        finally:
+            self.context.attention -= 1
+
+
+_SDPA = torch.nn.functional.scaled_dot_product_attention
 
 
 @contextlib.contextmanager
@@ -214,16 +349,26 @@ def standard_mode() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _module_stack(names: dict[int, str]) -> Iterator[list[str]]:
-    """Global forward hooks that keep the path of the running module; removed on exit, whatever happens."""
+def _module_stack(names: dict[int, str], context: _Context | None = None) -> Iterator[list[str]]:
+    """Global forward hooks that keep the path of the running module (and, in `context`, each named module's calls
+    and their input and output shapes); removed on exit, whatever happens."""
     stack: list[str] = []
+    named: list[bool] = []
 
     def pre(module: torch.nn.Module, inputs: Any) -> None:
-        stack.append(names.get(id(module), stack[-1] if stack else ""))
+        path = names.get(id(module))
+        stack.append(path if path is not None else stack[-1] if stack else "")
+        # a parametrization's modules run inside the module they parametrize: not calls of it
+        counted = path is not None and context is not None and id(module) in context.modules
+        named.append(counted)
+        if counted and path is not None and context is not None:
+            context.enter(path, inputs)
 
     def post(module: torch.nn.Module, inputs: Any, output: Any) -> None:
         if stack:
             stack.pop()
+        if named and named.pop() and context is not None:
+            context.leave(output)
 
     from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
 
@@ -233,6 +378,29 @@ def _module_stack(names: dict[int, str]) -> Iterator[list[str]]:
     finally:
         for h in handles:
             h.remove()
+
+
+class _EagerRun(Runner):
+    """An eager model's run: a Runner that also knows its modules (`context`)."""
+
+    context: _Context
+
+
+def _eager_context(model: torch.nn.Module) -> _Context:
+    """Every module's kind and every parameter's owners, of the model that runs (its meta copy)."""
+    kinds: dict[str, str] = {}
+    for name, m in model.named_modules():
+        kind = module_kind([c.__name__ for c in type(m).__mro__])
+        if kind is not None:
+            kinds.setdefault(wrappers.canonical(name), kind)
+    owners: dict[int, set[str]] = {}
+    for name, p in model.named_parameters(remove_duplicate=False):
+        key = _storage_key(p)
+        if key is not None:
+            owners.setdefault(key, set()).add(wrappers.canonical(name.rpartition(".")[0]))
+    context = _Context(kinds, owners, eager=True)
+    context.modules = {id(m) for n, m in model.named_modules() if wrappers.canonical(n) == n}
+    return context
 
 
 def _meta_limitation(e: BaseException) -> str | None:
@@ -371,8 +539,10 @@ def _trace_once(model: Any, input_shapes: list[tuple[int, ...]], dtype: torch.dt
         run = graph.runner(model, inputs, device)
     else:
         run = _eager_runner(model, inputs, device)
+    context = run.context if isinstance(run, _EagerRun) else \
+        _Context({p: k for p, t in run.types.items() if (k := module_kind([t])) is not None})
     liveness = _Liveness([*run.existing, *inputs])
-    recorder = _Recorder(run.where, liveness)
+    recorder = _Recorder(run.where, liveness, context)
     try:
         with recorder:
             out = run.call()
@@ -384,6 +554,10 @@ def _trace_once(model: Any, input_shapes: list[tuple[int, ...]], dtype: torch.dt
         raise from_user_code(KeyboardInterrupt(), f"the model's forward{_where(model, run.where())}") from None
     except SystemExit as e:
         raise from_user_code(e, f"the model's forward{_where(model, run.where())}") from None
+    except Mismatch as e:  # the real kernel would refuse this op: the user's input (or model) does not fit
+        path = getattr(e, "module", run.where())
+        raise BadInput(f"the model's forward fails{_where(model, path)}: RuntimeError: {first_line(e, 400)}") \
+            from None
     except Exception as e:  # the user's forward raised: name the module it was in
         reason = _meta_limitation(e) if device == "meta" else None
         if reason is not None:
@@ -409,6 +583,8 @@ def _trace_once(model: Any, input_shapes: list[tuple[int, ...]], dtype: torch.dt
         quantized_params=st.quantized,
         buffer_count=st.buffer_count,
         param_roles=st.roles,
+        module_kinds={**{p: k for p, t in types.items() if (k := module_kind([t])) is not None}, **context.kinds},
+        module_io=dict(context.io),
     )
 
 
@@ -424,16 +600,19 @@ def _eager_runner(model: torch.nn.Module, inputs: list[torch.Tensor], device: st
             return _functional_runner(model, inputs, e)
     names = {id(m): wrappers.canonical(n) for n, m in target.named_modules()}
     holder: list[list[str]] = []
+    context = _eager_context(target)
 
     def call() -> Any:
-        with _module_stack(names) as stack:
+        with _module_stack(names, context) as stack, _AttentionCalls(context):
             holder.append(stack)
             return target(*arguments(target, inputs))
 
     def where() -> str:
         return holder[-1][-1] if holder and holder[-1] else ""
 
-    return Runner(call, where, [*target.parameters(), *target.buffers()], notes=notes)
+    run = _EagerRun(call, where, [*target.parameters(), *target.buffers()], notes=notes)
+    run.context = context
+    return run
 
 
 def _functional_runner(model: torch.nn.Module, inputs: list[torch.Tensor], why: Exception) -> Runner:
@@ -444,11 +623,14 @@ def _functional_runner(model: torch.nn.Module, inputs: list[torch.Tensor], why: 
     state = {n: torch.empty_like(t, device="meta") for n, t in [*model.named_parameters(), *model.named_buffers()]}
     names = {id(m): wrappers.canonical(n) for n, m in model.named_modules()}
     holder: list[list[str]] = []
+    context = _eager_context(model)
+    context.owners = {}  # the state dict's meta tensors are new: functional calls are not told apart here
+    context.eager = False
 
     def call() -> Any:
         flags = [(m, m.training) for m in model.modules()]
         try:
-            with _module_stack(names) as stack:
+            with _module_stack(names, context) as stack, _AttentionCalls(context):
                 holder.append(stack)
                 return functional_call(model, state, arguments(model, inputs), tie_weights=True, strict=False)
         finally:
@@ -460,7 +642,9 @@ def _functional_runner(model: torch.nn.Module, inputs: list[torch.Tensor], why: 
 
     note = (f"ran functionally on the model itself (it cannot be copied: {type(why).__name__}: {first_line(why)}); "
             "attributes its forward sets stay set")
-    return Runner(call, where, list(state.values()), notes=[note])
+    run = _EagerRun(call, where, list(state.values()), notes=[note])
+    run.context = context
+    return run
 
 
 #: a real run is refused when it would need more than this share of the memory the machine has available
