@@ -135,13 +135,13 @@ def guard_streams() -> None:
         _closed.add(name)
         mode = "r" if fd == 0 else "w"
         if fd_open:  # closed at start, its number since taken by a file someone opened: leave that file alone
-            setattr(sys, name, open(os.devnull, mode, encoding="utf-8"))
+            setattr(sys, name, open(os.devnull, mode, encoding="utf-8"))  # noqa: SIM115 - lives as sys.<name>
             continue
         null = os.open(os.devnull, os.O_RDONLY if fd == 0 else os.O_WRONLY)
         if null != fd:
             os.dup2(null, fd)
             os.close(null)
-        setattr(sys, name, open(fd, mode, encoding="utf-8", errors="replace", closefd=False))
+        setattr(sys, name, open(fd, mode, encoding="utf-8", errors="replace", closefd=False))  # noqa: SIM115
 
 
 def closed(name: str) -> bool:
