@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
+import re
 from pathlib import Path
 from typing import Any
 
@@ -180,10 +181,13 @@ def _brief(value: Any, limit: int = 40) -> str:
 
 
 def _few(keys: set[Any], shown: int = 3) -> str:
-    """At most a few short keys of a mapping from a file (`dscalc network /etc/shadow` echoes none of its lines)."""
-    names = sorted(_brief(str(k), 24) for k in keys)
-    more = len(names) - shown
-    return ", ".join(names[:shown]) + (f" and {more} more" if more > 0 else "")
+    """At most a few short keys of a mapping from a file, and only those that look like names (letters, digits,
+    _ . -, up to 20): `dscalc network /etc/shadow` echoes none of its lines, nor a piece of a password hash."""
+    names = sorted(str(k) for k in keys if re.fullmatch(r"[\w.-]{1,20}", str(k), re.ASCII))[:shown]
+    more = len(keys) - len(names)
+    if not names:
+        return f"({more} of them, not shown: not plain names)"
+    return ", ".join(repr(n) for n in names) + (f" and {more} more" if more > 0 else "")
 
 
 def _normalise(item: Any, where: str) -> tuple[str, dict[str, Any]]:
