@@ -19,6 +19,7 @@ from dscalc.cost.dtypes import itemsize
 from dscalc.cost.layers import conv, depthwise, linear
 from dscalc.cost.records import LayerCost
 from dscalc.measure.ceilings import (
+    INVALID,
     MAX_RATE,
     BadEntry,
     cache_dir,
@@ -233,7 +234,7 @@ def _read(quiet: bool = False) -> dict[str, Any]:
 
 def save(cal: Calibration) -> bool:
     """Cache the calibration; False where the cache could not be written (said on stderr; not an error)."""
-    data = _read(quiet=True)
+    data = {k: v for k, v in _read(quiet=True).items() if k not in INVALID}  # a bad entry goes with the next write
     data[key(cal.device, cal.name, cal.threads, cal.dtype, cal.channels_last, cal.runtime, cal.torch,
              cal.tf32, cal.max_run_time)] = cal.to_dict()
     return write_cache(cache_path(), data) is None
@@ -296,6 +297,7 @@ def load_cached(settings: Settings) -> Calibration | None:
             return checked(entry)
         except BadEntry as e:
             warn(cache_path(), f"the calibration {k} is invalid ({e}); calibrating again")
+            INVALID.add(k)
     return None
 
 

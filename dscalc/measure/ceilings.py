@@ -112,6 +112,10 @@ MAX_RATE = 1e19
 MAX_CACHE_BYTES = 4 * 2**20
 
 
+#: the keys of entries found invalid in this run: dropped from the file when it is next written
+INVALID: set[str] = set()
+
+
 class BadEntry(ValueError):
     """A cache value of the wrong type, not finite, not positive or out of range."""
 
@@ -225,6 +229,7 @@ def load_cached(device: str, threads: int) -> Ceilings | None:
             cached = Ceilings.from_dict(entry)
         except BadEntry as e:
             warn(cache_path(), f"the entry for {device} at {threads} threads is invalid ({e}); measuring again")
+            INVALID.add(key)
             continue
         if not cached.under_load:
             return cached
@@ -234,7 +239,7 @@ def load_cached(device: str, threads: int) -> Ceilings | None:
 def save(ceilings: Ceilings) -> Path | None:
     """Write the entry (whole: a temporary file, then a rename); the cache file, or None where it could not be
     written (said on stderr; not an error)."""
-    data = _read(quiet=True)
+    data = {k: v for k, v in _read(quiet=True).items() if k not in INVALID}  # a bad entry goes with the next write
     data[_key(ceilings.device, ceilings.threads, ceilings.max_run_time)] = ceilings.to_dict()
     path = cache_path()
     return None if write_cache(path, data) else path
