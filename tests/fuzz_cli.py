@@ -339,9 +339,9 @@ def problem(case, o: Outcome) -> str:
     if o.code != case.expect:
         return f"exit {o.code}, expected {case.expect}"
     lines = o.stderr.splitlines()
-    if case.expect in (1, 2) and case.streams not in ("stderr-closed", "stderr-full"):
-        if len(lines) != 1 or not lines[0].startswith("dscalc: error: "):
-            return "unclear"
+    if case.expect in (1, 2) and case.streams not in ("stderr-closed", "stderr-full") and (
+            len(lines) != 1 or not lines[0].startswith("dscalc: error: ")):
+        return "unclear"
     if any("\x1b" in line or "\r" in line for line in lines):
         return "control characters on stderr"
     if case.stderr_has and case.stderr_has not in o.stderr:

@@ -24,9 +24,9 @@ activation, softmax, maxpool, avgpool, gap (global average pool), flatten, dropo
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-import re
 from pathlib import Path
 from typing import Any
 
@@ -187,7 +187,7 @@ def _few(keys: set[Any], shown: int = 3) -> str:
     more = len(keys) - len(names)
     if not names:
         return f"({more} of them, not shown: not plain names)"
-    return ", ".join(repr(n) for n in names) + (f" and {more} more" if more > 0 else "")
+    return ", ".join(names) + (f" and {more} more" if more > 0 else "")
 
 
 def _normalise(item: Any, where: str) -> tuple[str, dict[str, Any]]:

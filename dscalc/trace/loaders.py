@@ -81,14 +81,16 @@ def _construct(factory: Any, options: dict[str, Any], device: str, what: str) ->
     return model.eval()
 
 
-#: constructor arguments of a hub model that load (and download) pretrained weights: refused, since counts do not
-#: depend on weights and dscalc never downloads anything
-_WEIGHT_KEYS = ("weights", "pretrained", "checkpoint", "state_dict", "download", "hf_hub", "url", "cache_dir")
+#: constructor arguments of a hub model that load (and download) pretrained weights - torchvision's weights,
+#: weights_backbone, timm's pretrained, pretrained_cfg, checkpoint_path, ...: refused, since counts do not depend on
+#: weights and dscalc never downloads anything (init_weights, which only initialises, is not among them)
+_WEIGHT_PREFIXES = ("weights", "pretrained", "checkpoint", "hf_hub")
+_WEIGHT_KEYS = ("state_dict", "url", "cache_dir", "download", "model_dir")
 
 
 def _no_weights(options: dict[str, Any], what: str) -> None:
     """Refuse --kwargs that would make a hub model load (download) weights, before anything is imported."""
-    asked = sorted(k for k in options if any(w in k.lower() for w in _WEIGHT_KEYS))
+    asked = sorted(k for k in options if k.lower().startswith(_WEIGHT_PREFIXES) or k.lower() in _WEIGHT_KEYS)
     if asked:
         raise BadInput(f"{asked[0]!r} would load pretrained weights for {what}; dscalc builds hub models without "
                        "weights (counts do not depend on them) and downloads nothing", "kwargs")
