@@ -112,6 +112,8 @@ def printable(text: str, keep_newlines: bool = False) -> str:
     """`text` (a name or value that came from a file) safe to print: every control character spelled as an escape
     (ESC -> \\x1b, a newline -> \\x0a unless kept), everything else unchanged. The one escape of the package: tables
     (report.render) and error lines (`say`) both go through it; JSON keeps the raw string."""
+    if text.isprintable():  # the common case, at C speed: every escaped character is one Python calls unprintable
+        return text
     return (_CONTROL_KEEP_NEWLINE if keep_newlines else _CONTROL).sub(_escape_one, text)
 
 
