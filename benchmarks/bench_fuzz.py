@@ -115,8 +115,8 @@ def hostile(out: Path, root: Path, timeout: float, memory: int) -> None:
         f"{memory / 2**30:.0f} GiB address-space bound (RLIMIT_AS), its streams really closed (fd 1 or 2 closed) "
         "or full (/dev/full) where the case says; handled = the exit status the case expects, no traceback, no "
         "internal error, one `dscalc: error:` line for a failure (stderr open), no control character on stderr, "
-        "the phrase the case names. Peak RSS is the process's own ru_maxrss (os.wait4); importing torch alone is "
-        "~290 MiB of it.",
+        "the phrase the case names. Peak RSS is the dscalc process's own high-water mark (VmHWM, polled every "
+        "20 ms until it exits).",
         "",
         "| family | invocations | handled | not handled | peak RSS, MiB (max) | wall, s (max) |",
         "|---|---:|---:|---:|---:|---:|",

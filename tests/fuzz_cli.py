@@ -253,7 +253,7 @@ class Outcome:
     code: int
     stdout: str
     stderr: str
-    peak_rss: int  # bytes: the child's own ru_maxrss (os.wait4)
+    peak_rss: int  # bytes: the process's own high-water RSS (VmHWM, polled; ru_maxrss where there is no /proc)
     wall: float  # seconds
     timed_out: bool = False
 
@@ -308,7 +308,9 @@ def run_case(case, tmp: Path, timeout: float = CASE_TIMEOUT_S, memory: int = CAS
                              cwd=case.cwd or str(tmp), preexec_fn=_child_setup(case.streams, memory),
                              start_new_session=True)
         timed_out = False
+        hwm = 0
         while True:
+            hwm = max(hwm, _high_water(p.pid))
             pid, status, usage = os.wait4(p.pid, os.WNOHANG)
             if pid:
                 break
@@ -323,8 +325,22 @@ def run_case(case, tmp: Path, timeout: float = CASE_TIMEOUT_S, memory: int = CAS
         p.returncode = code  # reaped here: Popen must not wait for it again
         out.seek(0)
         err.seek(0)
+        # ru_maxrss would count the forked parent's pages before exec (this process, torch imported): VmHWM is
+        # the exec'd process's own; it is polled every 20 ms, so growth in the last 20 ms before exit is missed
         return Outcome(code, out.read().decode("utf-8", "replace"), err.read().decode("utf-8", "replace"),
-                       usage.ru_maxrss * 1024, wall, timed_out)
+                       hwm or usage.ru_maxrss * 1024, wall, timed_out)
+
+
+def _high_water(pid: int) -> int:
+    """The peak resident memory of a running process, in bytes (0 where /proc cannot tell)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return 0
 
 
 def problem(case, o: Outcome) -> str:
