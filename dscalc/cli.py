@@ -21,7 +21,7 @@ from dscalc import errors
 from dscalc.cost.dtypes import DTYPES, TIMED
 from dscalc.cost.kinds import KINDS
 from dscalc.errors import BadInput, DscalcError, RuntimeFailure
-from dscalc.report.render import Format
+from dscalc.report.render import Format, check_output
 
 APP_SETTINGS: dict[str, Any] = dict(
     name="dscalc",
@@ -73,9 +73,9 @@ TRAINING = "Training (--training)"
 
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format.", case_sensitive=False,
                                            rich_help_panel=OUTPUT)]
-OutputOpt = Annotated[Path | None, typer.Option(
+OutputOpt = Annotated[str | None, typer.Option(  # a str: a trailing slash (a directory) must reach report.render
     "--output", "-o", help="Write to FILE (a regular file is replaced whole, atomically; '-' is stdout).",
-    dir_okay=False, metavar="FILE", rich_help_panel=OUTPUT)]
+    metavar="FILE", rich_help_panel=OUTPUT)]
 CinOpt = Annotated[int, typer.Option(help="Input channels (M).", show_default=False, rich_help_panel=LAYER)]
 CoutOpt = Annotated[int | None, typer.Option(help="Output channels (N); a depthwise conv has cin x "
                                              "depth-multiplier.", show_default=False, rich_help_panel=LAYER)]
@@ -231,7 +231,7 @@ def _calibrated(settings: Any, device: str = "cpu") -> None:
         calibrate(base, advance)
 
 
-def _deliver(report: Any, fmt: Format, output: Path | None) -> None:
+def _deliver(report: Any, fmt: Format, output: str | None) -> None:
     from dscalc.report.render import emit, render
 
     color = output is None and fmt is Format.table and sys.stdout.isatty() and "NO_COLOR" not in os.environ
@@ -358,6 +358,7 @@ def network(
         return
     if name is None:
         raise BadInput("give a built-in network name (see --list) or a spec file", "network")
+    check_output(output, [name])  # never replace the spec with its report
     settings = _settings(time, device, dtype.value, channels_last, threads, tf32)
     runs = _runs(runtime, settings, time)
     train = _training(ctx, training, optimizer, memory_limit, runs)
@@ -412,6 +413,7 @@ def profile(
 
     if depth is not None and depth < 1:
         raise BadInput(f"must be positive, got {depth}", "depth")
+    check_output(output, [model])  # never replace the model with its report
     shapes = [shape(s) for s in input or []]
     source = ModelSource.of(model, kwargs, trust_pickle)
     need(*source.needs, "dscalc profile")  # the module its format needs: torch, onnx or keras
@@ -535,6 +537,7 @@ def compare(
     from dscalc.trace.source import ModelSource, looks_like_model
 
     layer_names = tuple(n for n in _LAYER_NAMES if n not in ("output_padding", "kind", "batch"))
+    check_output(output, [target] if target else [])  # never replace the model or spec with the report
     need("torch", "torch", "dscalc compare")
     settings = _settings(time, device, dtype.value, channels_last, threads, tf32)
     from dscalc.measure.settings import check_device
@@ -715,6 +718,7 @@ def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: one clear line and exit 2 for bad input, exit 1 for a runtime failure, 130 for
     Ctrl-C. Never a traceback (DSCALC_DEBUG=1 shows one for an internal error)."""
     args = sys.argv[1:] if argv is None else list(argv)
+    errors.guard_streams()  # a closed stdout/stderr (cron's >&-) gets /dev/null: no internal error, same exit status
     if not args:
         args = ["--help"]
     previous = signal.signal(signal.SIGINT, errors.on_sigint) if _main_thread() else None
@@ -756,6 +760,6 @@ def _main_thread() -> bool:
 
 
 def _fail(message: str, code: int) -> None:
-    sys.stderr.write(f"dscalc: error: {message}\n")
+    errors.say(f"dscalc: error: {message}")  # escaped, one line; a closed or full stderr keeps the exit status
     sys.exit(code)
 

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from functools import cached_property
 from fractions import Fraction
+from functools import cached_property
 from itertools import product
 
 from dscalc.cost.kinds import KINDS
