@@ -110,9 +110,9 @@ def bombs(tmp: Path) -> dict[str, Path]:
         # broadcasting: two 10^4-element operands, a 10^8-element sum
         "Add": ([helper.make_node("Add", ["col", "row"], ["bomb"], name="add")],
                 [_ints("col", [[i] for i in range(side)]), _ints("row", [list(range(side))])]),
-        # Gather: rows of a (6, 10^4) table picked by 10^4 indices: (10^4, 10^4)
+        # Gather: the one row of a (1, 10^4) table picked 10^4 times: (10^4, 10^4)
         "Gather": ([helper.make_node("Gather", ["table", "idx"], ["bomb"], name="gather", axis=0)],
-                   [_ints("table", [list(range(side))] * 6), _ints("idx", [0] * side)]),
+                   [_ints("table", [list(range(side))]), _ints("idx", [0] * side)]),
         # Concat of the same 10^4-element constant named 10^4 times (the file names it, it stores it once)
         "Concat": ([helper.make_node("Concat", ["row"] * side, ["bomb"], name="concat", axis=0)],
                    [_ints("row", list(range(side)))]),
@@ -199,16 +199,19 @@ def outside(tmp: Path) -> dict[str, Path]:
 
 # --------------------------------------------------------------------------------------- malformed nodes
 
-def malformed(tmp: Path) -> dict[str, tuple[Path, list[str], str]]:
-    """Malformed nodes: (file, --input shapes, the node's name that the message must give)."""
+def malformed(tmp: Path, build: bool = True) -> dict[str, tuple[Path, list[str], str]]:
+    """Malformed nodes: (file, --input shapes, the node's name that the message must give); with build=False only
+    the names and paths (nothing written)."""
     from onnx import TensorProto, helper
 
     out: dict[str, tuple[Path, list[str], str]] = {}
 
     def add(key: str, nodes: list[Any], inputs: list[Any], inits: list[Any], shapes: list[str], node: str,
             opset: int = 21) -> None:
-        outputs = [_value(nodes[-1].output[0], None)]
-        out[key] = (_save(tmp / f"bad_{key}.onnx", nodes, inputs, outputs, inits, opset), shapes, node)
+        path = tmp / f"bad_{key}.onnx"
+        if build:
+            _save(path, nodes, inputs, [_value(nodes[-1].output[0], None)], inits, opset)
+        out[key] = (path, shapes, node)
 
     x4 = [_value("x", [1, 3, 8, 8])]
     add("conv_weight_rank", [helper.make_node("Conv", ["x", "w"], ["y"], name="conv_w2d")], x4,

@@ -85,31 +85,31 @@ def _attribute_tensors(node: Any) -> Iterator[tuple[str, Any]]:
             yield a.name, s.indices
 
 
-def _graph_tensors(graph: Any) -> Iterator[tuple[str, Any]]:
-    """(where, tensor) for every tensor a graph stores: its initializers, named after the first node that uses
-    them, and the tensors in its nodes' attributes."""
+def _graph_tensors(graph: Any) -> Iterator[tuple[str, Any, bool]]:
+    """(where, tensor, is an initializer) for every tensor a graph stores: its initializers, named after the
+    first node that uses them, and the tensors in its nodes' attributes."""
     users: dict[str, str] = {}
     for index, node in enumerate(graph.node):
         for name in node.input:
             users.setdefault(name, node_label(node, index))
     for t in graph.initializer:
-        yield (f"{users[t.name]}: " if t.name in users else "") + f"initializer '{t.name}'", t
+        yield (f"{users[t.name]}: " if t.name in users else "") + f"initializer '{t.name}'", t, True
     for s in graph.sparse_initializer:
         for t in (s.values, s.indices):
-            yield f"sparse initializer '{s.values.name}'", t
+            yield f"sparse initializer '{s.values.name}'", t, True
     for index, node in enumerate(graph.node):
         for attribute, t in _attribute_tensors(node):
-            yield f"{node_label(node, index)}: attribute '{attribute}'", t
+            yield f"{node_label(node, index)}: attribute '{attribute}'", t, False
         for sub in _subgraphs(node):
             yield from _graph_tensors(sub)
 
 
-def _all_tensors(model: Any) -> Iterator[tuple[str, Any]]:
+def _all_tensors(model: Any) -> Iterator[tuple[str, Any, bool]]:
     yield from _graph_tensors(model.graph)
     for function in model.functions:
         for index, node in enumerate(function.node):
             for attribute, t in _attribute_tensors(node):
-                yield f"function '{function.name}': {node_label(node, index)}: attribute '{attribute}'", t
+                yield f"function '{function.name}': {node_label(node, index)}: attribute '{attribute}'", t, False
             for sub in _subgraphs(node):
                 yield from _graph_tensors(sub)
 
@@ -221,12 +221,13 @@ def _strip(t: Any) -> None:
 
 def check(model: Any, path: str) -> None:
     """Check every tensor and Einsum of `model` (loaded from `path` without its external data), then drop the
-    data of every tensor too large to be shape arithmetic and read the external data of the small ones."""
+    data that counting never needs - floating-point initializers (weights) and every tensor too large to be
+    shape arithmetic - and read the external data of the rest (small integer constants, small Constant values)."""
     folder = os.path.realpath(os.path.dirname(os.path.abspath(path)))
-    for where, t in _all_tensors(model):
+    for where, t, initializer in _all_tensors(model):
         if any(d < 0 for d in t.dims):
             raise BadInput(f"{where} has a negative dimension ({'x'.join(map(str, t.dims))})", "model")
-        small = math.prod(t.dims) <= FOLD_LIMIT
+        small = math.prod(t.dims) <= FOLD_LIMIT and not (initializer and t.data_type in FLOATS)
         if t.data_location == TensorProto.EXTERNAL:
             place = _external(t, where, folder)
             if small:
