@@ -190,10 +190,11 @@ def outside(tmp: Path) -> dict[str, Path]:
     spots = {"parent": "../secret.bin", "etc_passwd": "../../../../../../../../etc/passwd",
              "absolute": str(tmp / "secret.bin"), "dev_zero": "/dev/zero", "symlink_out": "link_out.bin",
              "symlink_dev_zero": "link_zero.bin", "fifo": "fifo.bin", "short": "short.bin", "directory": "sub",
-             "missing": "missing.bin", "empty": ""}
+             "missing": "missing.bin", "empty": "", "nul": "w\0.bin"}
     made = {name: pointing(folder, name, location) for name, location in spots.items()}
     made["bad_offset"] = pointing(folder, "bad_offset", "short.bin", offset="-5")
     made["text_offset"] = pointing(folder, "text_offset", "short.bin", offset="ten")
+    made["huge_offset"] = pointing(folder, "huge_offset", "short.bin", offset="9" * 5000)
     return made
 
 

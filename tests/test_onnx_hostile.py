@@ -243,7 +243,8 @@ def test_external_weights_are_never_read(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("case", ["parent", "etc_passwd", "absolute", "dev_zero", "symlink_out", "symlink_dev_zero",
-                                  "fifo", "short", "directory", "missing", "empty", "bad_offset", "text_offset"])
+                                  "fifo", "short", "directory", "missing", "empty", "nul", "bad_offset",
+                                  "text_offset", "huge_offset"])
 def test_external_data_outside_the_models_folder_is_refused(tmp_path, case):
     if case == "fifo" and not hasattr(os, "mkfifo"):
         pytest.skip("no FIFOs here")

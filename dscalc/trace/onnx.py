@@ -9,6 +9,11 @@ the module path in the node's metadata, the TorchScript exporter in the node's n
 else after the node itself. Parameters are the initializers, each counted once, wherever it is used: floating-point
 ones, and the integer weights of quantized ops; BatchNormalization's running mean and variance are `buffers` (as
 in torch), and the integer constants of shape arithmetic are not parameters.
+
+A file is untrusted (issue 23): `onnx_file.check` checks every tensor, external-data location and Einsum equation
+before anything evaluates them and drops the weights' data (counting needs only their dims); shape inference and
+folding run in a child process bounded in time (`onnx_infer`), folding nothing whose size it cannot bound first;
+and a node that breaks its op's rules is bad input naming it - `MODEL: node 'name' (Op): ...`.
 """
 
 from __future__ import annotations
@@ -25,8 +30,8 @@ from dscalc.cost.layers import conv
 from dscalc.cost.records import LayerCost
 from dscalc.errors import BadInput, DscalcError, first_line
 from dscalc.trace import onnx_file, onnx_infer
-from dscalc.trace.onnx_file import FLOATS as _FLOATS
 from dscalc.trace.onnx_file import node_label
+from dscalc.trace.onnx_infer import FLOATS as _FLOATS
 from dscalc.trace.onnx_infer import Shape
 from dscalc.trace.onnx_infer import attrs as _attrs
 from dscalc.trace.onnx_infer import dims as _dims

@@ -22,12 +22,7 @@ from typing import Any
 from onnx import TensorProto
 
 from dscalc.errors import BadInput
-from dscalc.trace.onnx_infer import FOLD_LIMIT
-
-FLOATS = frozenset({TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.DOUBLE, TensorProto.BFLOAT16,
-                    *(getattr(TensorProto, n) for n in ("FLOAT8E4M3FN", "FLOAT8E4M3FNUZ", "FLOAT8E5M2",
-                                                        "FLOAT8E5M2FNUZ", "FLOAT4E2M1", "FLOAT8E8M0")
-                      if hasattr(TensorProto, n))})
+from dscalc.trace.onnx_infer import FLOATS, FOLD_LIMIT
 
 #: bits per element of the types packed below a byte
 _PACKED = {getattr(TensorProto, n): b for n, b in (("INT4", 4), ("UINT4", 4), ("FLOAT4E2M1", 4), ("INT2", 2),
@@ -163,22 +158,26 @@ def _external(t: Any, where: str, folder: str) -> tuple[str, int, int]:
     if os.path.isabs(location) or location.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", location):
         raise BadInput(f"{said} is an absolute path; external data must lie in the model's folder ({folder})",
                        "model")
-    target = os.path.realpath(os.path.join(folder, location))
-    if os.path.commonpath([folder, target]) != folder or target == folder:
+    try:
+        target = os.path.realpath(os.path.join(folder, location))
+        inside = os.path.commonpath([folder, target]) == folder and target != folder
+    except ValueError:  # a NUL in the name; another drive (Windows)
+        inside = False
+    if not inside:
         raise BadInput(f"{said} leads outside the model's folder ({folder})", "model")
     try:
         st = os.stat(target)
     except FileNotFoundError:
         raise BadInput(f"{said}: no such file in {folder}", "model") from None
-    except OSError as e:
-        raise BadInput(f"{said}: cannot read it ({e.strerror})", "model") from None
+    except (OSError, ValueError) as e:
+        raise BadInput(f"{said}: cannot read it ({getattr(e, 'strerror', None) or e})", "model") from None
     if not stat.S_ISREG(st.st_mode):
         raise BadInput(f"{said} is not a regular file", "model")
     numbers = {}
     for key in ("offset", "length"):
         if key in info:
             text = info[key]
-            if not (text.isascii() and text.isdigit()):
+            if not (text.isascii() and text.isdigit() and len(text) <= 20):
                 raise BadInput(f"{said}: {key} {text[:40]!r} is not a whole number of bytes", "model")
             numbers[key] = int(text)
     offset = numbers.get("offset", 0)
@@ -230,7 +229,7 @@ def check(model: Any, path: str) -> None:
         small = math.prod(t.dims) <= FOLD_LIMIT and not (initializer and t.data_type in FLOATS)
         if t.data_location == TensorProto.EXTERNAL:
             place = _external(t, where, folder)
-            if small:
+            if small and data_bytes(t) is not None:  # (a string tensor's length is not known: never read)
                 _read(t, where, place)
             else:
                 _strip(t)

@@ -26,6 +26,8 @@ import signal
 import sys
 from typing import Any
 
+from onnx import TensorProto
+
 from dscalc.errors import BadInput, RuntimeFailure, first_line
 
 Shape = tuple[int | None, ...]
@@ -35,6 +37,11 @@ TIMEOUT_ENV = "DSCALC_ONNX_INFER_TIMEOUT"
 TIMEOUT_S = 60.0
 #: "fork" where it is safe and cheap, else "spawn" (a fresh interpreter)
 START_METHOD = "fork" if sys.platform.startswith("linux") else "spawn"
+
+FLOATS = frozenset({TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.DOUBLE, TensorProto.BFLOAT16,
+                    *(getattr(TensorProto, n) for n in ("FLOAT8E4M3FN", "FLOAT8E4M3FNUZ", "FLOAT8E5M2",
+                                                        "FLOAT8E5M2FNUZ", "FLOAT4E2M1", "FLOAT8E8M0")
+                      if hasattr(TensorProto, n))})
 
 FOLD_ROUNDS = 8
 FOLD_LIMIT = 1 << 16  # elements: shape arithmetic is small; anything larger is data, left alone
@@ -112,7 +119,7 @@ def _constant_size(node: Any) -> int | None:
     """Elements of a Constant node's value, from its attribute alone (None for a sparse or external value)."""
     for a in node.attribute:
         if a.name == "value":
-            if a.t.data_location == 1:  # TensorProto.EXTERNAL: never read from wherever it points
+            if a.t.data_location == TensorProto.EXTERNAL:  # never read from wherever it points
                 return None
             return math.prod(a.t.dims)
         if a.name in ("value_int", "value_float", "value_string"):
@@ -185,12 +192,11 @@ def fold(m: Any) -> bool:
     from onnx import numpy_helper
     from onnx.reference import ReferenceEvaluator
 
-    from dscalc.trace.onnx_file import FLOATS
-
     g = m.graph
     values: dict[str, Any] = {}
     for i in g.initializer:
-        if math.prod(i.dims) <= FOLD_LIMIT and i.data_type not in FLOATS and i.data_location != 1:
+        if math.prod(i.dims) <= FOLD_LIMIT and i.data_type not in FLOATS and \
+                i.data_location != TensorProto.EXTERNAL:
             try:
                 values[i.name] = numpy_helper.to_array(i)
             except Exception:  # (checked at load; a type numpy cannot hold is simply not folded)
@@ -262,7 +268,7 @@ def _child(conn: Any, payload: bytes, limit_s: float) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if hasattr(signal, "alarm"):
         signal.signal(signal.SIGALRM, signal.SIG_DFL)
-        signal.alarm(int(limit_s) + 5)
+        signal.alarm(min(int(limit_s) + 5, 2**31 - 1))
     try:
         reply = b"O" + infer_and_fold(payload)
     except _Fails as e:
