@@ -385,11 +385,13 @@ def profile(
     ctx: typer.Context,
     model: Annotated[str, typer.Argument(metavar="MODEL",
                                          help="path.py[:Name], model.pt (TorchScript), model.pt2 (torch.export), "
-                                         "torchvision:NAME, timm:NAME, model.onnx, model.keras or model.h5.",
+                                         "torchvision:NAME, timm:NAME, model.onnx, model.keras, model.h5 or "
+                                         "model.tflite.",
                                          show_default=False)],
-    input: Annotated[list[str], typer.Option("--input", "-i", metavar="SHAPE",
-                                             help="Input shape, e.g. 1x3x224x224; repeat for "
-                                             "several inputs.", show_default=False, rich_help_panel=MODEL)],
+    input: Annotated[list[str] | None, typer.Option("--input", "-i", metavar="SHAPE",
+                                                    help="Input shape, e.g. 1x3x224x224; repeat for several "
+                                                    "inputs (a .tflite file: the shapes it stores).",
+                                                    show_default=False, rich_help_panel=MODEL)] = None,
     depth: Annotated[int | None, typer.Option(help="Collapse module paths to N components.",
                                               show_default=False, rich_help_panel=OUTPUT)] = None,
     check: Annotated[Check | None, typer.Option(help="Cross-check every layer against fvcore (materializes the "
@@ -408,9 +410,11 @@ def profile(
 
     if depth is not None and depth < 1:
         raise BadInput(f"must be positive, got {depth}", "depth")
-    shapes = [shape(s) for s in input]
+    shapes = [shape(s) for s in input or []]
     source = ModelSource.of(model, kwargs, trust_pickle)
-    need(*source.needs, "dscalc profile")  # the module its format needs: torch, onnx or keras
+    need(*source.needs, "dscalc profile")  # the module its format needs: torch, onnx, keras or tflite
+    if not shapes and source.format != "tflite":
+        raise BadInput("is required (e.g. --input 1x3x224x224)", "input")
     if not source.spec.torch and (time or predict or check is not None):
         raise BadInput(f"applies to PyTorch models; {model} is {source.spec.noun} model, counted from its graph and "
                        "not run",

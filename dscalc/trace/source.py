@@ -68,10 +68,12 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
            needs=("keras", "keras"), profile=_own("keras", "profile"), noun="a Keras"),
     Format("keras_python", "path.py[:Name] (a class or function that builds a keras.Model)", _own("keras", "load"),
            graph=True, torch=False, needs=("keras", "keras"), profile=_own("keras", "profile"), noun="a Keras"),
+    Format("tflite", "model.tflite (TFLite / LiteRT)", _own("tflite", "load"), graph=True, torch=False,
+           needs=("tflite", "tflite"), profile=_own("tflite", "profile"), noun="a TFLite"),
 )}
 
 #: file suffixes that name a model rather than a network spec
-MODEL_SUFFIXES = (".py", ".pt", ".pth", ".ts", ".pt2", ".pkl", ".bin", ".onnx", ".keras", ".h5")
+MODEL_SUFFIXES = (".py", ".pt", ".pth", ".ts", ".pt2", ".pkl", ".bin", ".onnx", ".keras", ".h5", ".tflite")
 HUBS = ("torchvision:", "timm:")
 
 
@@ -132,6 +134,8 @@ def _sniff(path: Path) -> str:
         raise BadInput(f"cannot read {path}: {e.strerror}", "model") from None
     if suffix == ".onnx":
         return "onnx"  # a protobuf has no magic number: the loader says when it does not parse
+    if suffix == ".tflite" or head[4:8] == b"TFL3":
+        return "tflite"  # a flatbuffer with the TFL3 identifier: the loader says when it does not parse
     if suffix == ".h5" or head == _HDF5:
         if head != _HDF5:
             raise BadInput(f"{path} is not a Keras .h5 model (not an HDF5 file)", "model")
