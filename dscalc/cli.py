@@ -415,7 +415,7 @@ def profile(
     need(*source.needs, "dscalc profile")  # the module its format needs: torch, onnx, keras or tflite
     if not shapes and source.format != "tflite":
         raise BadInput("is required (e.g. --input 1x3x224x224)", "input")
-    if not source.spec.torch and (time or predict or check is not None):
+    if not source.spec.torch and (predict or check is not None or (time and source.format != "tflite")):
         raise BadInput(f"applies to PyTorch models; {model} is {source.spec.noun} model, counted from its graph and "
                        "not run",
                        "time" if time else "predict" if predict else "check")
@@ -423,6 +423,8 @@ def profile(
         need("fvcore", "torch", "--check fvcore")
     settings = _settings(time, device, dtype.value, channels_last, threads, tf32)
     runs = _runs(runtime, settings, time)
+    if time and source.format == "tflite" and not runs:
+        raise BadInput(f"{model} is a TFLite file: it is timed as it is on LiteRT (add --runtime litert)", "time")
     train = _training(ctx, training, optimizer, memory_limit, runs)
     if train is not None:
         from dscalc.report import training as training_report

@@ -541,7 +541,8 @@ def profile(source: ModelSource, shapes: list[tuple[int, ...]], depth: int | Non
             elif op.name == "BATCH_MATMUL":
                 cost = ("linear" if weight is not None else "matmul", _batch_matmul(op), None)
             elif op.name in _RECURRENT:
-                cost = ("recurrent", _recurrent(op, {t.index: t for t in op.inputs if t is not None and constant(t) is not None}), None)
+                weights = {t.index: t for t in op.inputs if t is not None and constant(t) is not None}
+                cost = ("recurrent", _recurrent(op, weights), None)
             else:
                 cost = None
         except _Unknown:
