@@ -11,8 +11,9 @@ Rows are named after the op's output tensor: its first location (a fused op's na
 `a;;b;;c;`), the one of the op's own kind where there is one, and litert-torch's `pkg.Class_attr/...` scopes become
 the torch module path (`features.1.conv.0.0`), so that the rows line up with the torch model's modules.
 
-Conventions: parameters are the file's constant tensors that hold weights - floating-point constants wherever they
-are used, the (integer) weights and biases of the MAC ops, and the stored tensor behind a DEQUANTIZE (float16 or
+Conventions: parameters are the file's constant tensors that hold weights - floating-point constants of the
+computing ops (not a literal: a one-element constant, or a constant of a data-movement op such as PADV2's -inf),
+the (integer) weights and biases of the MAC ops, and the stored tensor behind a DEQUANTIZE (float16 or
 int8 weights) - each stored buffer counted once (the converter shares one buffer among equal constants, e.g. the
 all-zero biases of an untrained model), in the row of the first op that uses it. The converter folds BatchNorm into the
 convolution before it, so a conv's params are its weights plus the folded bias and no BatchNorm parameters remain.
@@ -515,7 +516,8 @@ def profile(source: ModelSource, shapes: list[tuple[int, ...]], depth: int | Non
             s = stored(t)
             if s is None or not s.constant or s.variable or s.buffer in claimed or op.name == "DEQUANTIZE":
                 continue
-            if s.dtype in _FLOATS or slot in weight_slots:
+            literal = slot not in weight_slots and (op.name in MOVES or s.elements <= 1)
+            if (s.dtype in _FLOATS and not literal) or slot in weight_slots:
                 bias_slot = slots[-1] if slots and op.name != "BATCH_MATMUL" else -1
                 claim(row, s, "bias" if slot == bias_slot else "weight" if slot in weight_slots else "")
         activation = op.inputs[2] if op.name in ("TRANSPOSE_CONV", "CONV_3D_TRANSPOSE") and len(op.inputs) > 2 \
@@ -537,7 +539,7 @@ def profile(source: ModelSource, shapes: list[tuple[int, ...]], depth: int | Non
                 layer = _conv(op, row)
                 cost: tuple[str, int, LayerCost | None] | None = ("conv", layer.macs, layer)
             elif op.name == "FULLY_CONNECTED":
-                cost = ("linear", _fully_connected(op), None)
+                cost = ("linear" if weight is not None else "matmul", _fully_connected(op), None)
             elif op.name == "BATCH_MATMUL":
                 cost = ("linear" if weight is not None else "matmul", _batch_matmul(op), None)
             elif op.name in _RECURRENT:
