@@ -389,8 +389,9 @@ def profile(
                                          "model.tflite.",
                                          show_default=False)],
     input: Annotated[list[str] | None, typer.Option("--input", "-i", metavar="SHAPE",
-                                                    help="Input shape, e.g. 1x3x224x224; repeat for several "
-                                                    "inputs (a .tflite file: the shapes it stores).",
+                                                    help="Input shape, e.g. 1x3x224x224, 1x128:int64 or "
+                                                    "input_ids=1x128:int64 (a keyword argument); repeat for several "
+                                                    "inputs. ONNX, Keras and TFLite: their declared shapes.",
                                                     show_default=False, rich_help_panel=MODEL)] = None,
     depth: Annotated[int | None, typer.Option(help="Collapse module paths to N components.",
                                               show_default=False, rich_help_panel=OUTPUT)] = None,
@@ -405,16 +406,15 @@ def profile(
 ) -> None:
     """A real model per layer: PyTorch traced on the meta device (no weights), optionally checked against fvcore;
     ONNX and Keras models counted from their graph (no torch for ONNX)."""
-    from dscalc.cost.parse import shape
+    from dscalc.cost.parse import input_spec
     from dscalc.trace.source import ModelSource
 
     if depth is not None and depth < 1:
         raise BadInput(f"must be positive, got {depth}", "depth")
-    shapes = [shape(s) for s in input or []]
+    shapes: list[tuple[int, ...]] = [input_spec(s) for s in input or []]
     source = ModelSource.of(model, kwargs, trust_pickle)
     need(*source.needs, "dscalc profile")  # the module its format needs: torch, onnx, keras or tflite
-    if not shapes and source.format != "tflite":
-        raise BadInput("is required (e.g. --input 1x3x224x224)", "input")
+    shapes = shapes or source.declared_inputs()
     if not source.spec.torch and (predict or check is not None or (time and source.format != "tflite")):
         raise BadInput(f"applies to PyTorch models; {model} is {source.spec.noun} model, counted from its graph and "
                        "not run",

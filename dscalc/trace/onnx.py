@@ -87,6 +87,16 @@ def load(source: ModelSource, device: str = "cpu") -> OnnxModel:
 
 # ---------------------------------------------------------------------------------------------- shapes
 
+def declared_inputs(source: ModelSource) -> list[tuple[int, ...]]:
+    """The graph inputs' declared shapes (initializers aside), a dynamic batch as 1 (for a profile without --input)."""
+    from dscalc.trace.source import fixed_dims
+
+    proto = source.load().proto
+    initializers = {i.name for i in proto.graph.initializer}
+    inputs = [v for v in proto.graph.input if v.name not in initializers]
+    return [fixed_dims(v.name, _dims(v) or (None, None), _show(v)) for v in inputs]
+
+
 Shape = tuple[int | None, ...]
 
 

@@ -29,6 +29,8 @@ class Format:
     #: (source, input shapes, depth) -> ProfileResult, for a format profiled without the torch tracer
     profile: Callable[[ModelSource, list[tuple[int, ...]], int | None], Any] | None = None
     noun: str = "a PyTorch"  # how an error names a model of this format: "{target} is an ONNX model"
+    #: source -> the input shapes the model declares, for a profile without --input (graph formats)
+    declared: Callable[[ModelSource], list[tuple[int, ...]]] | None = None
 
 
 def _torch_loader(name: str) -> Callable[[ModelSource, str], Any]:
@@ -63,13 +65,16 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
     Format("pickle", "model.pt / .pth holding a whole pickled model (with --trust-pickle)",
            _torch_loader("pickle_file")),
     Format("onnx", "model.onnx (ONNX)", _own("onnx", "load"), graph=True, torch=False, needs=("onnx", "onnx"),
-           profile=_own("onnx", "profile"), noun="an ONNX"),
+           profile=_own("onnx", "profile"), noun="an ONNX", declared=_own("onnx", "declared_inputs")),
     Format("keras", "model.keras / model.h5 (Keras 3)", _own("keras", "load"), graph=True, torch=False,
-           needs=("keras", "keras"), profile=_own("keras", "profile"), noun="a Keras"),
+           needs=("keras", "keras"), profile=_own("keras", "profile"), noun="a Keras",
+           declared=_own("keras", "declared_inputs")),
     Format("keras_python", "path.py[:Name] (a class or function that builds a keras.Model)", _own("keras", "load"),
-           graph=True, torch=False, needs=("keras", "keras"), profile=_own("keras", "profile"), noun="a Keras"),
+           graph=True, torch=False, needs=("keras", "keras"), profile=_own("keras", "profile"), noun="a Keras",
+           declared=_own("keras", "declared_inputs")),
     Format("tflite", "model.tflite (TFLite / LiteRT)", _own("tflite", "load"), graph=True, torch=False,
-           needs=("tflite", "tflite"), profile=_own("tflite", "profile"), noun="a TFLite"),
+           needs=("tflite", "tflite"), profile=_own("tflite", "profile"), noun="a TFLite",
+           declared=_own("tflite", "declared_inputs")),
 )}
 
 #: file suffixes that name a model rather than a network spec
@@ -221,8 +226,29 @@ class ModelSource:
             raise ValueError(f"{self.format} models are profiled by the torch tracer")
         return self.spec.profile(self, shapes, depth)
 
+    def declared_inputs(self) -> list[tuple[int, ...]]:
+        """The input shapes a graph file declares, for a profile without --input (bad input for a model built from
+        code, which declares none)."""
+        if self.spec.declared is None:
+            raise BadInput("is required for a model built from code (e.g. --input 1x3x224x224)", "input")
+        return self.spec.declared(self)
+
     def load(self, device: str = "meta") -> Any:
         """The model, built on `device` where its format allows (files load on the CPU); built once per device."""
         if device not in self._built:
             self._built[device] = self.spec.loader(self, device)
         return self._built[device]
+
+
+def fixed_dims(name: str, dims: tuple[int | None, ...], shown: str) -> tuple[int, ...]:
+    """A declared input shape with its dynamic dimensions settled: the first (the batch) is 1, any other is a
+    one-line request for --input."""
+    out = []
+    for i, d in enumerate(dims):
+        if d is None or d <= 0:
+            if i:
+                raise BadInput(f"input {name!r} is {shown}: dimension {i} is dynamic; give its size with --input",
+                               "input")
+            d = 1
+        out.append(int(d))
+    return tuple(out)
