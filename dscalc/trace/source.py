@@ -72,6 +72,9 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
     Format("keras_python", "path.py[:Name] (a class or function that builds a keras.Model)", _own("keras", "load"),
            graph=True, torch=False, needs=("keras", "keras"), profile=_own("keras", "profile"), noun="a Keras",
            declared=_own("keras", "declared_inputs")),
+    Format("hf", "hf:MODEL_TYPE or a folder holding config.json (Hugging Face transformers, no weights)",
+           _own("hf", "load"), needs=("transformers", "hf"), noun="a Hugging Face",
+           declared=_own("hf", "declared_inputs")),
     Format("tflite", "model.tflite (TFLite / LiteRT)", _own("tflite", "load"), graph=True, torch=False,
            needs=("tflite", "tflite"), profile=_own("tflite", "profile"), noun="a TFLite",
            declared=_own("tflite", "declared_inputs")),
@@ -79,7 +82,7 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
 
 #: file suffixes that name a model rather than a network spec
 MODEL_SUFFIXES = (".py", ".pt", ".pth", ".ts", ".pt2", ".pkl", ".bin", ".onnx", ".keras", ".h5", ".tflite")
-HUBS = ("torchvision:", "timm:")
+HUBS = ("torchvision:", "timm:", "hf:")
 
 
 def supported() -> str:
@@ -89,7 +92,7 @@ def supported() -> str:
 
 def looks_like_model(target: str) -> bool:
     """A model file or hub name, rather than a network (a built-in name or a .yaml spec)."""
-    if target.startswith(HUBS):
+    if target.startswith(HUBS) or Path(target, "config.json").is_file():
         return True
     path = target.rsplit(":", 1)[0] if target.count(":") == 1 and not Path(target).exists() else target
     return Path(path).suffix.lower() in MODEL_SUFFIXES
@@ -192,13 +195,15 @@ class ModelSource:
         path_text, _, name = (target.rpartition(":")[0], "", target.rpartition(":")[2]) \
             if target.count(":") == 1 and not Path(target).exists() else (target, "", "")
         path = Path(path_text)
+        if path.is_dir() and Path(path, "config.json").is_file():  # a Hugging Face folder (save_pretrained)
+            return cls(target, options, trust_pickle, "hf", path, None)
         if not path.is_file():
             raise BadInput(f"no such file: {path_text}" if not path.exists() else f"{path_text} is not a file",
                            "model")
         fmt = _sniff(path)
         if name and fmt not in ("python", "keras_python"):
             raise BadInput(f"':{name}' names a class or function in a .py file; {path} is a {fmt} file", "model")
-        if options and fmt not in ("python", "keras_python", "torchvision", "timm"):
+        if options and fmt not in ("python", "keras_python", "torchvision", "timm", "hf"):
             raise BadInput(f"applies to models built from code (.py, torchvision:, timm:), not a {fmt} file", "kwargs")
         return cls(target, options, trust_pickle, fmt, path, name or None)
 
