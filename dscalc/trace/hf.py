@@ -7,8 +7,9 @@ device like any torch model (the CPU with random weights where a real run is nee
 tracer.
 
 Without --input the model gets the inputs its configuration implies: pixel_values 1 x channels x image_size² for a
-vision model, input_ids (and attention_mask) 1 x 128 int64 for a text model, input_features 1 x mel bins x 3000
-for Whisper, input_values 1 x 16000 (one second at 16 kHz) for a speech encoder.
+vision model (224² where the config names no size), input_ids (and attention_mask) 1 x 128 int64 for a text
+model, input_features 1 x mel bins x 3000 for Whisper, input_values 1 x 16000 (one second at 16 kHz) for a speech
+encoder.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from dscalc.errors import BadInput, RuntimeFailure, first_line
 
 ModelSource = Any  # trace.source.ModelSource
 
-#: tokens of the default text input
+#: tokens of the default text input, and the image size of a vision config that names none
 SEQUENCE = 128
+IMAGE = 224
 
 
 def _offline() -> None:
@@ -102,9 +104,8 @@ def declared_inputs(source: ModelSource) -> list[tuple[int, ...]]:
         return [InputSpec((1, int(cfg.num_mel_bins), 3000), "input_features", "")]
     if kind in ("wav2vec2", "hubert", "wavlm", "data2vec-audio", "sew", "sew-d", "unispeech", "unispeech-sat"):
         return [InputSpec((1, 16000), "input_values", "")]
-    if getattr(vision, "image_size", None) and getattr(vision, "num_channels", None) and \
-            not getattr(cfg, "vocab_size", None):
-        size = vision.image_size
+    if getattr(vision, "num_channels", None) and not getattr(cfg, "vocab_size", None):
+        size = getattr(vision, "image_size", None) or IMAGE  # a config without one (ResNet): ImageNet's 224
         h, w = (size, size) if isinstance(size, int) else tuple(size)[:2]
         return [InputSpec((1, int(vision.num_channels), int(h), int(w)), "pixel_values", "")]
     if getattr(cfg, "vocab_size", None):
