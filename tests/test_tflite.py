@@ -324,3 +324,85 @@ def test_tflite_timed_as_it_is_on_litert(converted):
     assert run["end_to_end"]["median_s"] > 0
     assert run["end_to_end"]["runtime_settings"]["num_threads"] == 1
     assert "as it is" in run["end_to_end"]["runtime_settings"]["converter"]
+
+
+# ------------------------------------------------------------------------------------------- hand-built files
+
+def _hand_built(x_shape, w_shape=(4, 8), out_shape=(1, 4)):
+    """A one-operator file written with the flatbuffer builder: y = FULLY_CONNECTED(x, w), w stored (float32)."""
+    import flatbuffers
+
+    b = flatbuffers.Builder(1024)
+
+    def ints(start, values):
+        start(b, len(values))
+        for v in reversed(values):
+            b.PrependInt32(v)
+        return b.EndVector()
+
+    def tables(start, offsets):
+        start(b, len(offsets))
+        for o in reversed(offsets):
+            b.PrependUOffsetTRelative(o)
+        return b.EndVector()
+
+    weights = b.CreateByteVector(bytes(4 * w_shape[0] * w_shape[1]))
+    tflite.BufferStart(b)
+    empty = tflite.BufferEnd(b)
+    tflite.BufferStart(b)
+    tflite.BufferAddData(b, weights)
+    stored = tflite.BufferEnd(b)
+    tensors = []
+    for name, shape, buffer in (("x", x_shape, 0), ("w", w_shape, 1), ("y", out_shape, 0)):
+        n, dims = b.CreateString(name), ints(tflite.TensorStartShapeVector, list(shape))
+        tflite.TensorStart(b)
+        tflite.TensorAddShape(b, dims)
+        tflite.TensorAddType(b, tflite.TensorType.FLOAT32)
+        tflite.TensorAddBuffer(b, buffer)
+        tflite.TensorAddName(b, n)
+        tensors.append(tflite.TensorEnd(b))
+    op_in, op_out = ints(tflite.OperatorStartInputsVector, [0, 1, -1]), ints(tflite.OperatorStartOutputsVector, [2])
+    tflite.OperatorStart(b)
+    tflite.OperatorAddOpcodeIndex(b, 0)
+    tflite.OperatorAddInputs(b, op_in)
+    tflite.OperatorAddOutputs(b, op_out)
+    op = tflite.OperatorEnd(b)
+    tensor_vec = tables(tflite.SubGraphStartTensorsVector, tensors)
+    ops_vec = tables(tflite.SubGraphStartOperatorsVector, [op])
+    g_in, g_out = ints(tflite.SubGraphStartInputsVector, [0]), ints(tflite.SubGraphStartOutputsVector, [2])
+    tflite.SubGraphStart(b)
+    tflite.SubGraphAddTensors(b, tensor_vec)
+    tflite.SubGraphAddInputs(b, g_in)
+    tflite.SubGraphAddOutputs(b, g_out)
+    tflite.SubGraphAddOperators(b, ops_vec)
+    graph = tflite.SubGraphEnd(b)
+    tflite.OperatorCodeStart(b)
+    tflite.OperatorCodeAddDeprecatedBuiltinCode(b, tflite.BuiltinOperator.FULLY_CONNECTED)
+    tflite.OperatorCodeAddBuiltinCode(b, tflite.BuiltinOperator.FULLY_CONNECTED)
+    code = tflite.OperatorCodeEnd(b)
+    codes = tables(tflite.ModelStartOperatorCodesVector, [code])
+    graphs = tables(tflite.ModelStartSubgraphsVector, [graph])
+    buffers = tables(tflite.ModelStartBuffersVector, [empty, stored])
+    tflite.ModelStart(b)
+    tflite.ModelAddVersion(b, 3)
+    tflite.ModelAddOperatorCodes(b, codes)
+    tflite.ModelAddSubgraphs(b, graphs)
+    tflite.ModelAddBuffers(b, buffers)
+    b.Finish(tflite.ModelEnd(b), file_identifier=b"TFL3")
+    return bytes(b.Output())
+
+
+def test_tflite_hand_built_fully_connected(tmp_path):
+    path = tmp_path / "fc.tflite"
+    path.write_bytes(_hand_built((2, 8)))
+    data = _profile(path)
+    # 2 rows x 8 inputs x 4 outputs = 64 MACs; the 4x8 weight is 32 params, 128 bytes
+    assert data["totals"]["macs"] == 64 and data["totals"]["params"] == 32
+    assert data["memory"]["weights"] == 128 and data["by_op_kind"]["linear"]["ops"] == 1
+
+
+def test_tflite_shape_overflow_is_bad_input(tmp_path):
+    path = tmp_path / "huge.tflite"
+    path.write_bytes(_hand_built((2**31 - 1,) * 5))  # 2**155 elements: far past any int64 count
+    r = dscalc("profile", str(path))
+    assert r.returncode == 2 and "2**62" in r.stderr and len(r.stderr.strip().splitlines()) == 1
