@@ -388,13 +388,15 @@ def profile(
     ctx: typer.Context,
     model: Annotated[str, typer.Argument(metavar="MODEL",
                                          help="path.py[:Name], model.pt (TorchScript), model.pt2 (torch.export), "
-                                         "torchvision:NAME, timm:NAME, model.onnx, model.keras or model.h5.",
+                                         "torchvision:NAME, timm:NAME, model.onnx, model.keras, model.h5 or "
+                                         "model.tflite.",
                                          show_default=False)],
-    input: Annotated[list[str], typer.Option("--input", "-i", metavar="SHAPE",
-                                             help="Input shape, e.g. 1x3x224x224; repeat for "
-                                             "several inputs (timm: and torchvision: models default to their "
-                                             "documented size).", show_default=False,
-                                             rich_help_panel=MODEL)] = None,  # type: ignore[assignment]
+    input: Annotated[list[str] | None, typer.Option("--input", "-i", metavar="SHAPE",
+                                                    help="Input shape, e.g. 1x3x224x224, 1x128:int64 or "
+                                                    "input_ids=1x128:int64 (a keyword argument); repeat for several "
+                                                    "inputs. ONNX, Keras and TFLite: their declared shapes; timm: and "
+                                                    "torchvision: models: their documented size.",
+                                                    show_default=False, rich_help_panel=MODEL)] = None,
     depth: Annotated[int | None, typer.Option(help="Collapse module paths to N components.",
                                               show_default=False, rich_help_panel=OUTPUT)] = None,
     check: Annotated[Check | None, typer.Option(help="Cross-check every layer against fvcore (materializes the "
@@ -408,19 +410,19 @@ def profile(
 ) -> None:
     """A real model per layer: PyTorch traced on the meta device (no weights), optionally checked against fvcore;
     ONNX and Keras models counted from their graph (no torch for ONNX)."""
-    from dscalc.cost.parse import shape
+    from dscalc.cost.parse import input_spec
     from dscalc.trace.source import ModelSource
 
     if depth is not None and depth < 1:
         raise BadInput(f"must be positive, got {depth}", "depth")
     check_output(output, [model])  # never replace the model with its report
-    shapes = [shape(s) for s in input or []]
+    shapes: list[tuple[int, ...]] = [input_spec(s) for s in input or []]
     source = ModelSource.of(model, kwargs, trust_pickle)
-    need(*source.needs, "dscalc profile")  # the module its format needs: torch, onnx or keras
+    need(*source.needs, "dscalc profile")  # the module its format needs: torch, onnx, keras or tflite
     assumed = ""
-    if not shapes:
-        shapes, assumed = source.default_input()  # a hub model's documented size; bad input for any other
-    if not source.spec.torch and (time or predict or check is not None):
+    if not shapes:  # a graph file's declared shapes, a hub model's documented size; bad input for any other
+        shapes, assumed = source.default_input()
+    if not source.spec.torch and (predict or check is not None or (time and source.format != "tflite")):
         raise BadInput(f"applies to PyTorch models; {model} is {source.spec.noun} model, counted from its graph and "
                        "not run",
                        "time" if time else "predict" if predict else "check")
@@ -428,6 +430,8 @@ def profile(
         need("fvcore", "torch", "--check fvcore")
     settings = _settings(time, device, dtype.value, channels_last, threads, tf32)
     runs = _runs(runtime, settings, time)
+    if time and source.format == "tflite" and not runs:
+        raise BadInput(f"{model} is a TFLite file: it is timed as it is on LiteRT (add --runtime litert)", "time")
     train = _training(ctx, training, optimizer, memory_limit, runs)
     if train is not None:
         from dscalc.report import training as training_report

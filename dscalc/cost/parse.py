@@ -118,3 +118,37 @@ def _quote(text: str, limit: int = 40) -> str:
     """The user's text in quotes, shortened when long (a 10**30-digit value stays one readable line)."""
     shown = text if len(text) <= limit else text[: limit - 3] + "..."
     return repr(shown)
+
+
+class InputSpec(tuple):
+    """A --input shape that may also name the forward's keyword argument it is passed as and its element type;
+    everywhere else it is the plain shape tuple."""
+
+    name: str
+    dtype: str
+
+    def __new__(cls, dims: tuple[int, ...], name: str = "", dtype: str = "") -> InputSpec:
+        spec = super().__new__(cls, dims)
+        spec.name, spec.dtype = name, dtype
+        return spec
+
+
+#: the element types an --input may name (integers: token ids, masks, indices)
+INPUT_DTYPES = ("float32", "float16", "bfloat16", "float64", "int64", "int32", "int16", "int8", "uint8", "bool")
+
+
+def input_spec(text: str, option: str = "input") -> InputSpec:
+    """'1x3x224x224' | '1x128:int64' | 'input_ids=1x128:int64': a shape, optionally a keyword name and a dtype."""
+    name, eq, rest = text.partition("=")
+    if not eq:
+        name, rest = "", text
+    name = name.strip()
+    if eq and not (name.isidentifier() and name.isascii()):
+        raise BadInput(f"expected a keyword name like input_ids=1x128:int64, got {_quote(text)}", option)
+    dims, colon, dtype = rest.rpartition(":")
+    if not colon:
+        dims, dtype = rest, ""
+    dtype = dtype.strip().lower()
+    if dtype and dtype not in INPUT_DTYPES:
+        raise BadInput(f"unknown dtype {_quote(dtype)} in {_quote(text)} (one of {', '.join(INPUT_DTYPES)})", option)
+    return InputSpec(shape(dims, option), name, dtype)

@@ -264,6 +264,8 @@ def profile(source: Any, shapes: list[tuple[int, ...]], runs: list[Settings], *,
     forward, on each runtime."""
     from dscalc.trace.profile import check_fvcore, profile_model
 
+    if source.format == "tflite":
+        return _tflite_file(source, shapes, runs, depth)
     model = source.load("cpu")  # built once, as `profile --time` does: counted, then timed (as copies)
     result = profile_model(model, shapes, depth)
     if check == "fvcore":
@@ -278,6 +280,37 @@ def profile(source: Any, shapes: list[tuple[int, ...]], runs: list[Settings], *,
             measured.append(Run(runtimes.context(s), per_layer, end_to_end=end_to_end))
     report.grids.append(layers_grid(measured, f"{source.target}: measured on {measured[0].context['device']}, "
                                               "by runtime"))
+    _attach_runs(report, measured)
+    return report
+
+
+def _tflite_file(source: Any, shapes: list[tuple[int, ...]], runs: list[Settings], depth: int | None) -> Report:
+    """`profile model.tflite --time --runtime litert`: the file's counts, then the file itself run on LiteRT as it
+    is (no conversion): the whole forward only (a flatbuffer has no modules to run one by one)."""
+    from dscalc.measure.timer import measure
+
+    report = profile_report.counts(source.profile(shapes, depth), {"model": source.target, "depth": depth,
+                                                                    "format": source.format})
+    measured = []
+    for s in runs:
+        if s.runtime != "litert":
+            raise BadInput(f"a .tflite file runs on LiteRT only (--runtime litert), not {s.runtime}", "runtime")
+        with configured(s):
+            built = runtimes.litert_file(str(source.path), s)
+            try:
+                timing = measure(built.call, s, source.target)
+            finally:
+                built.close()
+        measured.append(Run(runtimes.context(s), [], end_to_end=runtimes.stamp(timing, s, built)))
+    grid = Grid(title=f"{source.target}: the file as it is, measured on {measured[0].context['device']}",
+                columns=[name(""), *(Column(one.context["runtime"]) for one in measured)],
+                caption=_caption(measured[0].context) + "; " + SETUP)
+    grid.add("end to end (whole forward)", *(_measured(one.end_to_end) for one in measured))
+    grid.add("setup (load + allocate)", *(seconds(one.end_to_end.setup_s) if one.end_to_end else ""
+                                          for one in measured))
+    for one in measured:
+        grid.notes.append(f"{one.context['runtime']}: {summary(one.context, one.end_to_end)}")
+    report.grids.append(grid)
     _attach_runs(report, measured)
     return report
 

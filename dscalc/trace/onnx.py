@@ -96,6 +96,16 @@ def load(source: ModelSource, device: str = "cpu") -> OnnxModel:
 
 # ---------------------------------------------------------------------------------------------- shapes
 
+def declared_inputs(source: ModelSource) -> list[tuple[int, ...]]:
+    """The graph inputs' declared shapes (initializers aside), a dynamic batch as 1 (for a profile without --input)."""
+    from dscalc.trace.source import fixed_dims
+
+    proto = source.load().proto
+    initializers = {i.name for i in proto.graph.initializer}
+    inputs = [v for v in proto.graph.input if v.name not in initializers]
+    return [fixed_dims(v.name, _dims(v) or (None, None), _show(v)) for v in inputs]
+
+
 def _show(value_info: Any) -> str:
     """A declared shape as the file names it: Nx3x224x224 (? for a dimension with no name)."""
     dims = value_info.type.tensor_type.shape.dim
