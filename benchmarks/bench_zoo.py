@@ -184,7 +184,100 @@ def keras_row(entry: Entry) -> Row:
     return row
 
 
-RUNNERS: dict[str, Callable[[Entry], Row]] = {"torch": torch_row, "onnx": onnx_row, "keras": keras_row}
+def tflite_row(entry: Entry) -> Row:
+    """`tflite:torchvision:NAME` (float32) and `tflite-int8:torchvision:NAME` (int8 post-training quantization,
+    litert-torch's PT2E quantizer, per-channel, calibrated on one random input): the torchvision model (random
+    weights) converted with litert-torch and profiled from the .tflite file (no torch); the reference is
+    FlopCounterMode/2 on the torch model that was converted."""
+    import tempfile
+
+    import litert_torch
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from dscalc.trace.source import ModelSource
+
+    kind, _, target = entry.target.partition(":")
+    inputs = entry.inputs or IMAGE
+    model = ModelSource.of(target).load("cpu").eval()
+    xs = tuple(torch.randn(s) for s in inputs)
+    row = Row(entry.target, entry.family, ", ".join(_shape(s) for s in inputs))
+    os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        path = Path(tmp) / (target.split(":")[-1] + ".tflite")
+        if kind == "tflite-int8":
+            from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
+            from litert_torch.quantize.quant_config import QuantConfig
+            from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+            quantizer = PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+            prepared = prepare_pt2e(torch.export.export(model, xs).module(), quantizer)
+            prepared(*xs)
+            edge = litert_torch.convert(convert_pt2e(prepared, fold_quantize=False), xs,
+                                        quant_config=QuantConfig(pt2e_quantizer=quantizer))
+        else:
+            edge = litert_torch.convert(model, xs)
+        edge.export(str(path))
+        start = time.perf_counter()
+        result = ModelSource.of(str(path)).profile([], None)
+        row.seconds = round(time.perf_counter() - start, 2)
+    row.params, row.macs = result.totals["params"], result.totals["macs"]
+    row.how = "TFLite flatbuffer" + (f", int8 MACs {result.totals.get('int8_macs', 0):,}" if kind == "tflite-int8"
+                                     else "")
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(*xs)
+    row.fcm_macs = counter.get_total_flops() // 2
+    row = _verdict(row)
+    if result.uncounted:
+        row.verdict += "; uncounted: " + ", ".join(f"{k} x{v}" for k, v in sorted(result.uncounted.items()))
+    return row
+
+
+def hf_row(entry: Entry) -> Row:
+    """`hf:MODEL_TYPE`: the model type's default configuration built without weights, profiled by dscalc at the
+    inputs the configuration implies (token ids and masks int64, pixel values, raw audio); the reference is
+    FlopCounterMode/2 on the same transformers model built from the same configuration on the CPU, with eager
+    attention (explicit matmuls: FlopCounterMode has no formula for the CPU kernel of
+    scaled_dot_product_attention that the model runs by default)."""
+    import torch
+    import transformers
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from dscalc.trace import hf, tracer
+    from dscalc.trace.source import ModelSource
+    from dscalc.trace.summary import summarize
+
+    source = ModelSource.of(entry.target, entry.kwargs)
+    inputs = source.declared_inputs()
+    row = Row(entry.target, entry.family, ", ".join(
+        f"{getattr(s, 'name', '') + '=' if getattr(s, 'name', '') else ''}{_shape(s)}"
+        f"{':' + s.dtype if getattr(s, 'dtype', '') else ''}" for s in inputs))
+    start = time.perf_counter()
+    tr = tracer.trace(source.load("meta"), inputs, build_cpu=lambda: source.load("cpu"))
+    result = summarize(tr)
+    row.seconds = round(time.perf_counter() - start, 2)
+    row.params, row.macs = result.totals["params"], result.totals["macs"]
+    real = any("real CPU run" in n for n in tr.notes)
+    row.how = "real CPU run (.item() on meta)" if real else "meta"
+    cfg = hf.config(source)
+    cls = hf._model_class(transformers, cfg)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = (cls._from_config(cfg, attn_implementation="eager") if cls is not None else
+                 transformers.AutoModel.from_config(cfg, attn_implementation="eager")).eval()
+    feeds = {s.name: (torch.ones(s, dtype=getattr(torch, s.dtype)) if s.dtype else torch.randn(s)) for s in inputs}
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(**feeds)
+    row.fcm_macs = counter.get_total_flops() // 2
+    row = _verdict(row)
+    own = sum(p.numel() for p in model.parameters())
+    row.verdict += "; params = sum(p.numel())" if own == row.params else f"; params != sum(p.numel()) {own:,}"
+    return row
+
+
+RUNNERS: dict[str, Callable[[Entry], Row]] = {"torch": torch_row, "onnx": onnx_row, "keras": keras_row,
+                                             "tflite": tflite_row, "hf": hf_row}
 
 
 def machine() -> str:

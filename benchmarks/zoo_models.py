@@ -1,7 +1,8 @@
 """The committed list of public models `bench_zoo.py` profiles. One entry per model: the target as `dscalc profile`
 takes it, its input shapes, its family, and the runner that profiles it (`torch`; `onnx`: a torchvision model
-exported to ONNX and profiled from the file; `keras`: a keras.applications model saved to .keras - each in
-bench_zoo.RUNNERS)."""
+exported to ONNX and profiled from the file; `keras`: a keras.applications model saved to .keras; `tflite`: a
+torchvision model converted with litert-torch, float32 or int8; `hf`: a transformers model type's default
+configuration - each in bench_zoo.RUNNERS)."""
 
 from __future__ import annotations
 
@@ -46,6 +47,16 @@ TIMM = [
     "lcnet_050", "tinynet_a", "hrnet_w18_small",
 ]
 
+#: torchvision models converted with litert-torch (float32, and int8 post-training quantized)
+TFLITE_FLOAT = ["mobilenet_v2", "mobilenet_v3_small", "resnet18", "squeezenet1_1", "efficientnet_b0",
+                "shufflenet_v2_x0_5"]
+TFLITE_INT8 = ["mobilenet_v2", "resnet18", "squeezenet1_1"]
+
+#: Hugging Face model types built from their default configuration (no weights), at the inputs it implies
+HF = [("mobilenet_v2", "HF vision"), ("mobilenet_v1", "HF vision"), ("convnext", "HF vision"), ("vit", "HF vision"),
+      ("resnet", "HF vision"), ("efficientnet", "HF vision"), ("swin", "HF vision"), ("deit", "HF vision"),
+      ("bert", "HF text"), ("distilbert", "HF text"), ("roberta", "HF text"), ("wav2vec2", "HF audio")]
+
 MODELS: list[Entry] = [
     *(Entry(f"torchvision:{n}", IMAGE, "classification") for n in TORCHVISION_CLASSIFICATION),
     Entry("torchvision:inception_v3", ((1, 3, 299, 299),), "classification"),
@@ -64,4 +75,7 @@ MODELS: list[Entry] = [
     *(Entry(f"onnx:torchvision:{n}", IMAGE, "ONNX export", "onnx")
       for n in ("resnet18", "mobilenet_v2", "squeezenet1_1", "efficientnet_b0")),
     *(Entry(f"keras:{n}", ((1, 224, 224, 3),), "Keras", "keras") for n in ("MobileNet", "MobileNetV2", "ResNet50")),
+    *(Entry(f"tflite:torchvision:{n}", IMAGE, "TFLite float32", "tflite") for n in TFLITE_FLOAT),
+    *(Entry(f"tflite-int8:torchvision:{n}", IMAGE, "TFLite int8", "tflite") for n in TFLITE_INT8),
+    *(Entry(f"hf:{n}", None, family, "hf") for n, family in HF),
 ]

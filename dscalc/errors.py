@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import re
+import sys
 from collections.abc import Iterator
 
 
@@ -94,3 +97,85 @@ def missing(module: str, extra: str, what: str) -> RuntimeFailure:
     """An optional dependency that is not installed: one line naming the dscalc extra that brings it (exit 1)."""
     install = f"pip install 'dscalc[{extra}]'" if extra else f"pip install {module}"
     return RuntimeFailure(f"{what} needs {module}, which is not installed: {install}")
+
+
+# ------------------------------------------------------------------------------------ text from files, streams
+
+#: characters that must not reach a terminal as they are: C0 and C1 controls (ESC starts a sequence that can clear
+#: the screen or repaint numbers; CR and backspace overwrite; a newline breaks a one-line error), DEL, and the
+#: invisible format characters that reorder or hide text (bidi overrides, zero-width characters)
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
+_CONTROL_KEEP_NEWLINE = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2064"
+                                   "\u2066-\u2069\ufeff]")
+
+
+def _escape_one(m: re.Match[str]) -> str:
+    code = ord(m.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def printable(text: str, keep_newlines: bool = False) -> str:
+    """`text` (a name or value that came from a file) safe to print: every control character spelled as an escape
+    (ESC -> \\x1b, a newline -> \\x0a unless kept), everything else unchanged. The one escape of the package: tables
+    (report.render) and error lines (`say`) both go through it; JSON keeps the raw string."""
+    if text.isprintable():  # the common case, at C speed: every escaped character is one Python calls unprintable
+        return text
+    return (_CONTROL_KEEP_NEWLINE if keep_newlines else _CONTROL).sub(_escape_one, text)
+
+
+#: the standard streams that were closed when dscalc started (a cron job's `>&-`); /dev/null now holds their
+#: file descriptors so that no file dscalc opens later takes the number 1 or 2 (and receives what a library prints)
+_closed: set[str] = set()
+
+
+def guard_streams() -> None:
+    """Give each closed standard stream (fd 0, 1, 2) /dev/null and a Python stream object, and remember it was
+    closed: the run goes on (a report for --output is still written; a message to a closed stderr is dropped but
+    the exit status stays), and a report meant for a closed stdout fails in one line (`report.render.emit`)."""
+    for fd, name in ((0, "stdin"), (1, "stdout"), (2, "stderr")):
+        try:
+            os.fstat(fd)
+            fd_open = True
+        except OSError:
+            fd_open = False
+        if fd_open and getattr(sys, name) is not None:
+            continue
+        _closed.add(name)
+        mode = "r" if fd == 0 else "w"
+        if fd_open:  # closed at start, its number since taken by a file someone opened: leave that file alone
+            setattr(sys, name, open(os.devnull, mode, encoding="utf-8"))  # noqa: SIM115 - lives as sys.<name>
+            continue
+        null = os.open(os.devnull, os.O_RDONLY if fd == 0 else os.O_WRONLY)
+        if null != fd:
+            os.dup2(null, fd)
+            os.close(null)
+        setattr(sys, name, open(fd, mode, encoding="utf-8", errors="replace", closefd=False))  # noqa: SIM115
+
+
+def closed(name: str) -> bool:
+    """Whether the standard stream `name` ('stdout', 'stderr') was closed when dscalc started."""
+    return name in _closed
+
+
+def silence(fd: int) -> None:
+    """Point a standard stream whose writes fail (a full disk, a closed pipe) at /dev/null, so that what is still
+    buffered is dropped quietly when Python flushes it at exit (instead of a second error and exit status 120)."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, fd)
+        os.close(null)
+    except OSError:
+        pass
+
+
+def say(line: str) -> None:
+    """One line on stderr, control characters escaped; a closed or full stderr loses the line, never the exit
+    status (no error is raised)."""
+    stream = sys.stderr
+    if stream is None:
+        return
+    try:
+        stream.write(printable(line) + "\n")
+        stream.flush()
+    except (OSError, ValueError):
+        silence(2)

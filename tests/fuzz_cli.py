@@ -237,3 +237,129 @@ def measure_once(fn, settings, label=""):
     except (RuntimeError, ValueError, TypeError) as e:
         return Timing.failed(str(e).splitlines()[0] if str(e) else type(e).__name__)
     return Timing(1e-4, 1e-6, 5, 1, q1=1e-4, q3=1e-4)
+
+
+# ------------------------------------------------------------------- hostile cases, each run as a whole process
+
+#: the generous bounds every hostile case runs under: a case that hangs or balloons is stopped, and counted
+CASE_TIMEOUT_S = 120
+CASE_MEMORY_BYTES = 6 * 2**30  # address space (RLIMIT_AS): torch's import maps ~2 GiB of it
+
+
+@dataclass
+class Outcome:
+    """What one hostile case did: its exit status, what it printed, its peak memory and its wall time."""
+
+    code: int
+    stdout: str
+    stderr: str
+    peak_rss: int  # bytes: the process's own high-water RSS (VmHWM, polled; ru_maxrss where there is no /proc)
+    wall: float  # seconds
+    timed_out: bool = False
+
+
+def hostile_modules() -> list:
+    """Every tests/hostile_*.py module present (each defines FAMILY and cases(tmp)), in name order."""
+    import importlib
+
+    here = Path(__file__).parent
+    return [importlib.import_module(p.stem) for p in sorted(here.glob("hostile_*.py"))]
+
+
+def dscalc_script() -> str:
+    """The installed `dscalc` console script of this interpreter's environment."""
+    import shutil
+    import sys
+
+    return shutil.which("dscalc", path=str(Path(sys.executable).parent)) or "dscalc"
+
+
+def _child_setup(streams: str, memory: int):
+    """The child's standard streams as the case asks - really closed (fd 1 or 2 closed, not /dev/null) or full
+    (/dev/full) - and its memory bound; runs between fork and exec."""
+    import resource
+
+    def setup() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+        if streams == "stdout-closed":
+            os.close(1)
+        elif streams == "stderr-closed":
+            os.close(2)
+        elif streams in ("stdout-full", "stderr-full"):
+            full = os.open("/dev/full", os.O_WRONLY)
+            os.dup2(full, 1 if streams == "stdout-full" else 2)
+            os.close(full)
+
+    return setup
+
+
+def run_case(case, tmp: Path, timeout: float = CASE_TIMEOUT_S, memory: int = CASE_MEMORY_BYTES) -> Outcome:
+    """`dscalc ARGV` of a hostile case as a whole process - its environment, streams and folder - under a time
+    bound (the process group is killed past it) and a memory bound; its own peak RSS comes from os.wait4."""
+    import signal
+    import subprocess
+    import tempfile
+    import time
+
+    env = {**os.environ, "COLUMNS": "100", "NO_COLOR": "1", "TERM": "dumb", **case.env}
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        start = time.perf_counter()
+        p = subprocess.Popen([dscalc_script(), *case.argv], stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env,
+                             cwd=case.cwd or str(tmp), preexec_fn=_child_setup(case.streams, memory),
+                             start_new_session=True)
+        timed_out = False
+        hwm = 0
+        while True:
+            hwm = max(hwm, _high_water(p.pid))
+            pid, status, usage = os.wait4(p.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.perf_counter() - start > timeout:
+                timed_out = True
+                os.killpg(p.pid, signal.SIGKILL)
+                pid, status, usage = os.wait4(p.pid, 0)
+                break
+            time.sleep(0.02)
+        wall = time.perf_counter() - start
+        code = os.waitstatus_to_exitcode(status)
+        p.returncode = code  # reaped here: Popen must not wait for it again
+        out.seek(0)
+        err.seek(0)
+        # ru_maxrss would count the forked parent's pages before exec (this process, torch imported): VmHWM is
+        # the exec'd process's own; it is polled every 20 ms, so growth in the last 20 ms before exit is missed
+        return Outcome(code, out.read().decode("utf-8", "replace"), err.read().decode("utf-8", "replace"),
+                       hwm or usage.ru_maxrss * 1024, wall, timed_out)
+
+
+def _high_water(pid: int) -> int:
+    """The peak resident memory of a running process, in bytes (0 where /proc cannot tell)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def problem(case, o: Outcome) -> str:
+    """What a hostile case got wrong ('' = handled): a hang, a traceback, an internal error, another exit status
+    than the case expects, or - on a failure with stderr open - anything but one line naming the phrase asked for."""
+    if o.timed_out:
+        return "timeout"
+    if "Traceback" in o.stderr or "Traceback" in o.stdout:
+        return "traceback"
+    if "internal error" in o.stderr:
+        return "internal"
+    if o.code != case.expect:
+        return f"exit {o.code}, expected {case.expect}"
+    lines = o.stderr.splitlines()
+    if case.expect in (1, 2) and case.streams not in ("stderr-closed", "stderr-full") and (
+            len(lines) != 1 or not lines[0].startswith("dscalc: error: ")):
+        return "unclear"
+    if any("\x1b" in line or "\r" in line for line in lines):
+        return "control characters on stderr"
+    if case.stderr_has and case.stderr_has not in o.stderr:
+        return f"stderr lacks {case.stderr_has!r}"
+    return ""

@@ -13,7 +13,6 @@ import signal
 import sys
 from collections.abc import Callable
 from enum import Enum
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -52,9 +51,10 @@ def root(
     """Exact cost of convolutions - params, MACs, FLOPs, bytes - standard vs depthwise-separable."""
 
 
-def _run(ctx: Any, study: Callable[..., Any], fmt: Format, output: Path | None, **options: Any) -> Any:
+def _run(ctx: Any, study: Callable[..., Any], fmt: Format, output: str | None, **options: Any) -> Any:
     """Call one study function with the options as typed (enums as their values), draw it, deliver it."""
     values = {k: v.value if isinstance(v, Enum) else v for k, v in options.items()}
+    _check_output(output, values)
     result = study(**values, given=O.given(ctx), progress=O.Progress())
     from dscalc.report.draw import draw
 
@@ -62,7 +62,18 @@ def _run(ctx: Any, study: Callable[..., Any], fmt: Format, output: Path | None, 
     return result
 
 
-def _deliver(report: Any, fmt: Format, output: Path | None) -> None:
+def _check_output(output: str | None, options: dict[str, Any]) -> None:
+    """Before any work: --output never names a directory, nor the model or spec the report is made from (a missing
+    network name and a bad --depth are said first)."""
+    from dscalc.report.render import check_output
+
+    target = options.get("name") or options.get("model") or options.get("target")
+    waits = options.get("list_") or ("name" in options and target is None) or (options.get("depth") or 1) < 1
+    if not waits and any(k in options for k in ("name", "model", "target")):
+        check_output(output, [target] if target else [])
+
+
+def _deliver(report: Any, fmt: Format, output: str | None) -> None:
     from dscalc.report.render import emit, render
 
     color = output is None and fmt is Format.table and sys.stdout.isatty() and "NO_COLOR" not in os.environ
@@ -220,6 +231,7 @@ def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: one clear line and exit 2 for bad input, exit 1 for a runtime failure, 130 for
     Ctrl-C. Never a traceback (DSCALC_DEBUG=1 shows one for an internal error)."""
     args = sys.argv[1:] if argv is None else list(argv)
+    errors.guard_streams()  # a closed stdout/stderr (cron's >&-) gets /dev/null: no internal error, same exit status
     if not args:
         args = ["--help"]
     previous = signal.signal(signal.SIGINT, errors.on_sigint) if _main_thread() else None
@@ -261,6 +273,6 @@ def _main_thread() -> bool:
 
 
 def _fail(message: str, code: int) -> None:
-    sys.stderr.write(f"dscalc: error: {message}\n")
+    errors.say(f"dscalc: error: {message}")  # escaped, one line; a closed or full stderr keeps the exit status
     sys.exit(code)
 

@@ -41,9 +41,9 @@ TRAINING = "Training (--training)"
 
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format.", case_sensitive=False,
                                            rich_help_panel=OUTPUT)]
-OutputOpt = Annotated[Path | None, typer.Option(
+OutputOpt = Annotated[str | None, typer.Option(  # a str: a trailing slash (a directory) must reach report.render
     "--output", "-o", help="Write to FILE (a regular file is replaced whole, atomically; '-' is stdout).",
-    dir_okay=False, metavar="FILE", rich_help_panel=OUTPUT)]
+    metavar="FILE", rich_help_panel=OUTPUT)]
 CinOpt = Annotated[int, typer.Option(help="Input channels (M).", show_default=False, rich_help_panel=LAYER)]
 CoutOpt = Annotated[int | None, typer.Option(help="Output channels (N); a depthwise conv has cin x "
                                              "depth-multiplier.", show_default=False, rich_help_panel=LAYER)]
@@ -161,11 +161,13 @@ AllLayersOpt = Annotated[bool, typer.Option("--all-layers", help="Also show BN, 
 ListOpt = Annotated[bool, typer.Option("--list", help="List the built-in networks and exit.")]
 ModelArg = Annotated[str, typer.Argument(metavar="MODEL",
                                          help="path.py[:Name], model.pt (TorchScript), model.pt2 (torch.export), "
-                                         "torchvision:NAME, timm:NAME, model.onnx, model.keras or model.h5.",
+                                         "torchvision:NAME, timm:NAME, model.onnx, model.keras, model.h5 or "
+                                         "model.tflite.",
                                          show_default=False)]
 ProfileInputOpt = Annotated[list[str] | None, typer.Option(
-    "--input", "-i", metavar="SHAPE", help="Input shape, e.g. 1x3x224x224; repeat for several inputs (timm: and "
-    "torchvision: models default to their documented size).", show_default=False, rich_help_panel=MODEL)]
+    "--input", "-i", metavar="SHAPE", help="Input shape, e.g. 1x3x224x224, 1x128:int64 or input_ids=1x128:int64 (a "
+    "keyword argument); repeat for several inputs. ONNX, Keras and TFLite: their declared shapes; timm: and "
+    "torchvision: models: their documented size.", show_default=False, rich_help_panel=MODEL)]
 DepthOpt = Annotated[int | None, typer.Option(help="Collapse module paths to N components.",
                                               show_default=False, rich_help_panel=OUTPUT)]
 CheckOpt = Annotated[Check | None, typer.Option(help="Cross-check every layer against fvcore (materializes the "

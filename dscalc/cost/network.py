@@ -24,6 +24,7 @@ activation, softmax, maxpool, avgpool, gap (global average pool), flatten, dropo
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -142,16 +143,18 @@ def parse(raw: Any, where: str = "spec") -> Spec:
         raise BadInput(f"{where}: a spec is a mapping with 'input' and 'layers'", "network")
     unknown = set(raw) - {"name", "description", "input", "layers", "resolution", "width", "defaults"}
     if unknown:
-        raise BadInput(f"{where}: unknown key(s) {', '.join(sorted(unknown))}", "network")
+        raise BadInput(f"{where}: unknown key(s) {_few(unknown)}; a spec has name, input, layers (and description, "
+                       "resolution, width, defaults)", "network")
     inp = raw.get("input")
     if (not isinstance(inp, list) or not 2 <= len(inp) <= 4
             or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in inp)):
-        raise BadInput(f"{where}: 'input' must be [channels, size...] of positive integers, got {inp!r}", "network")
+        raise BadInput(f"{where}: 'input' must be [channels, size...] of positive integers, got {_brief(inp)}",
+                       "network")
     if not isinstance(raw.get("layers"), list) or not raw["layers"]:
         raise BadInput(f"{where}: 'layers' must be a non-empty list", "network")
     width = raw.get("width", "floor")
     if width not in WIDTH_RULES:
-        raise BadInput(f"{where}: 'width' must be one of {', '.join(WIDTH_RULES)}, got {width!r}", "network")
+        raise BadInput(f"{where}: 'width' must be one of {', '.join(WIDTH_RULES)}, got {_brief(width)}", "network")
     defaults = raw.get("defaults") or {}
     if not isinstance(defaults, dict):
         raise BadInput(f"{where}: 'defaults' must be a mapping like {{bias: false}}, got {defaults!r:.40}", "network")
@@ -171,6 +174,22 @@ def parse(raw: Any, where: str = "spec") -> Spec:
     return spec
 
 
+def _brief(value: Any, limit: int = 40) -> str:
+    """A value from a spec file, as a short repr for an error line (a whole file is never echoed)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _few(keys: set[Any], shown: int = 3) -> str:
+    """At most a few short keys of a mapping from a file, and only those that look like names (letters, digits,
+    _ . -, up to 20): `dscalc network /etc/shadow` echoes none of its lines, nor a piece of a password hash."""
+    names = sorted(str(k) for k in keys if re.fullmatch(r"[\w.-]{1,20}", str(k), re.ASCII))[:shown]
+    more = len(keys) - len(names)
+    if not names:
+        return f"({more} of them, not shown: not plain names)"
+    return ", ".join(names) + (f" and {more} more" if more > 0 else "")
+
+
 def _normalise(item: Any, where: str) -> tuple[str, dict[str, Any]]:
     """`- bn` or `- conv: {...}` -> (type, options), validated."""
     opts: Any
@@ -181,16 +200,16 @@ def _normalise(item: Any, where: str) -> tuple[str, dict[str, Any]]:
         if opts is None:
             opts = {}
     else:
-        raise BadInput(f"{where}: a layer is a name or a one-key mapping like 'conv: {{...}}', got {item!r}",
+        raise BadInput(f"{where}: a layer is a name or a one-key mapping like 'conv: {{...}}', got {_brief(item)}",
                        "network")
     if kind in ("add", "concat"):
         if not isinstance(opts, list) or len(opts) < 2 or not all(isinstance(b, list) for b in opts):
             raise BadInput(f"{where}: '{kind}' takes a list of at least two branches (lists of layers)", "network")
         return kind, {"branches": opts}
     if kind not in LAYER_TYPES | STRUCTURE_TYPES:
-        raise BadInput(f"{where}: unknown layer type {kind!r}", "network")
+        raise BadInput(f"{where}: unknown layer type {_brief(kind)}", "network")
     if not isinstance(opts, dict):
-        raise BadInput(f"{where}: options of '{kind}' must be a mapping, got {opts!r}", "network")
+        raise BadInput(f"{where}: options of '{kind}' must be a mapping, got {_brief(opts)}", "network")
     if kind in ("repeat", "block"):
         if not isinstance(opts.get("layers"), list):
             raise BadInput(f"{where}: '{kind}' needs 'layers: [...]'", "network")
@@ -200,7 +219,7 @@ def _normalise(item: Any, where: str) -> tuple[str, dict[str, Any]]:
     allowed = OPTIONS.get("dense" if kind == "linear" else kind, {"name"})
     unknown = set(opts) - allowed
     if unknown:
-        raise BadInput(f"{where}: {kind} has no option(s) {', '.join(sorted(unknown))}", "network")
+        raise BadInput(f"{where}: {kind} has no option(s) {_few(unknown)}", "network")
     return ("dense" if kind == "linear" else kind), opts
 
 

@@ -3,6 +3,8 @@ and value lists (32,64 or 32:512:x2). Each failure is bad input naming the optio
 
 from __future__ import annotations
 
+import math
+
 from dscalc.errors import BadInput
 
 #: the most values one list or range option may expand to (a sweep of more is a typo, not a plan)
@@ -11,6 +13,14 @@ MAX_VALUES = 1000
 #: the largest dimension of a tensor shape given with --input (torch indexes with 64-bit integers, but no tensor
 #: this large fits in any memory; the cap keeps every derived float finite)
 MAX_DIM = 2**31 - 1
+
+#: the most dimensions an --input shape may have (a video batch has 5; torch's kernels index at most 25)
+MAX_RANK = 16
+
+#: the most elements an --input tensor may have: torch computes a tensor's size in bytes as a signed 64-bit
+#: integer, and at 16 bytes an element (complex128, the widest dtype) 2**59 elements is 2**63 bytes - more overflows
+#: ("Storage size calculation overflowed"); about 5.8e17 elements, far beyond any memory
+MAX_ELEMENTS = 2**59
 
 
 def _integer(text: str) -> int:
@@ -45,7 +55,8 @@ def padding(text: str) -> int | str | tuple[int, ...]:
 
 
 def shape(text: str, option: str = "input") -> tuple[int, ...]:
-    """'1x3x224x224' -> (1, 3, 224, 224), every dimension positive and at most MAX_DIM."""
+    """'1x3x224x224' -> (1, 3, 224, 224), every dimension positive and at most MAX_DIM, at most MAX_RANK of them,
+    at most MAX_ELEMENTS in all."""
     try:
         dims = tuple(_integer(p) for p in text.lower().replace(",", "x").split("x"))
     except ValueError:
@@ -54,6 +65,11 @@ def shape(text: str, option: str = "input") -> tuple[int, ...]:
         raise BadInput(f"every dimension must be positive, got {_quote(text)}", option)
     if any(d > MAX_DIM for d in dims):
         raise BadInput(f"every dimension must be at most {MAX_DIM:,}, got {_quote(text)}", option)
+    if len(dims) > MAX_RANK:
+        raise BadInput(f"at most {MAX_RANK} dimensions, got {len(dims)}", option)
+    if math.prod(dims) > MAX_ELEMENTS:
+        raise BadInput(f"{math.prod(dims):.3g} elements is more than a tensor can address (at most 2**59, "
+                       f"{MAX_ELEMENTS:.3g}), got {_quote(text)}", option)
     return dims
 
 
@@ -102,3 +118,37 @@ def _quote(text: str, limit: int = 40) -> str:
     """The user's text in quotes, shortened when long (a 10**30-digit value stays one readable line)."""
     shown = text if len(text) <= limit else text[: limit - 3] + "..."
     return repr(shown)
+
+
+class InputSpec(tuple):
+    """A --input shape that may also name the forward's keyword argument it is passed as and its element type;
+    everywhere else it is the plain shape tuple."""
+
+    name: str
+    dtype: str
+
+    def __new__(cls, dims: tuple[int, ...], name: str = "", dtype: str = "") -> InputSpec:
+        spec = super().__new__(cls, dims)
+        spec.name, spec.dtype = name, dtype
+        return spec
+
+
+#: the element types an --input may name (integers: token ids, masks, indices)
+INPUT_DTYPES = ("float32", "float16", "bfloat16", "float64", "int64", "int32", "int16", "int8", "uint8", "bool")
+
+
+def input_spec(text: str, option: str = "input") -> InputSpec:
+    """'1x3x224x224' | '1x128:int64' | 'input_ids=1x128:int64': a shape, optionally a keyword name and a dtype."""
+    name, eq, rest = text.partition("=")
+    if not eq:
+        name, rest = "", text
+    name = name.strip()
+    if eq and not (name.isidentifier() and name.isascii()):
+        raise BadInput(f"expected a keyword name like input_ids=1x128:int64, got {_quote(text)}", option)
+    dims, colon, dtype = rest.rpartition(":")
+    if not colon:
+        dims, dtype = rest, ""
+    dtype = dtype.strip().lower()
+    if dtype and dtype not in INPUT_DTYPES:
+        raise BadInput(f"unknown dtype {_quote(dtype)} in {_quote(text)} (one of {', '.join(INPUT_DTYPES)})", option)
+    return InputSpec(shape(dims, option), name, dtype)

@@ -18,7 +18,23 @@ from typing import Any
 from dscalc.cost.dtypes import itemsize
 from dscalc.cost.layers import conv, depthwise, linear
 from dscalc.cost.records import LayerCost
-from dscalc.measure.ceilings import cache_dir, get_ceilings, machine_load, read_cache, write_cache
+from dscalc.measure.ceilings import (
+    INVALID,
+    MAX_RATE,
+    BadEntry,
+    cache_dir,
+    flag,
+    get_ceilings,
+    integer,
+    machine_load,
+    number,
+    read_cache,
+    shortened,
+    suffix,
+    text,
+    warn,
+    write_cache,
+)
 from dscalc.measure.modules import module_for, time_module
 from dscalc.measure.predict import Calibration, Kernel, Sample, fit_all, kernel_of
 from dscalc.measure.settings import Settings, configured, device_name
@@ -190,7 +206,7 @@ def calibrate(settings: Settings, progress: Callable[[], Any] | None = None) -> 
                 ratios.append(t.median / predicted)
     factor = math.exp(sum(math.log(r) for r in ratios) / len(ratios)) if ratios else 1.0
     cal = replace(cal, seconds=time.time() - start, in_network=factor,
-                  tf32=settings.tf32 and settings.device.startswith("cuda"))
+                  tf32=settings.tf32 and settings.device.startswith("cuda"), max_run_time=shortened(MAX_RUN))
     save(cal)
     return cal
 
@@ -207,34 +223,82 @@ def cache_path() -> Any:
 
 
 def key(device: str, name: str, threads: int, dtype: str, channels_last: bool, runtime: str, torch: str,
-        tf32: bool = False) -> str:
+        tf32: bool = False, max_run_time: float | None = None) -> str:
     return (f"{device}:{name}:{threads}t:{dtype}:{'cl' if channels_last else 'nchw'}:{runtime}:torch-{torch}"
-            + (":tf32" if tf32 else ""))
+            + (":tf32" if tf32 else "") + suffix(max_run_time))
 
 
-def _read() -> dict[str, Any]:
-    return read_cache(cache_path(), CACHE_VERSION)
+def _read(quiet: bool = False) -> dict[str, Any]:
+    return read_cache(cache_path(), CACHE_VERSION, quiet)
 
 
-def save(cal: Calibration) -> None:
-    data = _read()
+def save(cal: Calibration) -> bool:
+    """Cache the calibration; False where the cache could not be written (said on stderr; not an error)."""
+    data = {k: v for k, v in _read(quiet=True).items() if k not in INVALID}  # a bad entry goes with the next write
     data[key(cal.device, cal.name, cal.threads, cal.dtype, cal.channels_last, cal.runtime, cal.torch,
-             cal.tf32)] = cal.to_dict()
-    write_cache(cache_path(), data)
+             cal.tf32, cal.max_run_time)] = cal.to_dict()
+    return write_cache(cache_path(), data) is None
+
+
+def checked(entry: Any) -> Calibration:
+    """A cache entry as a Calibration, every value checked first (type, finite, positive, in range): a bad one
+    raises BadEntry, and is measured again rather than shown ("-1.0 GFLOP/s", "calibrated nanx") or divided by."""
+    if not isinstance(entry, dict):
+        raise BadEntry(f"expected an object, got {type(entry).__name__}")
+    for name in ("device", "name", "dtype", "runtime", "torch"):
+        text(entry, name)
+    integer(entry, "threads", 1, 1 << 16)
+    flag(entry, "channels_last")
+    flag(entry, "tf32")
+    number(entry, "measured_at", low=0.0)
+    number(entry, "seconds", low=0.0, hi=1e7)
+    number(entry, "peak_flops", hi=MAX_RATE, optional=True)
+    number(entry, "load", low=0.0, hi=1e6, optional=True)
+    number(entry, "in_network", hi=1e3, optional=True)
+    number(entry, "max_run_time", optional=True)
+    models = entry.get("models")
+    if not isinstance(models, dict) or len(models) > 64:
+        raise BadEntry("models: expected an object of kernel kinds")
+    for kind, m in models.items():
+        if not isinstance(m, dict):
+            raise BadEntry(f"models.{kind}: expected an object")
+        try:
+            if m.get("kind") != kind:
+                raise BadEntry(f"kind: expected {kind!r}")
+            number(m, "fixed_s", low=0.0, hi=1e3)
+            number(m, "flop_per_s", hi=MAX_RATE, optional=True)
+            number(m, "byte_per_s", hi=MAX_RATE, optional=True)
+            integer(m, "samples", 0, 1 << 20) if "samples" in m else None
+            number(m, "median_error", low=0.0, hi=1e6, optional=True)
+        except BadEntry as e:
+            raise BadEntry(f"models.{kind}.{e}") from None
+    try:
+        return Calibration.from_dict(entry)
+    except (KeyError, TypeError, ValueError, ZeroDivisionError, OverflowError) as e:
+        raise BadEntry(f"{type(e).__name__}: {e}") from None
 
 
 def load_cached(settings: Settings) -> Calibration | None:
-    """The calibration for these settings, if one was made (no torch import beyond the thread count)."""
+    """The calibration for these settings, if one was made: a full one, else (under $DSCALC_MAX_RUN_TIME) one
+    shortened as much. An invalid entry is treated as absent, and said on stderr naming the cache file (no torch
+    import beyond the thread count)."""
     import torch
 
     threads = settings.threads or torch.get_num_threads()
-    entry = _read().get(key(settings.device, device_name(settings.device, threads), threads, settings.dtype,
-                            settings.channels_last, settings.runtime, torch.__version__,
-                            settings.tf32 and settings.device.startswith("cuda")))
-    try:
-        return Calibration.from_dict(entry) if isinstance(entry, dict) else None
-    except (KeyError, TypeError, ValueError, ZeroDivisionError):
-        return None
+    data = _read()
+    tf32 = settings.tf32 and settings.device.startswith("cuda")
+    parts = (settings.device, device_name(settings.device, threads), threads, settings.dtype,
+             settings.channels_last, settings.runtime, torch.__version__, tf32)
+    for k in dict.fromkeys([key(*parts), key(*parts, shortened(MAX_RUN))]):
+        entry = data.get(k)
+        if entry is None:
+            continue
+        try:
+            return checked(entry)
+        except BadEntry as e:
+            warn(cache_path(), f"the calibration {k} is invalid ({e}); calibrating again")
+            INVALID.add(k)
+    return None
 
 
 def get_calibration(settings: Settings, refresh: bool = False,

@@ -8,16 +8,19 @@ CPU already busy - are not reused: they are measured again.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import os
+import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from dscalc.errors import missing
+from dscalc.errors import first_line, missing, say
 from dscalc.measure.settings import Settings, configured, device_name
-from dscalc.measure.timer import measure
+from dscalc.measure.timer import BUDGET_ENV, measure
 
 CACHE_VERSION = 2
 #: a 1-minute load average per CPU above this when measuring starts marks the figures as measured under load
@@ -38,7 +41,10 @@ class Ceilings:
     torch: str = ""
     threads: int = 0
     load: float | None = None  # 1-minute load average per CPU while measuring (None where unknown)
-    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)  # {"not_cached": why} after a failed write
+    #: the cap $DSCALC_MAX_RUN_TIME put on each measurement (None: the full protocol); a shortened measurement is
+    #: cached under its own key, never reused by a full run, and shown as shortened
+    max_run_time: float | None = None
 
     @property
     def under_load(self) -> bool:
@@ -47,14 +53,21 @@ class Ceilings:
     def to_dict(self) -> dict[str, Any]:
         return {"device": self.device, "name": self.name, "peak_flops": self.peak_flops,
                 "bandwidth": self.bandwidth, "launch": self.launch, "measured_at": self.measured_at,
-                "torch": self.torch, "threads": self.threads, "load": self.load}
+                "torch": self.torch, "threads": self.threads, "load": self.load,
+                **({"max_run_time": self.max_run_time} if self.max_run_time is not None else {})}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Ceilings:
-        return cls(d["device"], d["name"], {k: float(v) for k, v in d["peak_flops"].items()},
-                   float(d["bandwidth"]), float(d["launch"]), float(d.get("measured_at", 0.0)),
-                   str(d.get("torch", "")), int(d.get("threads", 0)),
-                   None if d.get("load") is None else float(d["load"]))
+        """An entry of the cache, every value checked (type, finite, positive, in range): BadEntry otherwise."""
+        peaks = d.get("peak_flops")
+        if not isinstance(peaks, dict) or not peaks or len(peaks) > 16:
+            raise BadEntry("peak_flops: expected a few dtypes with their FLOP/s")
+        return cls(text(d, "device"), text(d, "name"),
+                   {text({"dtype": k}, "dtype"): number(peaks, k, hi=MAX_RATE) for k in peaks},
+                   number(d, "bandwidth", hi=MAX_RATE), number(d, "launch", hi=10.0),
+                   number(d, "measured_at", low=0.0, optional=True) or 0.0, text(d, "torch", optional=True),
+                   integer(d, "threads", 0, 1 << 16), number(d, "load", low=0.0, hi=1e6, optional=True),
+                   max_run_time=number(d, "max_run_time", optional=True))
 
 
 def cache_dir() -> Path:
@@ -71,53 +84,168 @@ def cache_path() -> Path:
     return cache_dir() / "device.json"
 
 
-def _key(device: str, threads: int) -> str:
+def shortened(full: float) -> float | None:
+    """The cap $DSCALC_MAX_RUN_TIME puts on a measurement whose own budget is `full` seconds, None when it puts
+    none (unset, or no shorter). A shortened measurement is cached under its own key (`suffix`), so a later full
+    run never reuses it, and shown as shortened."""
+    value = os.environ.get(BUDGET_ENV)
+    try:
+        cap = float(value) if value else None
+    except ValueError:
+        return None
+    return cap if cap is not None and math.isfinite(cap) and 0 < cap < full else None
+
+
+def suffix(max_run_time: float | None) -> str:
+    """The cache key's mark of a shortened measurement."""
+    return "" if max_run_time is None else f":max-run-{max_run_time:g}s"
+
+
+def _key(device: str, threads: int, max_run_time: float | None = None) -> str:
     import torch
 
-    return f"{device}:{device_name(device, threads)}:{threads}t:torch-{torch.__version__}"
+    return f"{device}:{device_name(device, threads)}:{threads}t:torch-{torch.__version__}{suffix(max_run_time)}"
 
 
-def read_cache(path: Path, version: int) -> dict[str, Any]:
-    """A JSON cache file of this version (a missing, unreadable or older one reads as empty)."""
+# ------------------------------------------------------------------------------ the cache files, read and written
+
+#: the largest rate a cache entry may claim (FLOP/s or bytes/s): a thousand times beyond any device today
+MAX_RATE = 1e19
+#: a cache file larger than this is not read (dscalc writes a few KB per device)
+MAX_CACHE_BYTES = 4 * 2**20
+
+
+#: the keys of entries found invalid in this run: dropped from the file when it is next written
+INVALID: set[str] = set()
+
+
+class BadEntry(ValueError):
+    """A cache value of the wrong type, not finite, not positive or out of range."""
+
+
+def number(d: dict[str, Any], key: str, *, low: float | None = None, hi: float = math.inf,
+           optional: bool = False) -> Any:
+    """d[key] as a finite float in (0, hi] - or [low, hi] when `low` is given; None where optional and absent."""
+    value = d.get(key)
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise BadEntry(f"{key}: expected a finite number, got {_short(value)}")
+    if (value <= 0 if low is None else value < low) or value > hi:
+        raise BadEntry(f"{key}: {value!r} is out of range")
+    return float(value)
+
+
+def integer(d: dict[str, Any], key: str, low: int, hi: int) -> int:
+    value = d.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= hi:
+        raise BadEntry(f"{key}: expected an integer from {low} to {hi}, got {_short(value)}")
+    return value
+
+
+def text(d: dict[str, Any], key: str, optional: bool = False) -> str:
+    value = d.get(key, "" if optional else None)
+    if not isinstance(value, str) or len(value) > 200:
+        raise BadEntry(f"{key}: expected a short text, got {_short(value)}")
+    return value
+
+
+def flag(d: dict[str, Any], key: str, default: bool = False) -> bool:
+    value = d.get(key, default)
+    if not isinstance(value, bool):
+        raise BadEntry(f"{key}: expected true or false, got {_short(value)}")
+    return value
+
+
+def _short(value: Any) -> str:
+    shown = repr(value) if isinstance(value, (int, float, str, bool, type(None))) else type(value).__name__
+    return shown if len(shown) <= 24 else shown[:21] + "..."
+
+
+def shown(path: Path) -> str:
+    """A path under the home directory as ~/... (messages name the cache file this way)."""
+    home = Path.home()
+    return f"~/{path.relative_to(home)}" if path.is_relative_to(home) else str(path)
+
+
+def warn(path: Path, what: str) -> None:
+    """A note on stderr about the cache file `path` (escaped, one line): the run goes on."""
+    say(f"dscalc: warning: {shown(path)}: {what}")
+
+
+def read_cache(path: Path, version: int, quiet: bool = False) -> dict[str, Any]:
+    """A JSON cache file of this version (a missing or older one reads as empty). One that cannot be read - not
+    JSON, too large, nested too deeply - reads as empty too, and (unless `quiet`) says so: it is measured again."""
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
+        if path.stat().st_size > MAX_CACHE_BYTES:
+            raise ValueError(f"larger than {MAX_CACHE_BYTES // 2**20} MiB")
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {"version": version}
+    except RecursionError:
+        data = ValueError("nested too deeply")
+    except (OSError, ValueError) as e:
+        data = e
+    if isinstance(data, Exception):
+        if not quiet:
+            why = data.strerror if isinstance(data, OSError) else first_line(data, 80)
+            warn(path, f"not a readable cache ({why}); measuring again")
         return {"version": version}
     return data if isinstance(data, dict) and data.get("version") == version else {"version": version}
 
 
-def write_cache(path: Path, data: dict[str, Any]) -> None:
-    """Write a JSON cache whole (a temporary file, then a rename). An unwritable cache is not an error."""
+def write_cache(path: Path, data: dict[str, Any]) -> str | None:
+    """Write a JSON cache whole (a temporary file beside it, then a rename; the temporary file never stays).
+    An unwritable cache is not an error: it says so on stderr and returns why (None once written)."""
+    tmp: str | None = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(data, indent=1))
+        fd, tmp = tempfile.mkstemp(prefix=".dscalc-", suffix=".tmp", dir=path.parent)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(json.dumps(data, indent=1, allow_nan=False))
         os.replace(tmp, path)
-    except OSError:
-        pass
+        return None
+    except (OSError, ValueError) as e:
+        why = e.strerror if isinstance(e, OSError) and e.strerror else first_line(e, 80)
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        warn(path, f"cannot write the cache ({why}); the figures are not kept")
+        return why
 
 
-def _read() -> dict[str, Any]:
-    return read_cache(cache_path(), CACHE_VERSION)
+def _read(quiet: bool = False) -> dict[str, Any]:
+    return read_cache(cache_path(), CACHE_VERSION, quiet)
 
 
 def load_cached(device: str, threads: int) -> Ceilings | None:
-    """The cached figures for this device and thread count, unless absent, malformed or measured under load."""
-    entry = _read().get(_key(device, threads))
-    try:
-        cached = Ceilings.from_dict(entry) if isinstance(entry, dict) else None
-    except (KeyError, TypeError, ValueError):
-        return None
-    return None if cached is None or cached.under_load else cached
-
-
-def save(ceilings: Ceilings) -> Path:
-    """Write the entry (whole: a temporary file, then a rename). An unwritable cache is not an error."""
+    """The cached figures for this device and thread count - a full measurement, else (under
+    $DSCALC_MAX_RUN_TIME) one shortened as much - unless absent, invalid (said on stderr) or measured under load."""
     data = _read()
-    data[_key(ceilings.device, ceilings.threads)] = ceilings.to_dict()
+    for key in dict.fromkeys([_key(device, threads), _key(device, threads, shortened(3.0))]):
+        entry = data.get(key)
+        if entry is None:
+            continue
+        try:
+            if not isinstance(entry, dict):
+                raise BadEntry(f"expected an object, got {type(entry).__name__}")
+            cached = Ceilings.from_dict(entry)
+        except BadEntry as e:
+            warn(cache_path(), f"the entry for {device} at {threads} threads is invalid ({e}); measuring again")
+            INVALID.add(key)
+            continue
+        if not cached.under_load:
+            return cached
+    return None
+
+
+def save(ceilings: Ceilings) -> Path | None:
+    """Write the entry (whole: a temporary file, then a rename); the cache file, or None where it could not be
+    written (said on stderr; not an error)."""
+    data = {k: v for k, v in _read(quiet=True).items() if k not in INVALID}  # a bad entry goes with the next write
+    data[_key(ceilings.device, ceilings.threads, ceilings.max_run_time)] = ceilings.to_dict()
     path = cache_path()
-    write_cache(path, data)
-    return path
+    return None if write_cache(path, data) else path
 
 
 def machine_load() -> float | None:
@@ -162,7 +290,7 @@ def measure_ceilings(device: str, threads: int, quick: bool = False) -> Ceilings
         t = measure(lambda: tiny.add_(1), settings, "launch")
         launch = t.median or float("nan")
     return Ceilings(device, device_name(device, threads), peaks, bandwidth, launch, time.time(), torch.__version__,
-                    threads, load_before)
+                    threads, load_before, max_run_time=shortened(settings.max_run_time))
 
 
 def get_ceilings(device: str, refresh: bool = False, threads: int | None = None) -> tuple[Ceilings, bool]:
@@ -176,7 +304,8 @@ def get_ceilings(device: str, refresh: bool = False, threads: int | None = None)
         if cached is not None:
             return cached, True
     ceilings = measure_ceilings(device, count)
-    save(ceilings)
+    if save(ceilings) is None:  # not written (said on stderr): the report must not claim it is cached
+        ceilings = replace(ceilings, extra={"not_cached": True})
     return ceilings, False
 
 

@@ -118,6 +118,9 @@ class Calibration:
     #: runs slower than alone (its weights and inputs are not hot in cache); a whole model's prediction is scaled
     in_network: float = 1.0
     tf32: bool = False  # CUDA: measured with TF32 matmuls and cuDNN convs allowed (a calibration of its own)
+    #: the cap $DSCALC_MAX_RUN_TIME put on each measurement (None: the full design's budget); a shortened
+    #: calibration is cached under its own key and shown as shortened
+    max_run_time: float | None = None
 
     def predict(self, k: Kernel) -> Prediction:
         model = self.models.get(k.kind) or self.models.get(_FALLBACK.get(k.kind, ""))
@@ -134,7 +137,8 @@ class Calibration:
                 "channels_last": self.channels_last, "runtime": self.runtime, "torch": self.torch,
                 "measured_at": self.measured_at, "seconds": self.seconds, "peak_flops": self.peak_flops,
                 "load": self.load, "in_network": self.in_network, "tf32": self.tf32,
-                "models": {k: m.to_dict() for k, m in self.models.items()}}
+                "models": {k: m.to_dict() for k, m in self.models.items()},
+                **({"max_run_time": self.max_run_time} if self.max_run_time is not None else {})}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Calibration:
@@ -143,7 +147,7 @@ class Calibration:
                    None if d.get("peak_flops") is None else float(d["peak_flops"]),
                    {k: KernelModel.from_dict(m) for k, m in d["models"].items()},
                    None if d.get("load") is None else float(d["load"]), float(d.get("in_network", 1.0)),
-                   bool(d.get("tf32", False)))
+                   bool(d.get("tf32", False)), None if d.get("max_run_time") is None else float(d["max_run_time"]))
 
 
 #: a kind with too few samples borrows the model of its nearest relative

@@ -290,6 +290,43 @@ def _litert(module: Any, inputs: list[Any], settings: Settings) -> Built:
                   "layout": "NHWC inputs/outputs", "converter": f"litert-torch {dist_version('litert-torch')}"})
 
 
+def litert_file(path: str, settings: Settings) -> Built:
+    """A ready .tflite file run as it is (no conversion): ai-edge-litert's interpreter with the XNNPACK delegate and
+    --threads threads, on random inputs of each input's stored shape and dtype (integers 0 or 1: valid token ids
+    and masks alike). The timed call is one `invoke()`."""
+    import numpy as np
+
+    threads = _threads()
+    start = time.perf_counter()
+    with warnings.catch_warnings(), _quiet():
+        warnings.simplefilter("ignore")
+        from ai_edge_litert.interpreter import Interpreter
+
+        interpreter = Interpreter(model_path=path, num_threads=threads)
+        interpreter.allocate_tensors()
+    rng = np.random.default_rng(0)
+    for d in interpreter.get_input_details():
+        dtype = np.dtype(d["dtype"])
+        if np.issubdtype(dtype, np.floating):
+            value = rng.standard_normal(d["shape"]).astype(dtype)
+        elif np.issubdtype(dtype, np.integer):
+            value = rng.integers(0, 2, size=d["shape"]).astype(dtype)
+        else:
+            value = np.zeros(d["shape"], dtype=dtype)
+        interpreter.set_tensor(d["index"], value)
+    setup = time.perf_counter() - start
+    delegated = any(op.get("op_name") == "DELEGATE" for op in interpreter._get_ops_details())
+    out_index = [d["index"] for d in interpreter.get_output_details()]
+
+    def outputs() -> list[Any]:
+        interpreter.invoke()
+        return [np.asarray(interpreter.get_tensor(i)) for i in out_index]
+
+    return Built(interpreter.invoke, outputs, setup,
+                 {"num_threads": threads, "delegate": "XNNPACK" if delegated else "none (reference kernels)",
+                  "layout": "the file's own", "converter": "none (the .tflite file as it is)"})
+
+
 def _arg_number(name: str) -> tuple[int, str]:
     """args_10 after args_2; output_1 after output_0."""
     digits = "".join(c for c in name if c.isdigit())

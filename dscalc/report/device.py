@@ -18,8 +18,9 @@ if TYPE_CHECKING:
 
 def table(c: Ceilings, cached: bool) -> Report:
     grid = Grid(title=f"{c.device}: {c.name}", columns=[name("ceiling"), Column("measured")],
-                caption=("cached in " if cached else "measured now; cached in ") + _shown(cache_path())
-                + " (--refresh to measure again)")
+                caption=("measured now; not cached (the cache could not be written)" if c.extra.get("not_cached")
+                         else ("cached in " if cached else "measured now; cached in ") + _shown(cache_path())
+                         + " (--refresh to measure again)"))
     for dtype, flops in c.peak_flops.items():
         grid.add(f"peak matmul, {dtype}", f"{flops / 1e9:,.1f} GFLOP/s")
     grid.add("memory bandwidth (copy: read + write)", f"{c.bandwidth / 1e9:,.1f} GB/s")
@@ -30,8 +31,11 @@ def table(c: Ceilings, cached: bool) -> Report:
     when = age(time.time() - c.measured_at) if c.measured_at else "at an unknown time"
     grid.notes.append(f"measured {when} with torch {c.torch or '?'} at {c.threads} thread"
                       f"{'s' if c.threads != 1 else ''}, {load}"
-                      + (" - heavy: it will be measured again next time" if c.under_load else ""))
-    data = {"command": "device", **c.to_dict(), "cached": cached, "cache": str(cache_path()),
+                      + (" - heavy: it will be measured again next time" if c.under_load else "")
+                      + (f"; shortened by DSCALC_MAX_RUN_TIME={c.max_run_time:g} s (kept apart from full "
+                         "measurements)" if c.max_run_time is not None else ""))
+    data = {"command": "device", **c.to_dict(), "cached": cached,
+            "cache": None if c.extra.get("not_cached") else str(cache_path()),
             "age_s": time.time() - c.measured_at if c.measured_at else None, "under_load": c.under_load}
     return Report("device", data, [{"name": c.name, "kind": "device", **c.to_dict()}], [grid])
 
@@ -72,7 +76,9 @@ def calibration(cal: Calibration, cached: bool) -> Report:
     when = age(time.time() - cal.measured_at)
     grid.notes.append(f"{'cached: ' if cached else ''}measured {when} in {cal.seconds:.0f} s with torch {cal.torch} at "
                       f"{cal.threads} thread{'s' if cal.threads != 1 else ''}, {load}; matmul peak "
-                      + (f"{cal.peak_flops / 1e9:,.1f} GFLOP/s" if cal.peak_flops else "unknown"))
+                      + (f"{cal.peak_flops / 1e9:,.1f} GFLOP/s" if cal.peak_flops else "unknown")
+                      + (f"; shortened by DSCALC_MAX_RUN_TIME={cal.max_run_time:g} s (cached apart from full "
+                         "calibrations)" if cal.max_run_time is not None else ""))
     grid.notes.append(f"inside a network kernels took {cal.in_network:.2f}x their time alone (two reference chains "
                       "timed whole); a whole model's prediction is scaled by it")
     data = {"command": "device", "calibration": cal.to_dict(), "cached": cached}

@@ -6,6 +6,7 @@ even that does not fit the terminal, the table is split into column groups that 
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import stat
@@ -14,9 +15,9 @@ import textwrap
 from dataclasses import replace
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
-from dscalc.errors import BadInput, RuntimeFailure
+from dscalc.errors import BadInput, RuntimeFailure, closed, printable, silence
 from dscalc.report.model import SCHEMA_VERSION, Column, Grid, Report
 
 
@@ -47,8 +48,9 @@ def render(report: Report, fmt: Format, *, width: int | None = None, color: bool
     if fmt is Format.csv:
         return csv_text(report.records)
     if fmt is Format.markdown:
-        return "\n".join(_markdown(g) for g in report.grids)
-    grids = report.grids if _carries(encoding) else [_plain_grid(g) for g in report.grids]
+        return "\n".join(_markdown(_escaped(g)) for g in report.grids)
+    grids = [_escaped(g) for g in report.grids]  # names from files: no control character reaches the terminal
+    grids = grids if _carries(encoding) else [_plain_grid(g) for g in grids]
     return _rich(grids, width=width, color=color, ascii_box=not _carries(encoding))
 
 
@@ -179,6 +181,13 @@ def _carries(encoding: str) -> bool:
         return False
 
 
+def _escaped(g: Grid) -> Grid:
+    """The grid with control characters spelled as escapes (errors.printable) in every piece of text it draws."""
+    t = printable
+    return replace(g, title=t(g.title), columns=[replace(c, header=t(c.header)) for c in g.columns],
+                   rows=[[t(x) for x in row] for row in g.rows], caption=t(g.caption), notes=[t(n) for n in g.notes])
+
+
 def _plain_grid(g: Grid) -> Grid:
     t = _ascii
     return replace(g, title=t(g.title), columns=[replace(c, header=t(c.header)) for c in g.columns],
@@ -268,31 +277,83 @@ def encodable(text: str, encoding: str) -> str:
         return plain.encode("ascii", errors="replace").decode("ascii")
 
 
-def emit(text: str, output: Path | None) -> None:
+def check_output(output: str | Path | None, inputs: list[str] | list[Path] | list[str | Path]) -> None:
+    """Before any work: refuse an --output that names a directory (one that exists, or a trailing slash), a name the
+    file system refuses, or one of the command's `inputs` (the same file, by inode: the report would replace the
+    model or spec it was made from). Bad input, one line, exit 2."""
+    if output is None or str(output) == "-":
+        return
+    shown = printable(str(output))
+    if str(output).endswith(("/", os.sep)):
+        raise BadInput(f"{shown} is a directory (a trailing slash); give a file name", "output")
+    try:
+        st = os.stat(output)
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        _refuse(e, shown)
+    if stat.S_ISDIR(st.st_mode):
+        raise BadInput(f"{shown} is a directory", "output")
+    for given in inputs:
+        try:  # a model given as path.py:Name is the file path.py
+            other = os.stat(given) if os.path.exists(given) else os.stat(str(given).rpartition(":")[0] or given)
+        except (OSError, ValueError):
+            continue
+        if (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino):
+            raise BadInput(f"{shown} is the input file {printable(str(given))}: the report would replace it; "
+                           "give another file", "output")
+
+
+def emit(text: str, output: str | Path | None) -> None:
     """Print to stdout (no --output, or '-'); write a device node or FIFO directly; write a regular file (or a
     symlink's target) whole: a temporary file beside it, then an atomic rename, keeping its permissions.
-    A write that fails leaves what was there untouched."""
+    A write that fails leaves what was there untouched and says so in one line (exit 1); a closed or full stdout
+    too. A directory (a trailing slash) is refused (exit 2); so is an input file, by `check_output` before."""
     if output is None or str(output) == "-":
-        sys.stdout.write(encodable(text, getattr(sys.stdout, "encoding", None) or "utf-8"))
-        sys.stdout.flush()
+        _print(text)
         return
-    target = Path(os.path.realpath(output)) if Path(output).is_symlink() else Path(output)
+    shown = printable(str(output))
+    if str(output).endswith(("/", os.sep)):
+        raise BadInput(f"{shown} is a directory (a trailing slash); give a file name", "output")
     try:
-        mode = target.stat().st_mode
+        target = Path(os.path.realpath(output)) if Path(output).is_symlink() else Path(output)
+        st: os.stat_result | None = target.stat()
     except FileNotFoundError:
-        mode = None
+        st = None
     except OSError as e:
-        raise RuntimeFailure(f"--output: cannot write {output}: {e.strerror}") from None
+        _refuse(e, shown)
+    mode = st.st_mode if st is not None else None
     if mode is not None and stat.S_ISDIR(mode):
-        raise BadInput(f"{output} is a directory", "output")
+        raise BadInput(f"{shown} is a directory", "output")
     if mode is not None and not stat.S_ISREG(mode):  # /dev/null, a FIFO, a terminal: write through it
         try:
             with open(target, "w", encoding="utf-8") as f:
                 f.write(text)
         except OSError as e:
-            raise RuntimeFailure(f"--output: cannot write {output}: {e.strerror}") from None
+            raise RuntimeFailure(f"--output: cannot write {shown}: {e.strerror}") from None
         return
-    _replace_whole(target, text, mode, shown=str(output))
+    _replace_whole(target, text, mode, shown=shown)
+
+
+def _print(text: str) -> None:
+    """The report on stdout; a closed stdout (`>&-`) or a failed write (`>/dev/full`, a closed pipe) is one line,
+    exit 1, and what is left buffered is dropped (no second error when Python flushes at exit)."""
+    if closed("stdout"):
+        raise RuntimeFailure("cannot print the report: standard output is closed (give --output FILE)")
+    try:
+        sys.stdout.write(encodable(text, getattr(sys.stdout, "encoding", None) or "utf-8"))
+        sys.stdout.flush()
+    except OSError as e:
+        silence(1)
+        raise RuntimeFailure(f"cannot print the report to standard output: {e.strerror or e}") from None
+
+
+def _refuse(e: OSError, shown: str) -> NoReturn:
+    """An --output path the file system refuses outright: a name too long or a folder in the path that is a file
+    is bad input (exit 2); anything else (permissions, I/O) a failed write (exit 1)."""
+    if e.errno in (errno.ENAMETOOLONG, errno.ENOTDIR, errno.ELOOP):
+        raise BadInput(f"cannot write {shown}: {e.strerror}", "output") from None
+    raise RuntimeFailure(f"--output: cannot write {shown}: {e.strerror}") from None
 
 
 def _replace_whole(target: Path, text: str, mode: int | None, shown: str) -> None:
@@ -300,11 +361,11 @@ def _replace_whole(target: Path, text: str, mode: int | None, shown: str) -> Non
 
     parent = target.parent if str(target.parent) else Path(".")
     if not parent.is_dir():
-        raise BadInput(f"directory {parent} does not exist", "output")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent)
+        raise BadInput(f"directory {printable(str(parent))} does not exist", "output")
+    try:  # a short temporary name: any name the file system accepts for the output fits beside it
+        fd, tmp = tempfile.mkstemp(prefix=".dscalc-", suffix=".tmp", dir=parent)
     except OSError as e:
-        raise RuntimeFailure(f"--output: cannot write to {parent}: {e.strerror}") from None
+        raise RuntimeFailure(f"--output: cannot write to {printable(str(parent))}: {e.strerror}") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
@@ -319,6 +380,8 @@ def _replace_whole(target: Path, text: str, mode: int | None, shown: str) -> Non
         os.replace(tmp, target)
     except OSError as e:
         Path(tmp).unlink(missing_ok=True)
+        if e.errno in (errno.ENAMETOOLONG, errno.ENOTDIR):
+            raise BadInput(f"cannot write {shown}: {e.strerror}", "output") from None
         raise RuntimeFailure(f"--output: cannot write {shown}: {e.strerror}") from None
 
 

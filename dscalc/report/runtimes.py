@@ -199,9 +199,27 @@ def add_network_runs(report: Report, study: NetworkStudy) -> None:
 
 def add_profile_runs(report: Report, study: ModelStudy) -> None:
     """`profile --time --runtime ...`: each conv beside its separable pair and the whole forward, per runtime."""
+    if study.format == "tflite":
+        return _tflite_file(report, study)
     runs = study.runs
     report.grids.append(layers_grid(runs, f"{study.target}: measured on {runs[0].context['device']}, by runtime"))
     _attach_runs(report, runs)
+
+
+def _tflite_file(report: Report, study: ModelStudy) -> None:
+    """`profile model.tflite --time --runtime litert`: the file itself run on LiteRT as it is (no conversion): the
+    whole forward only (a flatbuffer has no modules to run one by one)."""
+    measured = study.runs
+    grid = Grid(title=f"{study.target}: the file as it is, measured on {measured[0].context['device']}",
+                columns=[name(""), *(Column(one.context["runtime"]) for one in measured)],
+                caption=_caption(measured[0].context) + "; " + SETUP)
+    grid.add("end to end (whole forward)", *(_measured(one.end_to_end) for one in measured))
+    grid.add("setup (load + allocate)", *(seconds(one.end_to_end.setup_s) if one.end_to_end else ""
+                                          for one in measured))
+    for one in measured:
+        grid.notes.append(f"{one.context['runtime']}: {summary(one.context, one.end_to_end)}")
+    report.grids.append(grid)
+    _attach_runs(report, measured)
 
 
 # ---------------------------------------------------------------------------------- compare: network and model

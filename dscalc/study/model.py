@@ -79,12 +79,12 @@ def source_of(model: Any, kwargs: str | dict[str, Any] | None = None, trust_pick
 
 def shapes_of(input: Any) -> list[tuple[int, ...]]:
     """Input shapes from '1x3x224x224', a tuple of ints, a tensor, or a list of those ([] for None)."""
-    from dscalc.cost.parse import shape
+    from dscalc.cost.parse import input_spec
 
     if input is None:
         return []
     if isinstance(input, str):
-        return [shape(input)]
+        return [input_spec(input)]
     if hasattr(input, "shape") and not isinstance(input, (list, tuple)):
         return [tuple(int(d) for d in input.shape)]
     items = list(input)
@@ -125,13 +125,16 @@ def profile(model: Any, input: Any = None, depth: int | None = None, check: str 
     source = source_of(model, kwargs, trust_pickle)
     O.need(source.needs[0], source.needs[1], "dscalc profile")  # the module its format needs: torch, onnx or keras
     shapes, assumed = inputs(source, given_shapes or None)
-    if not source.spec.torch and (time or predict or check is not None):
+    if not source.spec.torch and (predict or check is not None or (time and source.format != "tflite")):
         raise BadInput(f"applies to PyTorch models; {source.target} is {source.spec.noun} model, counted from its "
                        "graph and not run", "time" if time else "predict" if predict else "check")
     if check is not None:
         O.need("fvcore", "torch", "--check fvcore")
     settings = O.timing(time, device, dtype, channels_last, threads, tf32)
     runs = O.runtimes(runtime, settings, time)
+    if time and source.format == "tflite" and not runs:
+        raise BadInput(f"{source.target} is a TFLite file: it is timed as it is on LiteRT (add --runtime litert)",
+                       "time")
     train = O.training(training, optimizer, memory_limit, runs, given)
     if train is not None:
         O.source_trains(source)
@@ -152,6 +155,9 @@ def study(source: Any, shapes: list[tuple[int, ...]], *, depth: int | None = Non
     timing dtype, else float32). The model is built once per device: on meta to count, on the CPU (random
     weights) to check, time, or run a model meta cannot run. ONNX and Keras models are profiled by their own
     module (no torch), counts only."""
+    if source.format == "tflite" and runs:
+        return ModelStudy(source.target, source.profile(shapes, depth), depth, source.format,
+                          _tflite_runs(source, runs), True)
     if not source.spec.torch:
         if check is not None or settings is not None:
             raise BadInput(f"applies to PyTorch models; {source.target} is {source.spec.noun} model, counted from "
@@ -218,6 +224,26 @@ def _runtime_runs(source: Any, model: Any, result: ProfileResult, shapes: list[t
         with configured(s):
             end_to_end = time_module(model, shapes, s, source.target)
             out.append(Run(runtimes.context(s), tuple(per_layer), end_to_end=end_to_end))
+    return tuple(out)
+
+
+def _tflite_runs(source: Any, runs: Sequence[Settings]) -> tuple[Run, ...]:
+    """A .tflite file run on LiteRT as it is (no conversion): its whole forward, per runtime asked for."""
+    from dscalc.measure import runtimes
+    from dscalc.measure.settings import configured
+    from dscalc.measure.timer import measure
+
+    out = []
+    for s in runs:
+        if s.runtime != "litert":
+            raise BadInput(f"a .tflite file runs on LiteRT only (--runtime litert), not {s.runtime}", "runtime")
+        with configured(s):
+            built = runtimes.litert_file(str(source.path), s)
+            try:
+                timing = measure(built.call, s, source.target)
+            finally:
+                built.close()
+        out.append(Run(runtimes.context(s), (), end_to_end=runtimes.stamp(timing, s, built)))
     return tuple(out)
 
 

@@ -289,6 +289,17 @@ class _Walk:
             self.uncounted[cls] = self.uncounted.get(cls, 0) + 1
 
 
+def declared_inputs(source: ModelSource) -> list[tuple[int, ...]]:
+    """The model's declared input shapes, a dynamic batch as 1 (for a profile without --input)."""
+    from dscalc.trace.source import fixed_dims
+
+    model = source.load()
+    if not getattr(model, "inputs", None):
+        raise BadInput("is required: this Keras model declares no input shape (e.g. --input 1x224x224x3)", "input")
+    return [fixed_dims(getattr(t, "name", str(i)), tuple(t.shape),
+                       "x".join("?" if d is None else str(d) for d in t.shape)) for i, t in enumerate(model.inputs)]
+
+
 def _symbolic_inputs(keras: Any, model: Any, shapes: list[tuple[int, ...]]) -> list[Any]:
     """KerasTensors of the --input shapes, checked against the model's inputs (None dims are free)."""
     declared = [tuple(t.shape) for t in model.inputs] if getattr(model, "inputs", None) else None

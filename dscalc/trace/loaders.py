@@ -55,6 +55,15 @@ SEED = 0
 
 
 def _construct(factory: Any, options: dict[str, Any], device: str, what: str) -> torch.nn.Module:
+    """The model `factory(**options)` builds. Arguments that do not fit its signature are --kwargs' fault (exit 2);
+    a TypeError raised inside it without --kwargs is the code's own failure and is named as such (exit 1)."""
+    try:
+        inspect.signature(factory).bind(**options)
+    except TypeError as e:
+        hint = "" if options else " (give them with --kwargs)"
+        raise BadInput(f"cannot build {what}: {first_line(e)}{hint}", "kwargs") from None
+    except ValueError:  # a builtin without a signature: let the call say what is wrong
+        pass
     with quiet(), user_code(f"building {what}"), torch.random.fork_rng():
         torch.manual_seed(SEED)
         try:
@@ -64,17 +73,42 @@ def _construct(factory: Any, options: dict[str, Any], device: str, what: str) ->
             except NotImplementedError:  # its constructor copies data (meta tensors have none): build it on the CPU
                 model = factory(**options)
         except TypeError as e:
+            if not options:
+                raise
             raise BadInput(f"cannot build {what}: {first_line(e)}", "kwargs") from None
     if not isinstance(model, torch.nn.Module):
         raise BadInput(f"{what} returned {type(model).__name__}, not an nn.Module", "model")
     return model.eval()
 
 
-def torchvision_model(source: ModelSource, device: str) -> torch.nn.Module:
+#: constructor arguments of a hub model that load (and download) pretrained weights - torchvision's weights,
+#: weights_backbone, timm's pretrained, pretrained_cfg, checkpoint_path, ...: refused, since counts do not depend on
+#: weights and dscalc never downloads anything (init_weights, which only initialises, is not among them)
+_WEIGHT_PREFIXES = ("weights", "pretrained", "checkpoint", "hf_hub")
+_WEIGHT_KEYS = ("state_dict", "url", "cache_dir", "download", "model_dir")
+
+
+def _no_weights(options: dict[str, Any], what: str) -> None:
+    """Refuse --kwargs that would make a hub model load (download) weights, before anything is imported."""
+    asked = sorted(k for k in options if k.lower().startswith(_WEIGHT_PREFIXES) or k.lower() in _WEIGHT_KEYS)
+    if asked:
+        raise BadInput(f"{asked[0]!r} would load pretrained weights for {what}; dscalc builds hub models without "
+                       "weights (counts do not depend on them) and downloads nothing", "kwargs")
+
+
+def _hub(module: str, what: str) -> Any:
+    """The model package of a hub (torchvision, timm); a missing one is a missing dependency (exit 1)."""
+    import importlib
+
     try:
-        import torchvision
+        return importlib.import_module(module)
     except ImportError:
-        raise missing("torchvision", "", "a torchvision: model") from None
+        raise missing(module, "", what) from None
+
+
+def torchvision_model(source: ModelSource, device: str) -> torch.nn.Module:
+    _no_weights(source.kwargs, f"torchvision:{source.name}")
+    torchvision = _hub("torchvision", f"torchvision:{source.name}")
     name = source.name or ""
     if name not in torchvision.models.list_models():
         raise BadInput(f"torchvision has no model {name!r}", "model")
@@ -87,10 +121,8 @@ def torchvision_model(source: ModelSource, device: str) -> torch.nn.Module:
 
 
 def timm_model(source: ModelSource, device: str) -> torch.nn.Module:
-    try:
-        import timm
-    except ImportError:
-        raise missing("timm", "", "a timm: model") from None
+    _no_weights(source.kwargs, f"timm:{source.name}")
+    timm = _hub("timm", f"timm:{source.name}")
     name = source.name or ""
     if name not in timm.list_models():
         raise BadInput(f"timm has no model {name!r}", "model")

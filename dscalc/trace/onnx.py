@@ -9,6 +9,11 @@ the module path in the node's metadata, the TorchScript exporter in the node's n
 else after the node itself. Parameters are the initializers, each counted once, wherever it is used: floating-point
 ones, and the integer weights of quantized ops; BatchNormalization's running mean and variance are `buffers` (as
 in torch), and the integer constants of shape arithmetic are not parameters.
+
+A file is untrusted (issue 23): `onnx_file.check` checks every tensor, external-data location and Einsum equation
+before anything evaluates them and drops the weights' data (counting needs only their dims); shape inference and
+folding run in a child process bounded in time (`onnx_infer`), folding nothing whose size it cannot bound first;
+and a node that breaks its op's rules is bad input naming it - `MODEL: node 'name' (Op): ...`.
 """
 
 from __future__ import annotations
@@ -19,21 +24,22 @@ from dataclasses import dataclass
 from typing import Any
 
 import onnx
-import onnx.shape_inference
-from onnx import TensorProto
 
 from dscalc.cost.formulas import same_padding
 from dscalc.cost.layers import conv
 from dscalc.cost.records import LayerCost
 from dscalc.errors import BadInput, DscalcError, first_line
+from dscalc.trace import onnx_file, onnx_infer
+from dscalc.trace.onnx_file import node_label
+from dscalc.trace.onnx_infer import FLOATS as _FLOATS
+from dscalc.trace.onnx_infer import Shape
+from dscalc.trace.onnx_infer import attrs as _attrs
+from dscalc.trace.onnx_infer import dims as _dims
+from dscalc.trace.onnx_infer import full as _full
 from dscalc.trace.records import OpRecord, ProfileResult, Trace
 from dscalc.trace.summary import summarize
 
 ModelSource = Any  # trace.source.ModelSource (which imports this module only when an ONNX model is used)
-
-_FLOATS = frozenset({TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.DOUBLE, TensorProto.BFLOAT16,
-                     *(getattr(TensorProto, n) for n in ("FLOAT8E4M3FN", "FLOAT8E4M3FNUZ", "FLOAT8E5M2",
-                                                         "FLOAT8E5M2FNUZ", "FLOAT4E2M1") if hasattr(TensorProto, n))})
 
 #: quantized ops and the input slots that hold their (integer) weights
 _QUANTIZED_WEIGHTS = {"QLinearConv": (3, 8), "ConvInteger": (1,), "QLinearMatMul": (3,), "MatMulInteger": (1,),
@@ -67,14 +73,16 @@ SHAPE_OPS = frozenset({
 
 @dataclass
 class OnnxModel:
-    """A loaded ONNX file: its ModelProto (initializer data left on disk when stored externally)."""
+    """A loaded ONNX file, checked (`onnx_file.check`): its ModelProto with every tensor's dims and type, the data
+    of the small ones only (shape constants; the rest is never needed to count, and never read)."""
 
     proto: Any
     path: str
 
 
 def load(source: ModelSource, device: str = "cpu") -> OnnxModel:
-    """The ModelProto of `source.path`; a file that does not parse is bad input (one line)."""
+    """The checked ModelProto of `source.path`; a file that does not parse, or breaks a rule of `onnx_file.check`
+    (tensor data, external-data locations, Einsum equations), is bad input (one line)."""
     path = source.path
     try:
         proto = onnx.load(str(path), load_external_data=False)
@@ -82,19 +90,20 @@ def load(source: ModelSource, device: str = "cpu") -> OnnxModel:
         raise BadInput(f"{path} is not a valid ONNX model: {first_line(e)}", "model") from None
     if not proto.graph.node:
         raise BadInput(f"{path} is not an ONNX model (it holds no graph nodes)", "model")
+    onnx_file.check(proto, str(path))
     return OnnxModel(proto, str(path))
 
 
 # ---------------------------------------------------------------------------------------------- shapes
 
-Shape = tuple[int | None, ...]
+def declared_inputs(source: ModelSource) -> list[tuple[int, ...]]:
+    """The graph inputs' declared shapes (initializers aside), a dynamic batch as 1 (for a profile without --input)."""
+    from dscalc.trace.source import fixed_dims
 
-
-def _dims(value_info: Any) -> Shape | None:
-    t = value_info.type
-    if not t.HasField("tensor_type") or not t.tensor_type.HasField("shape"):
-        return None
-    return tuple(d.dim_value if d.HasField("dim_value") else None for d in t.tensor_type.shape.dim)
+    proto = source.load().proto
+    initializers = {i.name for i in proto.graph.initializer}
+    inputs = [v for v in proto.graph.input if v.name not in initializers]
+    return [fixed_dims(v.name, _dims(v) or (None, None), _show(v)) for v in inputs]
 
 
 def _show(value_info: Any) -> str:
@@ -105,7 +114,7 @@ def _show(value_info: Any) -> str:
 
 def _static(model: Any, shapes: list[tuple[int, ...]]) -> Any:
     """A copy of the model whose graph inputs have the --input shapes (checked against the fixed dimensions),
-    shape-inferred."""
+    shape-inferred and its shape arithmetic folded (`onnx_infer.infer`: in a child process, bounded in time)."""
     m = onnx.ModelProto()
     m.CopyFrom(model)
     initializers = {i.name for i in m.graph.initializer}
@@ -133,80 +142,25 @@ def _static(model: Any, shapes: list[tuple[int, ...]]) -> Any:
     for out in m.graph.output:
         if out.type.HasField("tensor_type"):
             out.type.tensor_type.ClearField("shape")
-    for _ in range(_FOLD_ROUNDS):
-        try:
-            m = onnx.shape_inference.infer_shapes(m, check_type=False, strict_mode=False, data_prop=True)
-        except Exception as e:
-            raise BadInput(f"ONNX shape inference fails with these shapes: {first_line(e)}", "input") from None
-        if not _fold(m):
-            break
-    return m
-
-
-#: shape arithmetic that dscalc evaluates itself where ONNX's data propagation stops (torch's chunk exports a
-#: Div of a Shape, which ONNX does not propagate; the Slice after it then has no shape)
-_SHAPE_MATH = frozenset({"Shape", "Size", "Gather", "Div", "Mul", "Add", "Sub", "Concat", "Slice", "Unsqueeze",
-                         "Squeeze", "Cast", "Constant", "ConstantOfShape", "Range", "Equal", "Where", "Floor",
-                         "Ceil", "Reshape", "ReduceProd", "Max", "Min", "Neg", "Mod", "Expand", "Identity", "Abs"})
-_FOLD_ROUNDS = 8
-_FOLD_LIMIT = 1 << 16  # elements: shape arithmetic is small; anything larger is data, left alone
-
-
-def _fold(m: Any) -> bool:
-    """Replace each shape-arithmetic node whose inputs are known (constants, or the Shape of a tensor whose shape
-    is inferred) by the constant it computes. True when something was folded (the shapes are then inferred
-    again)."""
-    import numpy as np  # (onnx's own dependency)
-    from onnx import numpy_helper
-    from onnx.reference import ReferenceEvaluator
-
-    g = m.graph
-    values: dict[str, Any] = {i.name: numpy_helper.to_array(i) for i in g.initializer
-                              if math.prod(i.dims) <= _FOLD_LIMIT and i.data_type not in _FLOATS}
-    shapes = {v.name: _dims(v) for v in (*g.input, *g.value_info, *g.output)}
-    keep, folded = [], []
-    for node in g.node:
-        value = None
-        if node.op_type == "Shape" and node.input:
-            full = _full(shapes.get(node.input[0]))
-            if full is not None:
-                a = _attrs(node)
-                value = np.array(full[a.get("start", 0):a.get("end", len(full))], dtype=np.int64)
-        elif node.op_type in _SHAPE_MATH and node.domain in ("", "ai.onnx") and len(node.output) == 1 and \
-                all(not i or i in values for i in node.input):
-            try:
-                feeds = {str(name): values[str(name)] for name in node.input if name}
-                outputs: Any = ReferenceEvaluator(node).run(None, feeds)
-                value = outputs[0]
-            except Exception:
-                value = None
-        if value is not None and getattr(value, "size", _FOLD_LIMIT + 1) <= _FOLD_LIMIT:
-            values[node.output[0]] = value
-            folded.append(numpy_helper.from_array(value, node.output[0]))
-        else:
-            keep.append(node)
-    if not folded:
-        return False
-    used = {i for node in keep for i in node.input} | {o.name for o in g.output}
-    folded = [t for t in folded if t.name in used]
-    changed = len(keep) < len(g.node)
-    del g.node[:]
-    g.node.extend(keep)
-    g.initializer.extend(folded)
-    return changed
+    return onnx_infer.infer(m)
 
 
 # ------------------------------------------------------------------------------------------------ names
+
+_METADATA_LIMIT = 100_000  # characters of a node's module-path metadata (a real one is a few hundred)
+
 
 def _scopes(node: Any) -> tuple[str, str] | None:
     """(module path, module type) from torch.onnx's dynamo metadata, else None."""
     meta = {p.key: p.value for p in node.metadata_props}
     if "pkg.torch.onnx.name_scopes" not in meta:
         return None
+    texts = meta["pkg.torch.onnx.name_scopes"], meta.get("pkg.torch.onnx.class_hierarchy", "[]")
+    if max(map(len, texts)) > _METADATA_LIMIT:
+        return None
     try:
-        scopes = ast.literal_eval(meta["pkg.torch.onnx.name_scopes"])
-        classes = ast.literal_eval(meta.get("pkg.torch.onnx.class_hierarchy", "[]"))
-    except (ValueError, SyntaxError):
+        scopes, classes = (ast.literal_eval(text) for text in texts)
+    except (ValueError, TypeError, SyntaxError, RecursionError, MemoryError):
         return None
     if not isinstance(scopes, list) or len(scopes) < 2:
         return None
@@ -243,26 +197,40 @@ def _module(node: Any, index: int) -> tuple[str, str]:
 
 # ------------------------------------------------------------------------------------------------ costs
 
-def _attrs(node: Any) -> dict[str, Any]:
-    out = {}
-    for a in node.attribute:
-        v = onnx.helper.get_attribute_value(a)
-        out[a.name] = v.decode() if isinstance(v, bytes) else v
-    return out
-
-
-def _full(shape: Shape | None) -> tuple[int, ...] | None:
-    if shape is None or any(d is None for d in shape):
-        return None
-    return tuple(int(d) for d in shape if d is not None)
-
-
 class _Unknown(Exception):
     """A node whose operand shapes shape inference could not establish."""
 
 
 class _NoContraction(_Unknown):
     """An Einsum that is not a matmul (elementwise, outer product, or more than two operands)."""
+
+
+class _NotCosted(Exception):
+    """An op with no MACs of a kind dscalc counts."""
+
+
+class _Malformed(Exception):
+    """A node that breaks its op's rules (operand ranks, attribute lengths): bad input naming the node."""
+
+
+def _shown(shape: tuple[int, ...]) -> str:
+    return "x".join(map(str, shape)) if shape else "a scalar"
+
+
+def _check_conv(node: Any, x: tuple[int, ...], w: tuple[int, ...], a: dict[str, Any]) -> int:
+    """The number of spatial dimensions of a convolution whose input, weight and attributes agree."""
+    if len(x) < 3:
+        raise _Malformed(f"the input is {len(x)}-D ({_shown(x)}); a convolution takes (N, C, spatial...)")
+    d = len(x) - 2
+    if len(w) != len(x):
+        raise _Malformed(f"the weight is {len(w)}-D ({_shown(w)}) for a {len(x)}-D input")
+    for key, count in (("kernel_shape", d), ("strides", d), ("dilations", d), ("pads", 2 * d),
+                       ("output_padding", d)):
+        if key in a and len(a[key]) != count:
+            raise _Malformed(f"'{key}' has {len(a[key])} values; {d} spatial dimensions need {count}")
+    if "output_shape" in a and len(a["output_shape"]) < d:
+        raise _Malformed(f"'output_shape' has {len(a['output_shape'])} values; {d} spatial dimensions need {d}")
+    return d
 
 
 class Graph:
@@ -306,8 +274,8 @@ def _conv(g: Graph, node: Any, name: str) -> LayerCost:
     xs, ws, bs = _CONV_SLOTS[node.op_type]
     x, w = g.shape(node, xs), g.shape(node, ws)
     a = _attrs(node)
+    d = _check_conv(node, x, w, a)
     n, c, *spatial = x
-    d = len(spatial)
     kernel = tuple(a.get("kernel_shape", w[2:]))
     strides = tuple(a.get("strides", (1,) * d))
     dilations = tuple(a.get("dilations", (1,) * d))
@@ -333,8 +301,8 @@ def _explicit_pads(a: dict[str, Any], d: int, auto_pad: str) -> Any:
 def _conv_transpose(g: Graph, node: Any, name: str) -> LayerCost:
     x, w = g.shape(node, 0), g.shape(node, 1)
     a = _attrs(node)
+    d = _check_conv(node, x, w, a)
     n, c, *spatial = x
-    d = len(spatial)
     groups = int(a.get("group", 1))
     kernel = tuple(a.get("kernel_shape", w[2:]))
     strides = tuple(a.get("strides", (1,) * d))
@@ -363,6 +331,8 @@ def _conv_transpose(g: Graph, node: Any, name: str) -> LayerCost:
 
 def _matmul_macs(a: tuple[int, ...], b: tuple[int, ...]) -> int:
     """numpy.matmul semantics: a 1-D operand is a row (left) or column (right) vector; batch dims broadcast."""
+    if not a or not b:
+        raise _Malformed(f"a matrix product of {_shown(a)} and {_shown(b)} (a scalar operand)")
     if len(a) == 1:
         a = (1, *a)
     if len(b) == 1:
@@ -415,6 +385,9 @@ def _attention_macs(g: Graph, node: Any) -> int:
     and com.microsoft.MultiHeadAttention (inputs already projected)."""
     a = _attrs(node)
     q, k, v = g.shape(node, 0), g.shape(node, 1), g.shape(node, 2)
+    if min(len(q), len(k), len(v)) < 3:
+        raise _Malformed(f"query, key and value are {_shown(q)}, {_shown(k)} and {_shown(v)}; attention takes "
+                         "3-D (batch, length, hidden) or 4-D (batch, heads, length, head size) operands")
     if len(q) == 4:  # (batch, heads, length, head size)
         batch, heads, length, e_qk = q
         seq, e_v = k[-2], v[-1]
@@ -437,6 +410,9 @@ def _fused_attention(g: Graph, node: Any) -> list[tuple[str, int]]:
     """com.microsoft.Attention: the QKV projection (linear) and the attention itself (matmul)."""
     a = _attrs(node)
     x, w = g.shape(node, 0), g.shape(node, 1)
+    if len(x) != 3 or len(w) != 2:
+        raise _Malformed(f"the input is {_shown(x)} and the weight {_shown(w)}; com.microsoft.Attention takes a "
+                         "3-D input (batch, length, hidden) and a 2-D weight")
     batch, length, hidden_in = x
     sizes = list(a.get("qkv_hidden_sizes", [])) or [w[1] // 3] * 3
     return [("linear", batch * length * hidden_in * w[1]), ("matmul", batch * length * length * (sizes[0] + sizes[2]))]
@@ -453,6 +429,8 @@ def _cost(g: Graph, node: Any, name: str) -> list[tuple[str, int, LayerCost | No
         return [("conv", layer.macs, layer)]
     if op == "Gemm":
         a, b = g.shape(node, 0), g.shape(node, 1)
+        if len(a) != 2 or len(b) != 2:
+            raise _Malformed(f"A is {_shown(a)} and B {_shown(b)}; Gemm takes two 2-D matrices")
         attrs = _attrs(node)
         m, k = (a[1], a[0]) if attrs.get("transA", 0) else a
         n = b[0] if attrs.get("transB", 0) else b[1]
@@ -464,6 +442,7 @@ def _cost(g: Graph, node: Any, name: str) -> list[tuple[str, int, LayerCost | No
         return [("linear" if weighted else "matmul", macs, None)]
     if op == "Einsum":
         shapes = [g.shape(node, i) for i in range(len(node.input))]
+        _check_einsum_ranks(str(_attrs(node).get("equation", "")), shapes)
         contraction = einsum_macs(str(_attrs(node).get("equation", "")), shapes)
         if contraction is None:
             raise _NoContraction
@@ -473,7 +452,17 @@ def _cost(g: Graph, node: Any, name: str) -> list[tuple[str, int, LayerCost | No
         return [("matmul", _attention_macs(g, node), None)]
     if op == "Attention" and node.domain == "com.microsoft":
         return [(kind, macs, None) for kind, macs in _fused_attention(g, node)]
-    raise KeyError(op)
+    raise _NotCosted(op)
+
+
+def _check_einsum_ranks(equation: str, shapes: list[tuple[int, ...]]) -> None:
+    """Each term of an Einsum names as many indices as its operand has dimensions (the '...' any number)."""
+    terms = equation.replace(" ", "").partition("->")[0].split(",")
+    for i, (term, shape) in enumerate(zip(terms, shapes)):
+        letters = len(term.replace("...", ""))
+        if letters > len(shape) or ("..." not in term and letters != len(shape)):
+            raise _Malformed(f"the equation's term {term!r} has {letters} indices for input {i}, which is "
+                             f"{len(shape)}-D ({_shown(shape)})")
 
 
 def _kind(op: str) -> str | None:
@@ -531,7 +520,7 @@ def profile(source: ModelSource, shapes: list[tuple[int, ...]], depth: int | Non
         types.setdefault(row, kind)
         try:
             costs = _cost(g, node, row or node.name or node.op_type)
-        except KeyError:
+        except _NotCosted:
             simple = _kind(node.op_type)
             if simple is not None:
                 records.append(OpRecord(row, node.op_type, simple, 0, g.elements(node)))
@@ -542,8 +531,11 @@ def profile(source: ModelSource, shapes: list[tuple[int, ...]], depth: int | Non
             key = "Einsum (no contraction)" if isinstance(e, _NoContraction) else f"{node.op_type} (shape unknown)"
             uncounted[key] = uncounted.get(key, 0) + 1
             continue
-        except DscalcError as e:
-            raise BadInput(f"node {node.name or index!r} ({node.op_type}): {e}", "model") from None
+        except (DscalcError, _Malformed) as e:
+            raise BadInput(f"{node_label(node, index)}: {e}", "model") from None
+        except Exception as e:  # anything else a malformed node makes the arithmetic raise
+            raise BadInput(f"{node_label(node, index)}: malformed ({type(e).__name__}: {first_line(e)})",
+                           "model") from None
         for op_kind, macs, layer in costs:
             records.append(OpRecord(row, node.op_type, op_kind, macs, g.elements(node), layer))
     per_row, params, buffers = _parameters(g, model, rows, {i.name for i in loaded.proto.graph.initializer})

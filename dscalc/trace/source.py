@@ -29,6 +29,8 @@ class Format:
     #: (source, input shapes, depth) -> ProfileResult, for a format profiled without the torch tracer
     profile: Callable[[ModelSource, list[tuple[int, ...]], int | None], Any] | None = None
     noun: str = "a PyTorch"  # how an error names a model of this format: "{target} is an ONNX model"
+    #: source -> the input shapes the model declares, for a profile without --input (graph formats)
+    declared: Callable[[ModelSource], list[tuple[int, ...]]] | None = None
 
 
 def _torch_loader(name: str) -> Callable[[ModelSource, str], Any]:
@@ -63,16 +65,24 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
     Format("pickle", "model.pt / .pth holding a whole pickled model (with --trust-pickle)",
            _torch_loader("pickle_file")),
     Format("onnx", "model.onnx (ONNX)", _own("onnx", "load"), graph=True, torch=False, needs=("onnx", "onnx"),
-           profile=_own("onnx", "profile"), noun="an ONNX"),
+           profile=_own("onnx", "profile"), noun="an ONNX", declared=_own("onnx", "declared_inputs")),
     Format("keras", "model.keras / model.h5 (Keras 3)", _own("keras", "load"), graph=True, torch=False,
-           needs=("keras", "keras"), profile=_own("keras", "profile"), noun="a Keras"),
+           needs=("keras", "keras"), profile=_own("keras", "profile"), noun="a Keras",
+           declared=_own("keras", "declared_inputs")),
     Format("keras_python", "path.py[:Name] (a class or function that builds a keras.Model)", _own("keras", "load"),
-           graph=True, torch=False, needs=("keras", "keras"), profile=_own("keras", "profile"), noun="a Keras"),
+           graph=True, torch=False, needs=("keras", "keras"), profile=_own("keras", "profile"), noun="a Keras",
+           declared=_own("keras", "declared_inputs")),
+    Format("hf", "hf:MODEL_TYPE or a folder holding config.json (Hugging Face transformers, no weights)",
+           _own("hf", "load"), needs=("transformers", "hf"), noun="a Hugging Face",
+           declared=_own("hf", "declared_inputs")),
+    Format("tflite", "model.tflite (TFLite / LiteRT)", _own("tflite", "load"), graph=True, torch=False,
+           needs=("tflite", "tflite"), profile=_own("tflite", "profile"), noun="a TFLite",
+           declared=_own("tflite", "declared_inputs")),
 )}
 
 #: file suffixes that name a model rather than a network spec
-MODEL_SUFFIXES = (".py", ".pt", ".pth", ".ts", ".pt2", ".pkl", ".bin", ".onnx", ".keras", ".h5")
-HUBS = ("torchvision:", "timm:")
+MODEL_SUFFIXES = (".py", ".pt", ".pth", ".ts", ".pt2", ".pkl", ".bin", ".onnx", ".keras", ".h5", ".tflite")
+HUBS = ("torchvision:", "timm:", "hf:")
 
 
 def supported() -> str:
@@ -82,7 +92,7 @@ def supported() -> str:
 
 def looks_like_model(target: str) -> bool:
     """A model file or hub name, rather than a network (a built-in name or a .yaml spec)."""
-    if target.startswith(HUBS):
+    if target.startswith(HUBS) or Path(target, "config.json").is_file():
         return True
     path = target.rsplit(":", 1)[0] if target.count(":") == 1 and not Path(target).exists() else target
     return Path(path).suffix.lower() in MODEL_SUFFIXES
@@ -132,6 +142,8 @@ def _sniff(path: Path) -> str:
         raise BadInput(f"cannot read {path}: {e.strerror}", "model") from None
     if suffix == ".onnx":
         return "onnx"  # a protobuf has no magic number: the loader says when it does not parse
+    if suffix == ".tflite" or head[4:8] == b"TFL3":
+        return "tflite"  # a flatbuffer with the TFL3 identifier: the loader says when it does not parse
     if suffix == ".h5" or head == _HDF5:
         if head != _HDF5:
             raise BadInput(f"{path} is not a Keras .h5 model (not an HDF5 file)", "model")
@@ -183,13 +195,15 @@ class ModelSource:
         path_text, _, name = (target.rpartition(":")[0], "", target.rpartition(":")[2]) \
             if target.count(":") == 1 and not Path(target).exists() else (target, "", "")
         path = Path(path_text)
+        if path.is_dir() and Path(path, "config.json").is_file():  # a Hugging Face folder (save_pretrained)
+            return cls(target, options, trust_pickle, "hf", path, None)
         if not path.is_file():
             raise BadInput(f"no such file: {path_text}" if not path.exists() else f"{path_text} is not a file",
                            "model")
         fmt = _sniff(path)
         if name and fmt not in ("python", "keras_python"):
             raise BadInput(f"':{name}' names a class or function in a .py file; {path} is a {fmt} file", "model")
-        if options and fmt not in ("python", "keras_python", "torchvision", "timm"):
+        if options and fmt not in ("python", "keras_python", "torchvision", "timm", "hf"):
             raise BadInput(f"applies to models built from code (.py, torchvision:, timm:), not a {fmt} file", "kwargs")
         return cls(target, options, trust_pickle, fmt, path, name or None)
 
@@ -218,9 +232,12 @@ class ModelSource:
         return self.spec.profile(self, shapes, depth)
 
     def default_input(self) -> tuple[list[tuple[int, ...]], str]:
-        """The input a hub model documents, for a run without --input, and the line that says it was assumed:
-        timm's pretrained_cfg input_size; torchvision's classification size (its default weights' crop size, or a
-        ViT's image_size, which its weights=None build is made for). Bad input (one line) where there is none."""
+        """The input for a run without --input, and the line that says it was assumed ("" for none): the shapes a
+        graph file (ONNX, Keras, TFLite, a Hugging Face config) declares; timm's pretrained_cfg input_size;
+        torchvision's classification size (its default weights' crop size, or a ViT's image_size, which its
+        weights=None build is made for). Bad input (one line) where there is none, e.g. a model built from code."""
+        if self.spec.declared is not None:
+            return self.spec.declared(self), ""
         ask = f"is required for {self.target}"
         if self.format == "timm":
             try:
@@ -250,10 +267,24 @@ class ModelSource:
                 side = int(crop[0])
             return [(1, 3, side, side)], f"input 1x3x{side}x{side} assumed: torchvision's documented size for " \
                                          "this classification model (--input sets another)"
-        raise BadInput(ask, "input")
+        raise BadInput(f"{ask} (a model built from code declares none: e.g. --input 1x3x224x224)", "input")
 
     def load(self, device: str = "meta") -> Any:
         """The model, built on `device` where its format allows (files load on the CPU); built once per device."""
         if device not in self._built:
             self._built[device] = self.spec.loader(self, device)
         return self._built[device]
+
+
+def fixed_dims(name: str, dims: tuple[int | None, ...], shown: str) -> tuple[int, ...]:
+    """A declared input shape with its dynamic dimensions settled: the first (the batch) is 1, any other is a
+    one-line request for --input."""
+    out = []
+    for i, d in enumerate(dims):
+        if d is None or d <= 0:
+            if i:
+                raise BadInput(f"input {name!r} is {shown}: dimension {i} is dynamic; give its size with --input",
+                               "input")
+            d = 1
+        out.append(int(d))
+    return tuple(out)

@@ -454,12 +454,33 @@ def arguments(model: Any, tensors: list[torch.Tensor]) -> tuple:
 
 
 def _inputs(shapes: list[tuple[int, ...]], dtype: torch.dtype, device: str) -> list[torch.Tensor]:
+    if any(getattr(s, "dtype", "") for s in shapes):  # --input 1x128:int64: each input its own type
+        return _typed_inputs(shapes, dtype, device)
     if device == "meta":
         return [torch.empty(s, dtype=dtype, device="meta") for s in shapes]
     generator = torch.Generator().manual_seed(SEED)
     if dtype.is_floating_point:
         return [torch.rand(s, generator=generator).to(dtype) for s in shapes]
     return [torch.zeros(s, dtype=dtype) for s in shapes]
+
+
+def _typed_inputs(shapes: list[tuple[int, ...]], dtype: torch.dtype, device: str) -> list[torch.Tensor]:
+    """Inputs of the dtype each --input names; integers drawn from {0, 1} for a real run (a token id in range of
+    any vocabulary, and a valid attention mask), booleans all True."""
+    generator = torch.Generator().manual_seed(SEED)
+    out = []
+    for s in shapes:
+        own = getattr(torch, getattr(s, "dtype", "") or "", None)
+        own = own if isinstance(own, torch.dtype) else dtype
+        if device == "meta":
+            out.append(torch.empty(s, dtype=own, device="meta"))
+        elif own.is_floating_point:
+            out.append(torch.rand(s, generator=generator).to(own))
+        elif own == torch.bool:
+            out.append(torch.ones(s, dtype=own))
+        else:
+            out.append(torch.randint(0, 2, tuple(s), generator=generator).to(own))
+    return out
 
 
 @dataclass
@@ -548,7 +569,7 @@ def _trace_once(model: Any, input_shapes: list[tuple[int, ...]], dtype: torch.dt
     elif graph.is_export_graph(model):
         run = graph.runner(model, inputs, device)
     else:
-        run = _eager_runner(model, inputs, device)
+        run = _eager_runner(model, inputs, device, [getattr(s, "name", "") for s in input_shapes])
     context = run.context if isinstance(run, _EagerRun) else \
         _Context({p: k for p, t in run.types.items() if (k := module_kind([t])) is not None})
     liveness = _Liveness([*run.existing, *inputs])
@@ -592,7 +613,8 @@ def _trace_once(model: Any, input_shapes: list[tuple[int, ...]], dtype: torch.dt
     )
 
 
-def _eager_runner(model: torch.nn.Module, inputs: list[torch.Tensor], device: str) -> Runner:
+def _eager_runner(model: torch.nn.Module, inputs: list[torch.Tensor], device: str,
+                  keywords: list[str] | None = None) -> Runner:
     """The model's structural copy on meta (or, for a real run, the CPU model it was given, already a copy or
     freshly built), with hooks naming the running module by its first (canonical) path."""
     target = model
@@ -609,11 +631,14 @@ def _eager_runner(model: torch.nn.Module, inputs: list[torch.Tensor], device: st
     def call() -> Any:
         with module_stack(names, context) as stack, _AttentionCalls(context):
             holder.append(stack)
-            return target(*arguments(target, inputs))
+            return target(*arguments(target, positional), **named)
 
     def where() -> str:
         return holder[-1][-1] if holder and holder[-1] else ""
 
+    given = keywords or [""] * len(inputs)  # --input NAME=SHAPE: passed as a keyword argument
+    positional = [t for t, n in zip(inputs, given) if not n]
+    named = {n: t for t, n in zip(inputs, given) if n}
     run = _EagerRun(call, where, [*target.parameters(), *target.buffers()], notes=notes)
     run.context = context
     return run

@@ -40,7 +40,11 @@ def factory(module: ModuleType, path: Path, name: str | None, base: type) -> Any
     if name is not None:
         if not hasattr(module, name):
             raise BadInput(f"{path} defines no {name!r}", "model")
-        return getattr(module, name)
+        found = getattr(module, name)
+        if inspect.ismodule(found) or not callable(found):
+            kind = "a module" if inspect.ismodule(found) else f"a value of type {type(found).__name__}"
+            raise BadInput(f"{path}:{name} is {kind}, not a model class or a function that builds one", "model")
+        return found
     own = [o for o in vars(module).values() if getattr(o, "__module__", None) == module.__name__]
     candidates: list[Any] = [o for o in own if inspect.isclass(o) and issubclass(o, base)] or \
         [o for o in own if inspect.isfunction(o)]
