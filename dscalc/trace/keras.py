@@ -104,10 +104,10 @@ def load(source: ModelSource, device: str = "cpu") -> Any:
     """The keras.Model of a .keras / .h5 file or built by a .py file. A file is rebuilt from its configuration
     alone (read with a size bound, `keras_file`), in Keras' safe mode (no lambdas, no pickles), with weights that
     have shapes and no values (`shapes_only`): its weights are never read and never allocated."""
-    keras = import_keras()
     if source.format == "keras_python":
-        return _python_model(keras, source)
-    text, h5 = read_config(source.path)
+        return _python_model(import_keras(), source)
+    text, h5 = read_config(source.path)  # before Keras is imported: a refused file costs no import
+    keras = import_keras()
     try:
         with _quiet(), shapes_only(keras):
             model = _from_config(text, h5)
