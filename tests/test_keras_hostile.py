@@ -123,7 +123,7 @@ def test_a_refused_archive_is_refused_before_keras_is_imported(hostile):
 
 def test_the_weights_file_is_never_read(tmp_path):
     """A real model's .keras archive with its weights, without them, and with garbage in their place: the same
-    profile (dscalc costs the configuration), and the same counts as Keras' own count_params()."""
+    profile (dscalc costs the configuration), and the same counts as Keras' own count_params() and by hand."""
     import zipfile
 
     from dscalc.trace.keras import import_keras
@@ -132,6 +132,7 @@ def test_the_weights_file_is_never_read(tmp_path):
     x = inputs = keras.Input((16, 16, 3))
     x = keras.layers.Conv2D(8, 3, padding="same")(x)
     x = keras.layers.BatchNormalization()(x)
+    x = x + keras.layers.Conv2D(8, 1)(x)  # `+` is a keras.ops operation in the graph, not a layer (ConvNeXt has them)
     x = keras.layers.SeparableConv2D(16, 3)(x)
     x = keras.layers.GlobalAveragePooling2D()(x)
     model = keras.Model(inputs, keras.layers.Dense(10)(x))
@@ -147,6 +148,9 @@ def test_the_weights_file_is_never_read(tmp_path):
     assert docs[0]["rows"] == docs[1]["rows"] == docs[2]["rows"]
     assert docs[0]["totals"] == docs[1]["totals"] == docs[2]["totals"]
     assert docs[0]["totals"]["total_params"] == model.count_params()
+    # by hand: conv 3*8*9 + 8 = 224; BN 4*8 = 32 (16 of them buffers); 1x1 conv 8*8 + 8 = 72; separable 8*9 + 8*16
+    # + 16 = 216; Dense 16*10 + 10 = 170: 714 weights, 698 params + 16 buffers
+    assert (docs[0]["totals"]["params"], docs[0]["totals"]["buffers"]) == (698, 16)
 
 
 def test_no_uninitialised_weight_is_left_for_keras_to_initialise_later(hostile):

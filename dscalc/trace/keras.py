@@ -382,7 +382,8 @@ def _profile(keras: Any, model: Any, shapes: list[tuple[int, ...]], depth: int |
             trainable = getattr(sub, "_trainable_variables", None)
             frozen = getattr(sub, "_non_trainable_variables", None)
             if trainable is None or frozen is None:  # no private lists: the public ones (a frozen layer's weights
-                trainable, frozen = sub.trainable_weights, sub.non_trainable_weights  # then count as buffers)
+                # then count as buffers); an operation of the graph that is no layer (keras.ops.add) has none
+                trainable, frozen = getattr(sub, "trainable_weights", ()), getattr(sub, "non_trainable_weights", ())
             for variables, is_param in ((trainable, True), (frozen, False)):
                 for v in variables:
                     if id(v) in seen:
