@@ -2,7 +2,9 @@
 graph is run once on symbolic tensors of the --input shapes (Keras' own layout: channels last unless a layer says
 otherwise), each layer's configuration and shapes go through the exact engine (`dscalc.cost.layers`), and
 `trace.summary` turns the records into rows, totals and the separable what-if - nothing is computed, so a Keras
-model profiles as fast as its torch twin once Keras is imported.
+model profiles as fast as its torch twin once Keras is imported. A `.keras` / `.h5` file is rebuilt from its
+configuration alone (read with a size bound by `trace.keras_file`), in safe mode, with weights that have shapes and
+no values (`shapes_only`): what a file declares costs no memory, whatever its size.
 
 One row per Keras layer, with Keras' layer name and class; a nested model's layers are `outer.inner`. Totals come
 under both conventions: dscalc's `params` (the weights a layer creates trainable: kernels, biases, BN gamma/beta;
