@@ -381,8 +381,8 @@ def _profile(keras: Any, model: Any, shapes: list[tuple[int, ...]], depth: int |
     for row, layer in walk.layers.values():
         sublayers = list(layer._flatten_layers(include_self=True)) if hasattr(layer, "_flatten_layers") else [layer]
         for sub in sublayers:
-            trainable = getattr(sub, "_trainable_variables", None)
-            frozen = getattr(sub, "_non_trainable_variables", None)
+            trainable: Any = getattr(sub, "_trainable_variables", None)
+            frozen: Any = getattr(sub, "_non_trainable_variables", None)
             if trainable is None or frozen is None:  # no private lists: the public ones (a frozen layer's weights
                 # then count as buffers); an operation of the graph that is no layer (keras.ops.add) has none
                 trainable, frozen = getattr(sub, "trainable_weights", ()), getattr(sub, "non_trainable_weights", ())
