@@ -83,7 +83,8 @@ def run(code: Path, argv: list[str]) -> tuple[int, float, str]:
     """(exit status, peak RSS in MB, stderr tail) of `dscalc ARGV` with `code` first on the path."""
     env = {**os.environ, "PYTHONPATH": str(code)}
     cmd = ["prlimit", f"--as={LIMIT}", sys.executable, "-c", WRAPPER, sys.executable, "-c", CLI, *argv]
-    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
+    # from a neutral folder: `python -c` puts the current folder first on the path, ahead of PYTHONPATH's dscalc
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900, cwd=os.sep)
     status, kib = r.stdout.split()
     return int(status), int(kib) * 1024 / 1e6, r.stderr.strip().splitlines()[-1:][0] if r.stderr.strip() else ""
 
