@@ -125,11 +125,11 @@ def main() -> None:
                 results["after"].append(run(ROOT, argv))
             cells = [_cell(results[k]) for k in ("before", "after")]
             lines.append(f"{name:<68} {sizes[name]:>10,} {cells[0]:>16} {cells[1]:>16}")
+            print(lines[-1], flush=True)
             for k in ("before", "after"):
                 message = results[k][-1][2]
                 if results[k][-1][0] != 0 and message:
                     lines.append(f"    {k}: {message[:150]}")
-            print(lines[-1], flush=True)
         lines += ["", "cell: median peak MB (exit status); 'limit' = the run hit the address-space bound"]
         text = "\n".join(lines) + "\n"
         print(text)
