@@ -702,8 +702,8 @@ def search(
     with _bar("searching") as advance:
         result = run_search(space, axes=axis_list, max_latency=seconds_limit, max_params=params_limit,
                             max_macs=macs_limit, max_memory=memory_limit, score=score, metrics=metrics,
-                            budget=budget, seed=seed, predict=predicting, settings=settings, device=device, batch=batch, optimizer=optimizer,
-                            progress=advance)
+                            budget=budget, seed=seed, predict=predicting, settings=settings, device=device,
+                            batch=batch, optimizer=optimizer, progress=advance)
     from dscalc.report import search as builder
 
     if lut is not None:
