@@ -110,10 +110,13 @@ class Space:
         """The candidate's network spec, width multiplier and resolution."""
         values = {c.name: c.values[i] for c, i in zip(self.choices, pick)}
         raw = _substitute(self.network, values)
-        raw["layers"] = _choice_layers(raw.get("layers"))
         raw.setdefault("name", f"{self.name}[{self.label(pick)}]")
         where = f"{self.source}, candidate {self.label(pick)}"
-        spec = N.parse(raw, where)
+        try:
+            raw["layers"] = _choice_layers(raw.get("layers"))
+            spec = N.parse(raw, where)
+        except BadInput as e:  # the network's rules, said of the space (the message names the candidate)
+            raise _bad(where, e.rule.removeprefix(f"{where}: ")) from None
         alpha = float(values.get("alpha", 1.0))
         resolution = values.get("resolution")
         return spec, alpha, resolution
@@ -132,33 +135,34 @@ def load(name_or_path: str) -> Space:
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml") or path.exists() or "/" in name_or_path:
         if not path.is_file():
-            raise BadInput(f"no such space file: {name_or_path}", "space")
+            raise BadInput(f"no such space file: {name_or_path}")
         where = str(path)
     else:
         path = SPACES_DIR / f"{name_or_path}.yaml"
         if not path.is_file():
-            raise BadInput(f"unknown built-in space {name_or_path!r}; known: {', '.join(builtin_names())}", "space")
+            raise BadInput(f"unknown built-in space {name_or_path!r}; known: {', '.join(builtin_names())}")
         where = f"built-in {name_or_path}"
     try:
         if path.stat().st_size > N.MAX_SPEC_BYTES:
-            raise BadInput(f"{where}: larger than a space may be ({N.MAX_SPEC_BYTES:,} bytes)", "space")
+            raise BadInput(f"{where}: larger than a space may be ({N.MAX_SPEC_BYTES:,} bytes)")
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f" line {mark.line + 1}" if mark is not None else ""
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise BadInput(f"{where}{at}: malformed YAML: {problem}", "space") from None
+        raise BadInput(f"{where}{at}: malformed YAML: {problem}") from None
     except UnicodeDecodeError:
-        raise BadInput(f"{where}: not a text file (UTF-8)", "space") from None
+        raise BadInput(f"{where}: not a text file (UTF-8)") from None
     except OSError as e:
-        raise BadInput(f"{where}: cannot read: {e.strerror}", "space") from None
+        raise BadInput(f"{where}: cannot read: {e.strerror}") from None
     except RecursionError:
-        raise BadInput(f"{where}: nested too deeply", "space") from None
+        raise BadInput(f"{where}: nested too deeply") from None
     return parse(raw, where)
 
 
 def _bad(where: str, message: str) -> BadInput:
-    return BadInput(f"{where}: {message}", "space")
+    """A space that breaks a rule: one line that starts with where (the file, the choice, the candidate)."""
+    return BadInput(f"{where}: {message}")
 
 
 def _scalar(v: Any) -> bool:
@@ -302,20 +306,20 @@ def _choice_layers(node: Any) -> Any:
 
 def _one_choice(opts: Any) -> dict[str, Any]:
     if not isinstance(opts, dict):
-        raise BadInput(f"a choice layer is 'choice: {{kind: K, ...}}', got {opts!r:.40}", "space")
+        raise BadInput(f"a choice layer is 'choice: {{kind: K, ...}}', got {opts!r:.40}")
     unknown = set(opts) - CHOICE_OPTIONS
     if unknown:
-        raise BadInput(f"a choice layer has no option(s) {', '.join(sorted(map(str, unknown)))}", "space")
+        raise BadInput(f"a choice layer has no option(s) {', '.join(sorted(map(str, unknown)))}")
     kind = opts.get("kind")
     if kind not in _KEEP:
-        raise BadInput(f"a choice layer's kind is one of {', '.join(CHOICE_KINDS)}, got {kind!r:.40}", "space")
+        raise BadInput(f"a choice layer's kind is one of {', '.join(CHOICE_KINDS)}, got {kind!r:.40}")
     key, keep = _KEEP[kind]
     stride = opts.get("stride", 1)
     if kind == "pointwise" and stride not in (1, [1, 1]):  # a strided 1x1 conv: the spec's conv with k 1
         key, keep = "conv", ("filters", "stride", "bias", "scale", "name")
         return {key: {**{k: opts[k] for k in keep if k in opts}, "k": 1, "padding": "valid"}}
     if kind == "grouped" and not (isinstance(opts.get("groups"), int) and opts["groups"] > 1):
-        raise BadInput("a grouped choice layer needs 'groups' > 1", "space")
+        raise BadInput("a grouped choice layer needs 'groups' > 1")
     return {key: {k: opts[k] for k in keep if k in opts}}
 
 
@@ -386,7 +390,12 @@ def cost(space: Space, pick: tuple[int, ...], *, batch: int = 1, dtype: str = "f
     from dscalc.cost import training
 
     spec, alpha, resolution = space.expand(pick)
-    rows, sources = N.dataflow(spec, alpha=alpha, resolution=resolution, batch=batch, dtype=dtype)
+    try:
+        rows, sources = N.dataflow(spec, alpha=alpha, resolution=resolution, batch=batch, dtype=dtype)
+    except BadInput as e:  # the network's rules broken by this candidate: its message names the space and candidate
+        if e.option != "network":
+            raise
+        raise BadInput(e.rule) from None
     tot = totals(rows)
     memory = training.network(rows, sources, optimizer).memory
     return Candidate(space.label(pick), space.index(pick), space.picked(pick), alpha,
