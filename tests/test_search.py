@@ -265,7 +265,8 @@ def test_a_user_space_with_choice_layers(cli, tmp_path):
 def test_values_with_units():
     assert S.parse_count("300k", "x") == 300_000 and S.parse_count("1.5M", "x") == 1_500_000
     assert S.parse_count("300,000", "x") == 300_000
-    assert S.parse_seconds("3ms", "x") == pytest.approx(0.003) and S.parse_seconds("250us", "x") == pytest.approx(2.5e-4)
+    assert S.parse_seconds("3ms", "x") == pytest.approx(0.003)
+    assert S.parse_seconds("250us", "x") == pytest.approx(2.5e-4)
     for bad in ("3", "fast", "-3ms"):
         with pytest.raises(S.BadInput):
             S.parse_seconds(bad, "max_latency")
@@ -296,7 +297,8 @@ def test_a_large_space_is_sampled_with_a_seed(cli):
 
 
 def test_the_pure_cost_path_never_imports_torch():
-    code = ("import sys; from dscalc.cli import main\ntry:\n    main(['search','cifar_modules','--max-params','300k'])\n"
+    code = ("import sys; from dscalc.cli import main\n"
+            "try:\n    main(['search','cifar_modules','--max-params','300k'])\n"
             "except SystemExit as e:\n    assert e.code in (0, None), e.code\n"
             "assert 'torch' not in sys.modules, 'torch was imported'\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
