@@ -22,6 +22,7 @@ SEARCH_CONVENTIONS = {
     "predicted_s": "sum of the per-block predictions (memory-bound blocks where calibrated) x the calibration's "
                    "in-network factor",
 }
+_HEADERS = {"training_memory": "train mem", "activations": "activations", "weights": "weights"}
 #: the rows the table shows by default (JSON and CSV carry all)
 TOP = 30
 
@@ -52,25 +53,29 @@ def build(result: SearchResult, top: int = TOP) -> Report:
     columns += [Column("predicted")] if predicted else []
     columns += [Column("measured")] if measured else []
     columns += [Column("score")] if scored else []
-    columns += [Column("train mem"), Column("", "left", "text")]
+    # the memory columns where an axis or a constraint asks for them (JSON and CSV always carry them)
+    extra = [k for k in ("training_memory", "activations", "weights")
+             if k in result.axes or k in result.constraints]
+    columns += [Column(_HEADERS[k]) for k in extra]
     feasible = sum(r.feasible for r in result.results)
     grid = Grid(
         title=f"search {space.name}: {len(result.results):,} of {space.size:,} candidates "
               f"({result.method.split(':')[0]}), {len(front)} on the front ({', '.join(result.axes)})",
         columns=columns,
         caption=f"candidate = {'/'.join(c.name for c in space.choices)}; params learnable, Keras total + BN "
-                f"statistics; MACs bias excluded; train mem: one {result.optimizer} step at batch {result.batch}, "
-                f"{result.dtype}; * on the front, x breaks a constraint"
+                f"statistics; MACs bias excluded; at batch {result.batch}, {result.dtype}"
+                + (f", train mem one {result.optimizer} step" if "training_memory" in extra else "")
+                + "; #* on the front, #x breaks a constraint"
                 + (f"; ranked by score = {result.score}" if scored else f"; ranked by {result.axes[0]}"))
     shown = result.results[:top]
     for r in shown:
         c = r.candidate
-        mark = "*" if r.front else ("x" if r.violates else "")
-        cells = [str(r.rank), c.id, exact(c.params), exact(c.keras_params), exact(c.macs)]
+        mark = "*" if r.front else ("x" if r.violates else " ")
+        cells = [f"{r.rank}{mark}", c.id, exact(c.params), exact(c.keras_params), exact(c.macs)]
         cells += [seconds(r.latency_s)] if predicted else []
         cells += [lat.measured_cell(r.measured) if r.measured is not None else ""] if measured else []
         cells += [_score(r.score)] if scored else []
-        cells += [binary(c.training_memory), mark]
+        cells += [binary(int(c.fields()[k])) if k != "weights" else exact(c.weights) for k in extra]
         grid.add(*cells)
     if len(result.results) > len(shown):
         grid.notes.append(f"{len(result.results) - len(shown):,} more candidates: --top N, or --format json/csv")
