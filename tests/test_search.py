@@ -344,3 +344,38 @@ def test_plot_and_formats(cli, fixed_ceilings, tmp_path):
     assert len(r.stdout.splitlines()) == 28
     md = cli("search", "cifar_modules", "-f", "markdown")
     assert md.code == 0 and "| sep/sep/dw |" in md.stdout.replace("  ", " ")
+
+
+def test_time_pairs_the_front_where_measurement_reorders_it(cli, fixed_ceilings, tmp_path, monkeypatch):
+    # a front of several candidates (error falls as the layers grow), separate timings that reverse the predicted
+    # order, and a paired ratio (predicted-faster / other) of 1.5 with its IQR above 1: 'reordered'
+    from dscalc.measure import modules, timer
+    from dscalc.measure.timer import Ratio, Timing
+
+    metrics = tmp_path / "m.csv"
+    metrics.write_text("id,error\ndw/dw/dw,0.3\nsep/sep/dw,0.2\nsep/sep/sep,0.1\n")
+    slow = {"dw/dw/dw": 3e-3, "sep/sep/dw": 2e-3, "sep/sep/sep": 1e-3}
+
+    def fake_time(module, shapes, settings, label="", own=False):
+        m = slow.get(label, 1e-3)
+        return Timing(m, m * 0.02, 7, 10, q1=m * 0.99, q3=m * 1.01)
+
+    def fake_pair(a, b, settings, labels=("", "")):
+        ta, tb = fake_time(None, None, None, labels[0]), fake_time(None, None, None, labels[1])
+        return ta, tb, Ratio(1.5, 1.4, 1.6, 7)
+
+    monkeypatch.setattr(modules, "time_module", fake_time)
+    monkeypatch.setattr(timer, "measure_pair", fake_pair)
+    r = cli("search", "cifar_modules", "--time", "--metrics", str(metrics), "--score", "error",
+            "--axes", "latency,score", "-f", "json")
+    assert r.code == 0, r.stderr
+    data = json.loads(r.stdout)
+    jsonschema.validate(data, SCHEMA)
+    assert set(data["front"]) == set(slow)  # each has the lowest error for its latency
+    # predicted: dw/dw/dw < sep/sep/dw < sep/sep/sep (fewer MACs); measured the other way round: 3 pairs
+    pairs = {(x["predicted_faster"], x["measured_faster"]) for x in data["reorders"]}
+    assert pairs == {("dw/dw/dw", "sep/sep/dw"), ("dw/dw/dw", "sep/sep/sep"), ("sep/sep/dw", "sep/sep/sep")}
+    assert all(x["verdict"] == "reordered" and x["paired_ratio"]["median"] == 1.5 for x in data["reorders"])
+    table = cli("search", "cifar_modules", "--time", "--metrics", str(metrics), "--score", "error",
+                "--axes", "latency,score", columns=120)
+    assert "measured reorders the prediction: sep/sep/sep" in table.stdout

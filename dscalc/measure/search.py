@@ -456,12 +456,12 @@ def _inf(v: float | None) -> float:
 
 def _measure_front(ranked: list[Result], settings: Any, cache: BlockCache | None
                    ) -> tuple[list[Result], list[dict[str, Any]]]:
-    """Time every candidate on the front as one network (torch eager on the settings' device), each block of the
-    lookup table on its own, and list the pairs of front candidates whose measured order differs from the
-    predicted one - 'too close to call' where their interquartile ranges overlap."""
+    """Time every candidate on the front as one network (torch eager on the settings' device) and each block of the
+    lookup table on its own; the pairs of front candidates whose measured order differs from the predicted one
+    are timed again in interleaved blocks (`measure.timer.measure_pair`) and listed when the pairing confirms it
+    ('reordered') or cannot tell ('too close to call')."""
     from dscalc.measure.modules import time_layer, time_module
     from dscalc.measure.settings import configured
-    from dscalc.measure.timer import overlap
 
     out = list(ranked)
     with configured(settings):
@@ -477,19 +477,43 @@ def _measure_front(ranked: list[Result], settings: Any, cache: BlockCache | None
             timing = time_module(network_module(c.rows, c.sources), [c.rows[0].input_shape], settings, c.id,
                                  own=True)
             out[n] = Result(c, r.latency_s, timing, r.score, r.metrics, r.violates, r.front, r.rank)
-    front = [r for r in out if r.front and r.latency_s is not None and r.measured is not None
-             and r.measured.median]
-    reorders = []
-    for i, a in enumerate(front):
-        for b in front[i + 1:]:
-            first, second = (a, b) if a.latency_s <= b.latency_s else (b, a)  # type: ignore[operator]
-            if first.measured.median > second.measured.median:
-                reorders.append({"predicted_faster": first.candidate.id, "measured_faster": second.candidate.id,
-                                 "predicted_s": [first.latency_s, second.latency_s],
-                                 "measured_s": [first.measured.median, second.measured.median],
-                                 "verdict": "too close to call" if overlap(first.measured, second.measured)
-                                 else "reordered"})
+        front = [r for r in out if r.front and r.latency_s is not None and r.measured is not None
+                 and r.measured.median]
+        reorders: list[dict[str, Any]] = []
+        for i, a in enumerate(front):
+            for b in front[i + 1:]:
+                first, second = (a, b) if a.latency_s <= b.latency_s else (b, a)  # type: ignore[operator]
+                if first.measured.median > second.measured.median and len(reorders) < MAX_PAIRED:
+                    found = _paired(first, second, settings)
+                    if found is not None:
+                        reorders.append(found)
     return out, reorders
+
+
+#: the most pairs of front candidates that --time checks in interleaved blocks
+MAX_PAIRED = 10
+
+
+def _paired(first: Result, second: Result, settings: Any) -> dict[str, Any] | None:
+    """Two front candidates whose separate timings reverse the predicted order (`first` predicted faster), timed
+    again in interleaved blocks: 'reordered' when the paired ratio's interquartile range lies above 1, 'too close
+    to call' when it straddles 1; None when the pairing shows the predicted order after all."""
+    from dscalc.measure.modules import prepare
+    from dscalc.measure.timer import measure_pair
+
+    built = [prepare(network_module(r.candidate.rows, r.candidate.sources), [r.candidate.rows[0].input_shape],
+                     settings) for r in (first, second)]
+    try:
+        ta, tb, ratio = measure_pair(built[0].call, built[1].call, settings, (first.candidate.id,
+                                                                              second.candidate.id))
+    finally:
+        for one in built:
+            one.close()
+    if ratio is None or ratio.q3 < 1:
+        return None
+    return {"predicted_faster": first.candidate.id, "measured_faster": second.candidate.id,
+            "predicted_s": [first.latency_s, second.latency_s], "measured_s": [ta.median, tb.median],
+            "paired_ratio": ratio.to_dict(), "verdict": "reordered" if ratio.decided else "too close to call"}
 
 
 def network_module(rows: list[LayerCost], sources: list[tuple[int, ...]]) -> Any:
