@@ -149,13 +149,17 @@ def plot(result: SearchResult, path: str) -> None:
         ax.plot([x for x, _, _ in front], [y * scale for _, y, _ in front], "o-", color="tab:red",
                 label=f"front ({', '.join(result.axes)})")
     labelled = [t for t in pts if t[0].front] if len(pts) > 40 else pts
-    for r, x, y in labelled:
-        ax.annotate(r.candidate.id, (x, y * scale), fontsize=6, xytext=(3, 2), textcoords="offset points")
+    at: dict[tuple[float, str], tuple[float, list[str]]] = {}  # candidates on one point share one label
+    for r, px, py in labelled:
+        at.setdefault((px, f"{py:.6g}"), (py, []))[1].append(r.candidate.id + ("*" if r.front else ""))
+    for (px, _), (py, ids) in at.items():
+        ax.annotate("\n".join(ids), (px, py * scale), fontsize=6, xytext=(3, 2), textcoords="offset points",
+                    va="bottom")
     measured = [(x, r.measured.median) for r, x, _ in pts if r.measured is not None and r.measured.median]
     if measured and ykey == "latency":
         ax.scatter([x for x, _ in measured], [m * 1e3 for _, m in measured], marker="x", color="black",
                    label="measured")
-    ax.set_xlabel("params (learnable)")
+    ax.set_xlabel("params (learnable); * on the front")
     ax.set_ylabel("predicted latency (ms)" if ykey == "latency" else ykey)
     ax.set_xscale("log")
     ax.set_title(f"dscalc search {result.space.name}" + (f" on {result.device}" if result.device else ""),
