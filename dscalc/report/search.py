@@ -152,7 +152,7 @@ def plot(result: SearchResult, path: str) -> None:
     at: dict[tuple[float, str], tuple[float, list[str]]] = {}  # candidates on one point share one label
     for r, px, py in labelled:
         at.setdefault((px, f"{py:.6g}"), (py, []))[1].append(r.candidate.id + ("*" if r.front else ""))
-    for (px, _), (py, ids) in at.items():
+    for (px, _key), (py, ids) in at.items():
         ax.annotate("\n".join(ids), (px, py * scale), fontsize=6, xytext=(3, 2), textcoords="offset points",
                     va="bottom")
     measured = [(x, r.measured.median) for r, x, _ in pts if r.measured is not None and r.measured.median]
