@@ -152,8 +152,8 @@ def plot(result: SearchResult, path: str) -> None:
     at: dict[tuple[float, str], tuple[float, list[str]]] = {}  # candidates on one point share one label
     for r, px, py in labelled:
         at.setdefault((px, f"{py:.6g}"), (py, []))[1].append(r.candidate.id + ("*" if r.front else ""))
-    for (px, _key), (py, ids) in at.items():
-        ax.annotate("\n".join(ids), (px, py * scale), fontsize=6, xytext=(3, 2), textcoords="offset points",
+    for (lx, _key), (ly, ids) in at.items():
+        ax.annotate("\n".join(ids), (lx, ly * scale), fontsize=6, xytext=(3, 2), textcoords="offset points",
                     va="bottom")
     measured = [(x, r.measured.median) for r, x, _ in pts if r.measured is not None and r.measured.median]
     if measured and ykey == "latency":
