@@ -136,12 +136,13 @@ def main() -> None:
             out.append(f"calibrated in {time.perf_counter() - start:.0f} s ({load()}); in-network factor "
                        f"{cal.in_network:.2f}")
             out.append("")
-        results = [bench_space("cifar_modules", None, args.repeats, settings, out),
-                   bench_space("mobilenet_v2_blocks", args.v2_budget, args.repeats, settings, out)]
-    text = "\n".join(out)
-    print(text)
-    Path(args.out + ".txt").write_text(text + "\n")
-    Path(args.out + ".json").write_text(json.dumps(results, indent=1) + "\n")
+        results = []
+        for name, budget in (("cifar_modules", None), ("mobilenet_v2_blocks", args.v2_budget)):
+            results.append(bench_space(name, budget, args.repeats, settings, out))
+            # written after each space, so a run cut short keeps what it measured
+            Path(args.out + ".txt").write_text("\n".join(out) + "\n")
+            Path(args.out + ".json").write_text(json.dumps(results, indent=1) + "\n")
+    print("\n".join(out))
 
 
 if __name__ == "__main__":
