@@ -641,8 +641,9 @@ def sweep(
 def search(
     space: Annotated[str, typer.Argument(metavar="SPACE", help="A built-in design space (cifar_modules, "
                                          "mobilenet_v1_blocks, mobilenet_v2_blocks) or a space .yaml.")],
-    max_latency: Annotated[str | None, typer.Option(help="Keep candidates predicted at most this fast: 3ms, 250us.",
-                                                    metavar="TIME", show_default=False)] = None,
+    max_latency: Annotated[str | None, typer.Option(
+        help="Keep candidates whose predicted latency is at most TIME: 3ms, 250us.", metavar="TIME",
+        show_default=False)] = None,
     max_params: Annotated[str | None, typer.Option(help="At most this many learnable params: 300k, 1.5M.",
                                                    metavar="N", show_default=False)] = None,
     max_macs: Annotated[str | None, typer.Option(help="At most this many MACs: 50M.", metavar="N",
@@ -658,7 +659,7 @@ def search(
                                                  "(sep/sep/dw) and numeric columns (error, ...).", metavar="FILE",
                                                  dir_okay=False, show_default=False)] = None,
     budget: Annotated[int | None, typer.Option(
-        help="Cost at most N candidates, sampled by Optuna (pip install 'dscalc[search]') when the space is larger.",
+        help="Cost at most N candidates, sampled by Optuna (pip install 'dscalc\\[search]') when the space is larger.",
         show_default=False)] = None,
     seed: Annotated[int, typer.Option(help="The sampler's seed.")] = 0,
     top: Annotated[int, typer.Option(help="Rows the table shows (JSON and CSV carry all).")] = 30,
