@@ -347,10 +347,12 @@ def run_search(space_name: str, *, axes: Sequence[str] | None = None, max_latenc
                max_params: int | None = None, max_macs: int | None = None, max_memory: int | None = None,
                score: str | None = None, metrics: Path | None = None, budget: int | None = None, seed: int = 0,
                predict: bool = False, settings: Any = None, device: str = "cpu", batch: int = 1,
-               dtype: str = "float32", optimizer: str = "adam",
+               dtype: str = "float32", optimizer: str = "adam", predictor: Any = None,
                progress: Callable[[], Any] | None = None) -> SearchResult:
     """Search a space: cost every candidate (or a sample), predict (with `predict` or timing settings), constrain,
-    mark the front over `axes`, rank, and with timing `settings` measure the front."""
+    mark the front over `axes`, rank, and with timing `settings` measure the front. `predictor` (a
+    `measure.predictor.Predictor`) reuses one already loaded; by default the device's is loaded (its ceilings
+    measured first where none are cached)."""
     space = S.load(space_name)
     table = read_metrics(metrics) if metrics is not None else {}
     known = list(FIELDS) + sorted({k for v in table.values() for k in v})
@@ -374,9 +376,11 @@ def run_search(space_name: str, *, axes: Sequence[str] | None = None, max_latenc
 
     cache = None
     if predicting:
-        from dscalc.measure.predictor import predictor_for
+        if predictor is None:
+            from dscalc.measure.predictor import predictor_for
 
-        cache = BlockCache(predictor_for(settings, device))
+            predictor = predictor_for(settings, device)
+        cache = BlockCache(predictor)
 
     costed: dict[tuple[int, ...], tuple[S.Candidate, float | None]] = {}
 
