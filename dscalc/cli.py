@@ -700,6 +700,80 @@ def explain(
     report = builder.build(spec, values=values, seed=seed, pointwise_start=pointwise_start,
                            cells=builder.parse_cells(cell))
     _deliver(report, fmt, output)
+def search(
+    space: Annotated[str, typer.Argument(metavar="SPACE", help="A built-in design space (cifar_modules, "
+                                         "mobilenet_v1_blocks, mobilenet_v2_blocks) or a space .yaml.")],
+    max_latency: Annotated[str | None, typer.Option(
+        help="Keep candidates whose predicted latency is at most TIME: 3ms, 250us.", metavar="TIME",
+        show_default=False)] = None,
+    max_params: Annotated[str | None, typer.Option(help="At most this many learnable params: 300k, 1.5M.",
+                                                   metavar="N", show_default=False)] = None,
+    max_macs: Annotated[str | None, typer.Option(help="At most this many MACs: 50M.", metavar="N",
+                                                 show_default=False)] = None,
+    max_memory: Annotated[str | None, typer.Option(help="Training-step peak at most this size: 512MiB, 2GB.",
+                                                   metavar="SIZE", show_default=False)] = None,
+    axes: Annotated[str | None, typer.Option(help="The Pareto front's axes, all minimised (default latency,params "
+                                             "when predicting, else macs,params).", show_default=False)] = None,
+    score: Annotated[str | None, typer.Option(help="Rank by this arithmetic of the candidate's figures and --metrics "
+                                              "columns, e.g. 'error + 0.05 * keras_params / 250000'.",
+                                              metavar="EXPR", show_default=False)] = None,
+    metrics: Annotated[Path | None, typer.Option(help="CSV of known figures per candidate: an id column "
+                                                 "(sep/sep/dw) and numeric columns (error, ...).", metavar="FILE",
+                                                 dir_okay=False, show_default=False)] = None,
+    budget: Annotated[int | None, typer.Option(
+        help="Cost at most N candidates, sampled by Optuna (pip install 'dscalc\\[search]') when the space is larger.",
+        show_default=False)] = None,
+    seed: Annotated[int, typer.Option(help="The sampler's seed.")] = 0,
+    top: Annotated[int, typer.Option(help="Rows the table shows (JSON and CSV carry all).")] = 30,
+    lut: Annotated[Path | None, typer.Option(help="Write the per-block latency lookup table to FILE (JSON).",
+                                             metavar="FILE", dir_okay=False, show_default=False)] = None,
+    plot: Annotated[Path | None, typer.Option(help="Draw latency vs params, the front and the labels, to FILE.png "
+                                              "or FILE.svg.", show_default=False, dir_okay=False,
+                                              rich_help_panel=OUTPUT)] = None,
+    batch: BatchOpt = 1, optimizer: OptimizerOpt = "adam",
+    predict: PredictOpt = False, time: Annotated[bool, typer.Option(
+        "--time", help="Measure the front's candidates whole and every block of the lookup table.",
+        rich_help_panel=TIMING)] = False,
+    device: DeviceOpt = "cpu", threads: ThreadsOpt = None,
+    fmt: FormatOpt = Format.table, output: OutputOpt = None,
+) -> None:
+    """A design space searched: every candidate costed exactly, latency predicted per block, constraints, the
+    Pareto front, a score; --time measures the front."""
+    from dscalc.cost.search import parse_count, parse_seconds
+    from dscalc.cost.training import optimizer as check_optimizer
+    from dscalc.cost.training import parse_bytes
+    from dscalc.measure.search import run_search
+
+    if plot is not None and plot.suffix.lower() not in (".png", ".svg"):
+        raise BadInput(f"expected a .png or .svg file, got {plot}", "plot")
+    if top < 1:
+        raise BadInput(f"must be at least 1, got {top}", "top")
+    check_optimizer(optimizer)
+    seconds_limit = parse_seconds(max_latency, "max_latency") if max_latency else None
+    params_limit = parse_count(max_params, "max_params") if max_params else None
+    macs_limit = parse_count(max_macs, "max_macs") if max_macs else None
+    memory_limit = parse_bytes(max_memory, "max_memory") if max_memory else None
+    axis_list = [a.strip() for a in axes.split(",")] if axes is not None else None
+    predicting = predict or time or lut is not None or seconds_limit is not None \
+        or (axis_list is not None and "latency" in axis_list) or (score is not None and "latency" in score)
+    settings = _settings(time, device, "float32", False, threads, False)
+    if predicting:
+        need("torch", "torch", "predicting latency")
+        _calibrated(settings, device)
+    if plot is not None:
+        need("matplotlib", "plot", "--plot")
+    with _bar("searching") as advance:
+        result = run_search(space, axes=axis_list, max_latency=seconds_limit, max_params=params_limit,
+                            max_macs=macs_limit, max_memory=memory_limit, score=score, metrics=metrics,
+                            budget=budget, seed=seed, predict=predicting, settings=settings, device=device,
+                            batch=batch, optimizer=optimizer, progress=advance)
+    from dscalc.report import search as builder
+
+    if lut is not None:
+        builder.write_lut(result, lut)
+    if plot is not None:
+        builder.plot(result, str(plot))
+    _deliver(builder.build(result, top), fmt, output)
 
 
 # ------------------------------------------------------------------------------------------- entry point
