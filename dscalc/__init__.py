@@ -38,12 +38,14 @@ _LAZY = {
     "sweep": ("dscalc.study.sweep", "sweep"),
     "device": ("dscalc.study.device", "device"),
     "explain": ("dscalc.study.explain", "explain"),
+    "search": ("dscalc.study.search", "search"),
     "count": ("dscalc.study.count", "count"),
     "TrainingOptions": ("dscalc.study.options", "TrainingOptions"),
     **{name: ("dscalc.study.records", name) for name in (
         "LayerStudy", "NetworkStudy", "NetworkListStudy", "ModelStudy", "CompareStudy", "SweepStudy", "DeviceStudy",
         "Run", "Totals", "Memory")},
     "ExplainStudy": ("dscalc.study.explain", "ExplainStudy"),
+    "SearchStudy": ("dscalc.study.search", "SearchStudy"),
 }
 
 __all__ = ["conv", "depthwise", "linear", "pointwise", "separable_of", "BadInput", "RuntimeFailure", *_LAZY]

@@ -126,6 +126,16 @@ def compare_network(fixed):
                                       dtype="float32", settings=None))
 
 
+# dscalc search cifar_modules: the seed study's published Keras count_params() totals of (sep, sep, dw), (sep, sep,
+# sep), (conv, dw, dw) and (conv, sep, sep); predictions from the fixed calibration of conftest
+@case("search_cifar_modules", "236,810", "322,826", "834,890", "1,006,922")
+def search_cifar_modules(fixed):
+    from dscalc.measure.search import run_search
+    from dscalc.report import search
+
+    return search.build(run_search("cifar_modules", predict=True, max_params=900_000))
+
+
 MODEL = textwrap.dedent("""
     from torch import nn
 

@@ -206,6 +206,33 @@ def explain(
     _run(ctx, study, **_options(locals()))
 
 
+@app.command()
+def search(
+    ctx: typer.Context, space: O.SpaceArg, max_latency: O.MaxLatencyOpt = None, max_params: O.MaxParamsOpt = None,
+    max_macs: O.MaxMacsOpt = None, max_memory: O.MaxMemoryOpt = None, axes: O.AxesOpt = None,
+    score: O.ScoreOpt = None, metrics: O.MetricsOpt = None, budget: O.BudgetOpt = None, seed: O.SearchSeedOpt = 0,
+    top: O.TopOpt = 30, lut: O.LutOpt = None, plot: O.SearchPlotOpt = None, batch: O.BatchOpt = 1,
+    optimizer: O.OptimizerOpt = "adam", predict: O.PredictOpt = False, time: O.SearchTimeOpt = False,
+    device: O.DeviceOpt = "cpu", threads: O.ThreadsOpt = None, fmt: O.FormatOpt = Format.table,
+    output: O.OutputOpt = None,
+) -> None:
+    """A design space searched: every candidate costed exactly, latency predicted per block, constraints, the
+    Pareto front, a score; --time measures the front."""
+    from dscalc.study.search import search as study
+
+    def and_write(**options: Any) -> Any:
+        result = study(**options)
+        from dscalc.report import search as drawn
+
+        if lut is not None:
+            drawn.write_lut(result.result, lut)
+        if plot is not None:
+            drawn.plot(result.result, str(plot))
+        return result
+
+    _run(ctx, and_write, **_options(locals(), "and_write"))
+
+
 def _options(values: dict[str, Any], *skip: str) -> dict[str, Any]:
     """A command's options as its study function takes them (ctx, fmt and output passed on to _run)."""
     return {k: v for k, v in values.items() if k not in ("ctx", "study", *skip)}

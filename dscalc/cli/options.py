@@ -214,3 +214,32 @@ PointwiseStartOpt = Annotated[int | None, typer.Option(
 CellOpt = Annotated[list[str] | None, typer.Option(
     "--cell", metavar="C,Y,X", help="Output cell to write out as its sum of products (channel,y,x; repeatable; "
     "default the first).", show_default=False)]
+SpaceArg = Annotated[str, typer.Argument(metavar="SPACE", help="A built-in design space (cifar_modules, "
+                                         "mobilenet_v1_blocks, mobilenet_v2_blocks) or a space .yaml.")]
+MaxLatencyOpt = Annotated[str | None, typer.Option(
+    help="Keep candidates whose predicted latency is at most TIME: 3ms, 250us.", metavar="TIME", show_default=False)]
+MaxParamsOpt = Annotated[str | None, typer.Option(help="At most this many learnable params: 300k, 1.5M.", metavar="N",
+                                                  show_default=False)]
+MaxMacsOpt = Annotated[str | None, typer.Option(help="At most this many MACs: 50M.", metavar="N", show_default=False)]
+MaxMemoryOpt = Annotated[str | None, typer.Option(help="Training-step peak at most this size: 512MiB, 2GB.",
+                                                  metavar="SIZE", show_default=False)]
+AxesOpt = Annotated[str | None, typer.Option(help="The Pareto front's axes, all minimised (default latency,params "
+                                             "when predicting, else macs,params).", show_default=False)]
+ScoreOpt = Annotated[str | None, typer.Option(help="Rank by this arithmetic of the candidate's figures and --metrics "
+                                              "columns, e.g. 'error + 0.05 * keras_params / 250000'.",
+                                              metavar="EXPR", show_default=False)]
+MetricsOpt = Annotated[Path | None, typer.Option(help="CSV of known figures per candidate: an id column "
+                                                 "(sep/sep/dw) and numeric columns (error, ...).", metavar="FILE",
+                                                 dir_okay=False, show_default=False)]
+BudgetOpt = Annotated[int | None, typer.Option(
+    help="Cost at most N candidates, sampled by Optuna (pip install 'dscalc\\[search]') when the space is larger.",
+    show_default=False)]
+SearchSeedOpt = Annotated[int, typer.Option(help="The sampler's seed.")]
+TopOpt = Annotated[int, typer.Option(help="Rows the table shows (JSON and CSV carry all).")]
+LutOpt = Annotated[Path | None, typer.Option(help="Write the per-block latency lookup table to FILE (JSON).",
+                                             metavar="FILE", dir_okay=False, show_default=False)]
+SearchPlotOpt = Annotated[Path | None, typer.Option(help="Draw latency vs params, the front and the labels, to "
+                                                    "FILE.png or FILE.svg.", show_default=False, dir_okay=False,
+                                                    rich_help_panel=OUTPUT)]
+SearchTimeOpt = Annotated[bool, typer.Option("--time", help="Measure the front's candidates whole and every block of "
+                                             "the lookup table.", rich_help_panel=TIMING)]

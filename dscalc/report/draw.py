@@ -11,7 +11,7 @@ from dscalc.report.model import Report
 DRAW = {"LayerStudy": ("layer", "draw"), "NetworkStudy": ("network", "draw"),
         "NetworkListStudy": ("network", "builtins"), "ModelStudy": ("profile", "draw"),
         "CompareStudy": ("compare", "draw"), "SweepStudy": ("sweep", "draw"), "DeviceStudy": ("device", "draw"),
-        "ExplainStudy": ("explain", "draw")}
+        "ExplainStudy": ("explain", "draw"), "SearchStudy": ("search", "draw")}
 
 
 def draw(study: Any) -> Report:

@@ -2,7 +2,9 @@
 graph is run once on symbolic tensors of the --input shapes (Keras' own layout: channels last unless a layer says
 otherwise), each layer's configuration and shapes go through the exact engine (`dscalc.cost.layers`), and
 `trace.summary` turns the records into rows, totals and the separable what-if - nothing is computed, so a Keras
-model profiles as fast as its torch twin once Keras is imported.
+model profiles as fast as its torch twin once Keras is imported. A `.keras` / `.h5` file is rebuilt from its
+configuration alone (read with a size bound by `trace.keras_file`), in safe mode, with weights that have shapes and
+no values (`shapes_only`): what a file declares costs no memory, whatever its size.
 
 One row per Keras layer, with Keras' layer name and class; a nested model's layers are `outer.inner`. Totals come
 under both conventions: dscalc's `params` (the weights a layer creates trainable: kernels, biases, BN gamma/beta;
@@ -28,6 +30,7 @@ from typing import Any
 from dscalc.cost import layers as L
 from dscalc.cost.records import LayerCost
 from dscalc.errors import BadInput, DscalcError, RuntimeFailure, first_line, from_user_code
+from dscalc.trace.keras_file import read_config
 from dscalc.trace.onnx import einsum_macs
 from dscalc.trace.records import OpRecord, ProfileResult, Trace
 from dscalc.trace.summary import summarize
@@ -80,19 +83,59 @@ def import_keras() -> Any:
 
 # ---------------------------------------------------------------------------------------------- loading
 
-def load(source: ModelSource, device: str = "cpu") -> Any:
-    """The keras.Model of a .keras / .h5 file (safe mode: no pickled lambdas) or built by a .py file."""
-    keras = import_keras()
-    if source.format == "keras_python":
-        return _python_model(keras, source)
+@contextlib.contextmanager
+def shapes_only(keras: Any) -> Iterator[None]:
+    """Layers built in here get weights with a shape and no value: Keras' StatelessScope leaves a variable
+    uninitialised (initialize_variables=False: not even when the scope closes), and on the torch backend what
+    Keras still computes while building (a Normalization's broadcast mean, an initializer that shape inference
+    calls) is computed on the meta device, which allocates nothing. The uninitialised variables are then dropped
+    from Keras' global list of them, so no later scope of the process initialises them either."""
+    from keras.src.backend.common import global_state
+
+    key = "uninitialized_variables"
+    before = list(global_state.get_global_attribute(key) or [])
+    device = keras.device("meta") if keras.backend.backend() == "torch" else contextlib.nullcontext()
     try:
-        with _quiet():
-            model = keras.saving.load_model(str(source.path), compile=False, safe_mode=True)
+        with keras.StatelessScope(initialize_variables=False), device:
+            yield
+    finally:
+        global_state.set_global_attribute(key, before)
+
+
+def load(source: ModelSource, device: str = "cpu") -> Any:
+    """The keras.Model of a .keras / .h5 file or built by a .py file. A file is rebuilt from its configuration
+    alone (read with a size bound, `keras_file`), in Keras' safe mode (no lambdas, no pickles), with weights that
+    have shapes and no values (`shapes_only`): its weights are never read and never allocated."""
+    if source.format == "keras_python":
+        return _python_model(import_keras(), source)
+    text, h5 = read_config(source.path)  # before Keras is imported: a refused file costs no import
+    keras = import_keras()
+    try:
+        with _quiet(), shapes_only(keras):
+            model = _from_config(text, h5)
+    except RecursionError:
+        raise BadInput(f"{source.path}: the model configuration is nested too deeply", "model") from None
     except Exception as e:
         raise BadInput(f"{source.path} does not load as a Keras model: {first_line(e)}", "model") from None
     if not isinstance(model, keras.Model):
-        raise BadInput(f"{source.path} holds a {type(model).__name__}, not a keras.Model", "model")
+        raise BadInput(f"{source.path} does not load as a Keras model: its configuration makes a "
+                       f"{type(model).__name__}, not a keras.Model", "model")
     return model
+
+
+def _from_config(text: str, h5: bool) -> Any:
+    """The model of a configuration, as keras.saving.load_model(compile=False, safe_mode=True) builds it before it
+    reads the weights: the .keras path (saving_lib) or the legacy .h5 path (legacy_h5_format)."""
+    if not h5:
+        from keras.src.saving import saving_lib
+
+        return saving_lib._model_from_config(text, None, False, True)  # custom_objects, compile, safe_mode
+    from keras.src.legacy.saving import json_utils, saving_options, saving_utils
+    from keras.src.saving import serialization_lib
+
+    config = json_utils.decode(text)
+    with saving_options.keras_option_scope(use_legacy_config=True), serialization_lib.SafeModeScope(True):
+        return saving_utils.model_from_config(config, custom_objects={})
 
 
 def _python_model(keras: Any, source: ModelSource) -> Any:
@@ -321,6 +364,12 @@ def profile(source: ModelSource, shapes: list[tuple[int, ...]], depth: int | Non
     """Rows (one per Keras layer), totals under dscalc's and Keras' conventions, totals by op kind."""
     model = source.load()
     keras = import_keras()
+    # a file's model has weights without values: building and walking it stays where nothing is allocated
+    with shapes_only(keras) if source.format == "keras" else contextlib.nullcontext():
+        return _profile(keras, model, shapes, depth)
+
+
+def _profile(keras: Any, model: Any, shapes: list[tuple[int, ...]], depth: int | None) -> ProfileResult:
     if not model.built:
         try:
             with _quiet():
@@ -343,10 +392,11 @@ def profile(source: ModelSource, shapes: list[tuple[int, ...]], depth: int | Non
     for row, layer in walk.layers.values():
         sublayers = list(layer._flatten_layers(include_self=True)) if hasattr(layer, "_flatten_layers") else [layer]
         for sub in sublayers:
-            trainable = getattr(sub, "_trainable_variables", None)
-            frozen = getattr(sub, "_non_trainable_variables", None)
+            trainable: Any = getattr(sub, "_trainable_variables", None)
+            frozen: Any = getattr(sub, "_non_trainable_variables", None)
             if trainable is None or frozen is None:  # no private lists: the public ones (a frozen layer's weights
-                trainable, frozen = sub.trainable_weights, sub.non_trainable_weights  # then count as buffers)
+                # then count as buffers); an operation of the graph that is no layer (keras.ops.add) has none
+                trainable, frozen = getattr(sub, "trainable_weights", ()), getattr(sub, "non_trainable_weights", ())
             for variables, is_param in ((trainable, True), (frozen, False)):
                 for v in variables:
                     if id(v) in seen:
