@@ -35,17 +35,9 @@ APP_SETTINGS: dict[str, Any] = dict(
 app = typer.Typer(**APP_SETTINGS)
 
 
-def _version(value: bool) -> None:
-    if value:
-        from importlib.metadata import version
-
-        typer.echo(f"dscalc {version('dscalc')}")
-        raise typer.Exit()
-
-
 @app.callback()
 def root(
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+    version: Annotated[bool, typer.Option("--version", callback=O.version, is_eager=True,
                                           help="Print the version and exit.")] = False,
 ) -> None:
     """Exact cost of convolutions - params, MACs, FLOPs, bytes - standard vs depthwise-separable."""
@@ -54,23 +46,12 @@ def root(
 def _run(ctx: Any, study: Callable[..., Any], fmt: Format, output: str | None, **options: Any) -> Any:
     """Call one study function with the options as typed (enums as their values), draw it, deliver it."""
     values = {k: v.value if isinstance(v, Enum) else v for k, v in options.items()}
-    _check_output(output, values)
+    O.check_output_first(output, values)
     result = study(**values, given=O.given(ctx), progress=O.Progress())
     from dscalc.report.draw import draw
 
     _deliver(draw(result), fmt, output)
     return result
-
-
-def _check_output(output: str | None, options: dict[str, Any]) -> None:
-    """Before any work: --output never names a directory, nor the model or spec the report is made from (a missing
-    network name and a bad --depth are said first)."""
-    from dscalc.report.render import check_output
-
-    target = options.get("name") or options.get("model") or options.get("target")
-    waits = options.get("list_") or ("name" in options and target is None) or (options.get("depth") or 1) < 1
-    if not waits and any(k in options for k in ("name", "model", "target")):
-        check_output(output, [target] if target else [])
 
 
 def _deliver(report: Any, fmt: Format, output: str | None) -> None:

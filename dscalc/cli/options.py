@@ -34,6 +34,26 @@ class Check(str, Enum):
     fvcore = "fvcore"
 
 
+def version(value: bool) -> None:
+    """--version: the installed version, then exit."""
+    if value:
+        from importlib.metadata import version as installed
+
+        typer.echo(f"dscalc {installed('dscalc')}")
+        raise typer.Exit()
+
+
+def check_output_first(output: str | None, options: dict[str, Any]) -> None:
+    """Before any work: --output never names a directory, nor the model or spec the report is made from (a missing
+    network name and a bad --depth are said first)."""
+    from dscalc.report.render import check_output
+
+    target = options.get("name") or options.get("model") or options.get("target")
+    waits = options.get("list_") or ("name" in options and target is None) or (options.get("depth") or 1) < 1
+    if not waits and any(k in options for k in ("name", "model", "target")):
+        check_output(output, [target] if target else [])
+
+
 # ------------------------------------------------------------------------------ options shared by commands
 
 LAYER, TIMING, OUTPUT, MODEL, NETWORK = "Layer", "Timing (--time)", "Output", "Model", "Network"
