@@ -41,9 +41,10 @@ _LAZY = {
     "search": ("dscalc.study.search", "search"),
     "count": ("dscalc.study.count", "count"),
     "TrainingOptions": ("dscalc.study.options", "TrainingOptions"),
-    **{name: ("dscalc.study.records", name) for name in (
-        "LayerStudy", "NetworkStudy", "NetworkListStudy", "ModelStudy", "CompareStudy", "SweepStudy", "DeviceStudy",
-        "Run", "Totals", "Memory")},
+    **{name: (f"dscalc.study.{module}", name) for name, module in (
+        ("LayerStudy", "layer"), ("NetworkStudy", "network"), ("NetworkListStudy", "network"), ("ModelStudy", "model"),
+        ("CompareStudy", "compare"), ("SweepStudy", "sweep"), ("DeviceStudy", "device"), ("Run", "records"),
+        ("Totals", "records"), ("Memory", "records"))},
     "ExplainStudy": ("dscalc.study.explain", "ExplainStudy"),
     "SearchStudy": ("dscalc.study.search", "SearchStudy"),
 }

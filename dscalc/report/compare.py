@@ -11,7 +11,7 @@ from dscalc.report.fmt import exact, seconds
 from dscalc.report.model import Column, Grid, Report, name
 
 if TYPE_CHECKING:
-    from dscalc.study.records import CompareStudy, Side
+    from dscalc.study.compare import CompareStudy, Side
 
 
 def _side_by_side(title: str, names: tuple[str, str], values: list[tuple[str, Any, Any, str]]) -> Grid:

@@ -13,7 +13,7 @@ from dscalc.report.model import Column, Grid, Report, name
 if TYPE_CHECKING:
     from dscalc.measure.ceilings import Ceilings
     from dscalc.measure.predict import Calibration
-    from dscalc.study.records import DeviceStudy
+    from dscalc.study.device import DeviceStudy
 
 
 def table(c: Ceilings, cached: bool) -> Report:

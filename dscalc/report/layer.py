@@ -12,7 +12,8 @@ from dscalc.report.model import CONVENTIONS, Column, Grid, Report, name
 
 if TYPE_CHECKING:
     from dscalc.measure.latency import Latency
-    from dscalc.study.records import LayerStudy, Run
+    from dscalc.study.layer import LayerStudy
+    from dscalc.study.records import Run
 
 
 def layer_row(layer: LayerCost) -> dict[str, Any]:

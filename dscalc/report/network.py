@@ -17,7 +17,8 @@ from dscalc.report.render import bar
 
 if TYPE_CHECKING:
     from dscalc.measure.latency import Latency
-    from dscalc.study.records import NetworkListStudy, NetworkStudy, Run
+    from dscalc.study.network import NetworkListStudy, NetworkStudy
+    from dscalc.study.records import Run
 
 
 

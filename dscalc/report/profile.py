@@ -12,7 +12,8 @@ from dscalc.report.model import CONVENTIONS, Column, Grid, Report, name, text
 from dscalc.report.render import bar
 
 if TYPE_CHECKING:
-    from dscalc.study.records import ModelStudy, Run
+    from dscalc.study.model import ModelStudy
+    from dscalc.study.records import Run
     from dscalc.trace.records import ProfileResult
 
 #: what `params` counts, for the formats not counted by sum(p.numel())

@@ -20,7 +20,11 @@ if TYPE_CHECKING:
     from dscalc.measure.latency import Latency
     from dscalc.measure.sweep import SweepRow
     from dscalc.measure.timer import Timing
-    from dscalc.study.records import CompareStudy, DeviceStudy, ModelStudy, NetworkStudy, Run
+    from dscalc.study.compare import CompareStudy
+    from dscalc.study.device import DeviceStudy
+    from dscalc.study.model import ModelStudy
+    from dscalc.study.network import NetworkStudy
+    from dscalc.study.records import Run
 
 #: said under every grid with a setup column or row
 SETUP = "setup: seconds to build the runtime's call (compile, export + session, conversion), never in a median"

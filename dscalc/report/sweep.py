@@ -12,7 +12,7 @@ from dscalc.report.model import Column, Grid, Report, name, text
 
 if TYPE_CHECKING:
     from dscalc.measure.sweep import SweepRow
-    from dscalc.study.records import SweepStudy
+    from dscalc.study.sweep import SweepStudy
 
 
 def draw(study: SweepStudy) -> Report:

@@ -20,7 +20,11 @@ from dscalc.report.fmt import binary, exact, seconds, si, speedup
 from dscalc.report.model import COMPUTE_KINDS, Column, Grid, Report, name, text
 
 if TYPE_CHECKING:
-    from dscalc.study.records import CompareStudy, LayerStudy, ModelStudy, NetworkStudy, SweepStudy
+    from dscalc.study.compare import CompareStudy
+    from dscalc.study.layer import LayerStudy
+    from dscalc.study.model import ModelStudy
+    from dscalc.study.network import NetworkStudy
+    from dscalc.study.sweep import SweepStudy
 
 # -------------------------------------------------------------------------------------------- formatting
 

@@ -11,8 +11,9 @@ from dscalc.cost import network as N
 from dscalc.errors import BadInput
 from dscalc.study import layer as layer_study
 from dscalc.study import options as O
+from dscalc.study.layer import LayerStudy
 from dscalc.study.options import TrainingOptions
-from dscalc.study.records import CompareStudy
+from dscalc.study.records import Study, Totals
 
 if TYPE_CHECKING:
     from dscalc.cost import training as T
@@ -52,6 +53,42 @@ class CompareTraining:
     original: T.Training
     variant: T.Training
     times: tuple[float | None, float | None] = (None, None)
+
+
+@dataclass(frozen=True, repr=False)
+class CompareStudy(Study):
+    """The original beside its variant: a layer and its separable pair (`layer`), a network and its --as rewrite,
+    or a model and its separable copy (`original`/`variant`)."""
+
+    of: str  # "layer", "network" or "model"
+    layer: LayerStudy | None = None
+    original: Side | None = None
+    variant: Side | None = None
+    target: str = ""  # the network's or the model's name
+    as_: str | None = None  # networks
+    replaced: int | None = None  # models: convs replaced
+    device: str = ""  # the predictor's device name (networks)
+    contexts: tuple[dict[str, Any], ...] = ()  # one per runtime, where several were named
+    training: CompareTraining | None = None
+    assumed: str = ""  # a hub model's documented input, taken for a run without one: the line that says so
+    command: str = "compare"
+
+    @property
+    def by_runtime(self) -> bool:
+        return bool(self.contexts)
+
+    @property
+    def rows(self) -> list[Any]:
+        if self.layer is not None:
+            return self.layer.rows
+        return [self.original, self.variant]
+
+    @property
+    def totals(self) -> Totals:
+        if self.layer is not None:
+            return self.layer.totals
+        assert self.original is not None
+        return Totals.of(self.original.totals)
 
 
 def compare(target: Any = None, cin: int | None = None, cout: int | None = None, k: int | str | None = None,

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from dscalc.errors import BadInput
-from dscalc.study.records import ModelStudy
+from dscalc.study.model import ModelStudy
 
 
 class count:  # noqa: N801 - used as `with dscalc.count() as c`, like torch's FlopCounterMode

@@ -3,11 +3,33 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 from dscalc.errors import BadInput
 from dscalc.study import options as O
-from dscalc.study.records import DeviceStudy
+from dscalc.study.records import Study
+
+if TYPE_CHECKING:
+    from dscalc.measure.ceilings import Ceilings
+    from dscalc.measure.predict import Calibration
+    from dscalc.measure.timer import Timing
+
+
+@dataclass(frozen=True, repr=False)
+class DeviceStudy(Study):
+    """This device's measured ceilings (and each runtime's matmul peak and call floor), or its calibration."""
+
+    ceilings: Ceilings | None = None
+    cached: bool = False
+    runtimes: tuple[tuple[dict[str, Any], Timing, Timing], ...] = ()  # context, matmul, floor per runtime
+    matmul_n: int = 0
+    calibration: Calibration | None = None
+    command: str = "device"
+
+    @property
+    def rows(self) -> list[Any]:
+        return [self.ceilings or self.calibration]
 
 
 def device(device: str = "cpu", refresh: bool = False, threads: int | None = None,

@@ -11,10 +11,11 @@ from dscalc.cost.spec import LayerSpec
 from dscalc.errors import BadInput
 from dscalc.study import options as O
 from dscalc.study.options import TrainingOptions
-from dscalc.study.records import LayerStudy, Run
+from dscalc.study.records import Run, Study, Totals
 
 if TYPE_CHECKING:
     from dscalc.cost import training as T
+    from dscalc.cost.records import LayerCost, SeparableComparison
     from dscalc.measure.settings import Settings
     from dscalc.measure.training import PairTraining, TrainingTiming
 
@@ -32,6 +33,34 @@ class LayerTraining:
     pair: T.Training | None
     timed: PairTraining | TrainingTiming | None = None
     context: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, repr=False)
+class LayerStudy(Study):
+    """One layer and, where one exists, its depthwise-separable pair; predicted/measured; trained."""
+
+    spec: LayerSpec
+    layer: LayerCost
+    comparison: SeparableComparison | None
+    assumptions: tuple[str, ...]
+    command: str = "layer"
+    runs: tuple[Run, ...] = ()  # one per runtime; () when neither predicted nor measured
+    by_runtime: bool = False  # --runtime named: drawn side by side
+    training: LayerTraining | None = None
+
+    @property
+    def rows(self) -> list[Any]:
+        c = self.comparison
+        return [self.layer] if c is None else [self.layer, c.depthwise, c.pointwise]
+
+    @property
+    def totals(self) -> Totals:
+        r = self.layer
+        return Totals(macs=r.macs, flops=r.flops, params=r.params, weights=r.weights, bytes=r.bytes,
+                      separable_macs=self.comparison.macs if self.comparison else None)
+
+    def __repr__(self) -> str:
+        return f"LayerStudy({self.layer.kind}, macs={self.layer.macs:,}, params={self.layer.params:,})"
 
 
 def layer(cin: int, cout: int | None = None, k: int | str | None = None, size: int | str | None = None,

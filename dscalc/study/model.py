@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from dscalc.errors import BadInput
 from dscalc.study import options as O
 from dscalc.study.options import TrainingOptions
-from dscalc.study.records import ModelStudy, Run
+from dscalc.study.records import Memory, Run, Study, Totals
 
 if TYPE_CHECKING:
     from dscalc.measure.predictor import Predictor
@@ -56,6 +56,37 @@ class ModelTrainingStudy:
     names: tuple[str, ...] = ()
     whole: TrainingTiming | None = None
     context: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, repr=False)
+class ModelStudy(Study):
+    """A real model traced per module; its layers predicted/measured per runtime; its training step."""
+
+    target: str
+    result: ProfileResult
+    depth: int | None = None
+    format: str | None = None  # for the formats counted from their graph (onnx, keras)
+    runs: tuple[Run, ...] = ()
+    by_runtime: bool = False
+    training: ModelTrainingStudy | None = None
+    assumed: str = ""  # the input a hub model documents, taken for a run without one: the line that says so
+    command: str = "profile"
+
+    @property
+    def rows(self) -> list[Any]:
+        return list(self.result.rows)
+
+    @property
+    def totals(self) -> Totals:
+        return Totals.of(self.result.totals)
+
+    @property
+    def memory(self) -> Memory:
+        return Memory.of(self.result.memory)
+
+    def __repr__(self) -> str:
+        t = self.totals
+        return f"ModelStudy({self.target}, macs={t.macs:,}, params={t.params:,})"
 
 
 def _on_meta(model: Any) -> bool:

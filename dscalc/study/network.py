@@ -10,10 +10,11 @@ from dscalc.cost import network as N
 from dscalc.errors import BadInput
 from dscalc.study import options as O
 from dscalc.study.options import TrainingOptions
-from dscalc.study.records import NetworkListStudy, NetworkStudy, Run
+from dscalc.study.records import Run, Study, Totals
 
 if TYPE_CHECKING:
     from dscalc.cost import training as T
+    from dscalc.cost.network import Spec as NetworkSpec
     from dscalc.cost.records import LayerCost
     from dscalc.measure.settings import Settings
     from dscalc.measure.training import TrainingTiming
@@ -25,6 +26,45 @@ class NetworkTraining:
     training: T.Training
     timed: tuple[TrainingTiming, ...] | None = None
     context: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, repr=False)
+class NetworkListStudy(Study):
+    """`dscalc network --list`: the built-in networks."""
+
+    specs: tuple[NetworkSpec, ...]
+    command: str = "network"
+
+    @property
+    def rows(self) -> list[Any]:
+        return list(self.specs)
+
+
+@dataclass(frozen=True, repr=False)
+class NetworkStudy(Study):
+    """A declared network layer by layer; every weighted layer predicted/measured per runtime; trained."""
+
+    meta: dict[str, Any]  # network, source, alpha, resolution, as, batch, dtype
+    layers: tuple[LayerCost, ...]
+    all_layers: bool = False
+    runs: tuple[Run, ...] = ()
+    by_runtime: bool = False
+    training: NetworkTraining | None = None
+    command: str = "network"
+
+    @property
+    def rows(self) -> list[Any]:
+        return list(self.layers)
+
+    @property
+    def totals(self) -> Totals:
+        from dscalc.cost.totals import totals
+
+        return Totals.of(totals(list(self.layers)))
+
+    def __repr__(self) -> str:
+        t = self.totals
+        return f"NetworkStudy({self.meta['network']}, macs={t.macs:,}, params={t.params:,})"
 
 
 def builtins() -> NetworkListStudy:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from dscalc.errors import BadInput
 from dscalc.study import options as O
 from dscalc.study.options import TrainingOptions
-from dscalc.study.records import SweepStudy
+from dscalc.study.records import Study
 
 if TYPE_CHECKING:
     from dscalc.cost import training as T
@@ -24,6 +24,22 @@ class SweepTraining:
 
     options: TrainingOptions
     configs: tuple[tuple[T.Training, T.Training, float, PairTraining | None], ...]  # standard, separable, MAC ratio
+
+
+@dataclass(frozen=True, repr=False)
+class SweepStudy(Study):
+    """A grid of standard-vs-separable configs: MAC, predicted and measured (per runtime) speedups, verdicts."""
+
+    configs: tuple[SweepRow, ...]
+    context: dict[str, Any]
+    measured: bool
+    runtimes: tuple[str, ...] = ()  # the runtimes named (side by side); () for the default
+    training: SweepTraining | None = None
+    command: str = "sweep"
+
+    @property
+    def rows(self) -> list[Any]:
+        return list(self.configs)
 
 
 def sweep(cin: str | list[int] = "32:512:x2", cout: str | list[int] | None = None, k: str | list[int] = "3",
