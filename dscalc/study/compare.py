@@ -131,10 +131,11 @@ def compare(target: Any = None, cin: int | None = None, cout: int | None = None,
     if not isinstance(target, str) or looks_like_model(target):
         O.reject(given & set(_LAYER_NAMES + ("batch",) + _NETWORK_NAMES),
                  "does not apply to a model (its --input shape sets the batch and sizes)")
-        from dscalc.study.model import inputs, source_of
+        from dscalc.study.model import inputs, shapes_of, source_of
 
+        given_shapes = shapes_of(input)
         source = source_of(target, kwargs, trust_pickle)
-        shapes, assumed = inputs(source, input)
+        shapes, assumed = inputs(source, given_shapes)
         if train is not None:
             O.source_trains(source)
         with progress.spinner("tracing and measuring"):

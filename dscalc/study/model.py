@@ -110,12 +110,14 @@ def source_of(model: Any, kwargs: str | dict[str, Any] | None = None, trust_pick
 
 def shapes_of(input: Any) -> list[tuple[int, ...]]:
     """Input shapes from '1x3x224x224', a tuple of ints, a tensor, or a list of those ([] for None)."""
-    from dscalc.cost.parse import input_spec
+    from dscalc.cost.parse import InputSpec, input_spec
 
     if input is None:
         return []
     if isinstance(input, str):
         return [input_spec(input)]
+    if isinstance(input, InputSpec):  # already parsed: keeps its keyword name and dtype
+        return [input]
     if hasattr(input, "shape") and not isinstance(input, (list, tuple)):
         return [tuple(int(d) for d in input.shape)]
     items = list(input)
@@ -127,10 +129,9 @@ def shapes_of(input: Any) -> list[tuple[int, ...]]:
     return out
 
 
-def inputs(source: Any, input: Any) -> tuple[list[tuple[int, ...]], str]:
-    """The input shapes, and the line that says they were assumed: a hub model without them takes its documented
-    size (bad input for any other model)."""
-    shapes = shapes_of(input)
+def inputs(source: Any, shapes: list[tuple[int, ...]]) -> tuple[list[tuple[int, ...]], str]:
+    """The input shapes (`shapes_of`), and the line that says they were assumed: without any, a graph's declared
+    shapes or a hub model's documented size (bad input for any other model)."""
     if shapes:
         return shapes, ""
     if isinstance(source, InMemory):
@@ -155,7 +156,7 @@ def profile(model: Any, input: Any = None, depth: int | None = None, check: str 
     given_shapes = shapes_of(input)
     source = source_of(model, kwargs, trust_pickle)
     O.need(source.needs[0], source.needs[1], "dscalc profile")  # the module its format needs: torch, onnx or keras
-    shapes, assumed = inputs(source, given_shapes or None)
+    shapes, assumed = inputs(source, given_shapes)
     if not source.spec.torch and (predict or check is not None or (time and source.format != "tflite")):
         raise BadInput(f"applies to PyTorch models; {source.target} is {source.spec.noun} model, counted from its "
                        "graph and not run", "time" if time else "predict" if predict else "check")
