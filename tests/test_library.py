@@ -51,6 +51,10 @@ CASES = {
     "sweep": (["sweep", "--cin", "16,32", "--size", "8", "--no-time", "--threads", "1"],
               lambda: dscalc.sweep(cin="16,32", size=8, time=False, threads=1)),
     "device": (["device", "--threads", "1"], lambda: dscalc.device(threads=1)),
+    "explain": (["explain", "--kind", "separable", "--cin", "1", "--cout", "2", "--k", "3", "--size", "3",
+                 "--cell", "1,0,0"],
+                lambda: dscalc.explain(kind="separable", cin=1, cout=2, k=3, size=3, cell="1,0,0")),
+    "search": (["search", "cifar_modules", "--top", "5"], lambda: dscalc.search("cifar_modules", top=5)),
 }
 
 
