@@ -20,7 +20,7 @@ def lint(root: Path) -> subprocess.CompletedProcess[str]:
 def test_layering_contract_is_kept():
     r = lint(ROOT)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "Contracts: 2 kept, 0 broken." in r.stdout
+    assert "Contracts: 3 kept, 0 broken." in r.stdout
 
 
 def test_a_wrong_import_breaks_the_contract(tmp_path):
@@ -31,9 +31,32 @@ def test_a_wrong_import_breaks_the_contract(tmp_path):
     formulas.write_text(formulas.read_text() + "\nimport dscalc.report.fmt  # a deliberately wrong import\n")
     r = lint(tmp_path)
     assert r.returncode != 0
-    assert "Contracts: 0 kept, 2 broken." in r.stdout  # the layers, and (cost <-> report) a cycle
+    assert "Contracts: 1 kept, 2 broken." in r.stdout  # the layers, and (cost <-> report) a cycle
     assert "dscalc.cost is not allowed to import dscalc.report" in r.stdout
     assert "dscalc.cost.formulas -> dscalc.report.fmt" in r.stdout
+
+
+def test_torch_in_the_report_layer_breaks_its_contract(tmp_path):
+    # report only draws: a torch import there (to build a module, to time one) is what the contract forbids
+    shutil.copytree(ROOT / "dscalc", tmp_path / "dscalc", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    fmt = tmp_path / "dscalc" / "report" / "fmt.py"
+    fmt.write_text(fmt.read_text() + "\n\ndef probe():\n    import torch  # a deliberately wrong import\n")
+    r = lint(tmp_path)
+    assert r.returncode != 0
+    assert "Contracts: 2 kept, 1 broken." in r.stdout
+    assert "dscalc.report.fmt -> torch" in r.stdout
+
+
+def test_a_study_reaching_into_the_report_layer_breaks_the_contract(tmp_path):
+    # the layer between: a study function never draws (only a study's display methods, declared in pyproject)
+    shutil.copytree(ROOT / "dscalc", tmp_path / "dscalc", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    layer = tmp_path / "dscalc" / "study" / "layer.py"
+    layer.write_text(layer.read_text() + "\nimport dscalc.report.layer  # a deliberately wrong import\n")
+    r = lint(tmp_path)
+    assert r.returncode != 0
+    assert "dscalc.study is not allowed to import dscalc.report" in r.stdout
 
 
 def test_layer_never_imports_torch():

@@ -216,7 +216,7 @@ def test_a_spec_with_odd_values_is_bad_input(tmp_path):
 def test_the_console_script_never_shows_a_traceback_for_an_internal_error(tmp_path):
     # an unexpected exception is one line pointing at DSCALC_DEBUG (which shows the traceback)
     code = ("import sys\nfrom dscalc import cli\nfrom dscalc.report import layer\n"
-            "def boom(*a, **k):\n    raise ZeroDivisionError('boom')\nlayer.build = boom\n"
+            "def boom(*a, **k):\n    raise ZeroDivisionError('boom')\nlayer.draw = boom\n"
             "cli.main(['layer', '--k', '3', '--cin', '8', '--cout', '8'])\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 1 and "Traceback" not in r.stderr

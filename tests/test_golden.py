@@ -55,8 +55,9 @@ def case(name: str, *figures: str) -> Callable:
 def _layer(*args: str, **kw) -> Report:
     from dscalc.cost.spec import LayerSpec
     from dscalc.report import layer
+    from dscalc.study.layer import study
 
-    return layer.build(LayerSpec.from_options(**kw), *args)
+    return layer.draw(study(LayerSpec.from_options(**kw), *args))
 
 
 # MobileNets paper, Table 3: 462,422,016 / 52,283,392 mult-adds, 2,359,296 / 266,752 parameters
@@ -83,8 +84,11 @@ def layer_3d(fixed):
 def compare_layer(fixed):
     from dscalc.cost.spec import LayerSpec
     from dscalc.report import compare
+    from dscalc.study.compare import CompareStudy
+    from dscalc.study.layer import study
 
-    return compare.layer(LayerSpec.from_options(cin=64, cout=128, k="3", size="112"), None)
+    spec = LayerSpec.from_options(cin=64, cout=128, k="3", size="112")
+    return compare.draw(CompareStudy("layer", layer=study(spec, None, command="compare", predict=True)))
 
 
 # a fixed timer: every call "takes" 1 µs + 1 ps per MAC, so the table is the same on every machine
@@ -99,24 +103,27 @@ def layer_timed(fixed, fake_timer):
 @case("network_mobilenet_v1_half", "149,497,088")
 def network_half(fixed):
     from dscalc.report import network
+    from dscalc.study.network import study
 
-    return network.build("mobilenet_v1", alpha=0.5)
+    return network.draw(study("mobilenet_v1", alpha=0.5))
 
 
 @case("network_list", "mobilenet_v1", "xception")
 def network_list(fixed):
     from dscalc.report import network
+    from dscalc.study.network import builtins
 
-    return network.builtins()
+    return network.builtins(builtins())
 
 
 # cifar_conv by hand (tests/test_network.py): 230,885,888 MACs; as separable 31,623,680
 @case("compare_network", "230,885,888", "31,623,680")
 def compare_network(fixed):
     from dscalc.report import compare
+    from dscalc.study.compare import network_study
 
-    return compare.network("cifar_conv", alpha=1.0, resolution=None, as_="separable", batch=1, dtype="float32",
-                           settings=None)
+    return compare.draw(network_study("cifar_conv", alpha=1.0, resolution=None, as_="separable", batch=1,
+                                      dtype="float32", settings=None))
 
 
 # dscalc search cifar_modules: the seed study's published Keras count_params() totals of (sep, sep, dw), (sep, sep,
@@ -142,11 +149,12 @@ MODEL = textwrap.dedent("""
 @case("compare_model", "311,296", "58,368")
 def compare_model(fixed, tmp_path, monkeypatch):
     from dscalc.report import compare
+    from dscalc.study.compare import model_study
     from dscalc.trace.source import ModelSource
 
     (tmp_path / "small.py").write_text(MODEL)
     monkeypatch.chdir(tmp_path)
-    return compare.model(ModelSource.of("small.py"), [(1, 16, 8, 8)], None)
+    return compare.draw(model_study(ModelSource.of("small.py"), [(1, 16, 8, 8)], None))
 
 
 # resnet18 at 224x224: torchvision's metadata says 1.814 GMACs (_ops) and 11,689,512 params; fvcore counts
@@ -156,17 +164,19 @@ def compare_model(fixed, tmp_path, monkeypatch):
 def profile_resnet18(fixed):
     pytest.importorskip("torchvision")
     from dscalc.report import profile
+    from dscalc.study.model import study
     from dscalc.trace.source import ModelSource
 
-    return profile.build(ModelSource.of("torchvision:resnet18"), [(1, 3, 224, 224)], depth=1, check="fvcore")
+    return profile.draw(study(ModelSource.of("torchvision:resnet18"), [(1, 3, 224, 224)], depth=1, check="fvcore"))
 
 
 # the fixed ceilings of conftest: 100 GFLOP/s fp32, 20 GB/s, 5 µs
 @case("device", "100.0 GFLOP/s", "20.0 GB/s", "5.0 µs", "3 days ago")
 def device(fixed):
     from dscalc.report import device
+    from dscalc.study.device import device as study
 
-    return device.build("cpu", threads=1)
+    return device.draw(study("cpu", threads=1))
 
 
 # 3x3, cin = cout = N: MAC speedup 1 / (1/N + 1/9): N=32 7.02x, 64 7.89x, 128 8.41x (the paper's closed form)
@@ -174,9 +184,10 @@ def device(fixed):
 def sweep(fixed):
     from dscalc.measure.settings import Settings
     from dscalc.report import sweep
+    from dscalc.study.sweep import study
 
-    return sweep.build(cin="32:128:x2", cout=None, k="3", size="56", batch="1,8", dtypes=["float32"],
-                       formats=[False], settings=Settings(threads=1), measure=False)[0]
+    return sweep.draw(study(cin="32:128:x2", cout=None, k="3", size="56", batch="1,8", dtypes=["float32"],
+                            formats=[False], settings=Settings(threads=1), measure=False))
 
 
 # issue 27's separable example: input 3x3x1 = 0.1..0.9, depthwise kernel 1..9 -> 0.1·1 + 0.2·2 + ... + 0.9·9 = 28.5;
@@ -187,11 +198,12 @@ def sweep(fixed):
 def explain_separable(fixed):
     from dscalc.cost.spec import LayerSpec
     from dscalc.report import explain
+    from dscalc.study.explain import study
     from dscalc.trace.explain_check import Check
 
     spec = LayerSpec.from_options(kind="separable", cin=1, cout=2, k="3", size="3", padding="valid")
     fixed_check = Check("2.x", ("F.conv2d", "F.conv2d"), 0.0)
-    return explain.build(spec, pointwise_start=2, cells=[(0, 0, 0), (1, 0, 0)], checker=lambda ex: fixed_check)
+    return explain.draw(study(spec, pointwise_start=2, cells=[(0, 0, 0), (1, 0, 0)], checker=lambda ex: fixed_check))
 
 
 @pytest.fixture

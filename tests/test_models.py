@@ -102,10 +102,11 @@ def test_detection_model_takes_a_list_of_images():
     # (random weights, seed 0), compared with FlopCounterMode on the same model and the same seeded image
     tv = pytest.importorskip("torchvision")
     from dscalc.report import profile
+    from dscalc.study.model import study
     from dscalc.trace.source import ModelSource
 
     source = ModelSource.of("torchvision:ssdlite320_mobilenet_v3_large")
-    report = profile.build(source, [(3, 320, 320)])
+    report = profile.draw(study(source, [(3, 320, 320)]))
     model = source.load("cpu")
     assert isinstance(model, tv.models.detection.ssd.SSD)
     expected = fcm_macs(model, [seeded(3, 320, 320)])

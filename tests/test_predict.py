@@ -177,7 +177,7 @@ def test_whole_model_is_the_kernels_sum_times_the_in_network_factor():
     from dscalc.measure.ceilings import Ceilings
     from dscalc.measure.predictor import Predictor
     from dscalc.measure.settings import Settings
-    from dscalc.report.profile import whole_model
+    from dscalc.study.model import whole_model
     from dscalc.trace.profile import profile_model
 
     models = {k: KernelModel(k, f, 1 / r if r else 0.0, 1 / b if b else 0.0) for k, (f, r, b) in FIXED_MODELS.items()}

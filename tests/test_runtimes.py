@@ -209,12 +209,13 @@ def test_a_runtime_failure_is_that_rows_error(monkeypatch):
 def test_timing_rows_in_every_format(fixed_ceilings):
     import onnxruntime
 
-    from dscalc.report import runtimes as by_runtime
+    from dscalc.report.draw import draw
     from dscalc.report.render import Format, render
+    from dscalc.study.layer import study
 
     spec = LayerSpec.from_options(cin=8, cout=8, k="3", size="8")
     runs = runtimes.check(["eager", "onnxruntime"], Settings(threads=1, **QUICK))
-    report = by_runtime.layer(spec, runs, command="compare")
+    report = draw(study(spec, runs[0], tuple(runs), command="compare"))
     data = json.loads(render(report, Format.json))
     assert [o["runtime"] for o in data["runtimes"]] == ["eager", "onnxruntime"]
     assert data["timing"] == data["runtimes"][0]
@@ -315,12 +316,14 @@ def test_compare_model_and_network_per_runtime(fixed_ceilings, tmp_path):
 @needs_ort
 def test_sweep_gives_a_verdict_per_runtime_and_plots_a_line_each(fixed_ceilings, tmp_path):
     pytest.importorskip("matplotlib")
-    from dscalc.report import runtimes as by_runtime
+    from dscalc.report.draw import draw
     from dscalc.report.plot import sweep_plot
+    from dscalc.study.sweep import study
 
     runs = runtimes.check(["eager", "onnxruntime"], Settings(threads=1, **QUICK))
-    report, rows = by_runtime.sweep(cin="8", cout=None, k="3", size="8", batch="1,2", dtypes=["float32"],
-                                    formats=[False], runs=runs)
+    swept = study(cin="8", cout=None, k="3", size="8", batch="1,2", dtypes=["float32"], formats=[False],
+                  settings=runs[0], measure=True, runs=tuple(runs))
+    report, rows = draw(swept), list(swept.configs)
     assert [(r["batch"], r["runtime"]) for r in report.data["rows"]] == [
         (1, "eager"), (1, "onnxruntime"), (2, "eager"), (2, "onnxruntime")]
     for r in report.data["rows"]:

@@ -133,16 +133,14 @@ def test_layer_and_network_training_never_import_torch(args):
 def _report(*args: str):
     """The Report of a `--training` layer/network command, built as the CLI builds it."""
     from dscalc.cost.spec import LayerSpec
-    from dscalc.report import layer, network, training
+    from dscalc.report.draw import draw
+    from dscalc.study import layer, network
+    from dscalc.study.options import TrainingOptions
 
     if args[0] == "layer":
         spec = LayerSpec.from_options(cin=64, cout=128, k="3", size="56")
-        report = layer.build(spec)
-        training.add_layer(report, spec, training.options("adam", "16GiB"))
-        return report
-    report = network.build("cifar_separable")
-    training.add_network(report, "cifar_separable", training.options("sgd"))
-    return report
+        return draw(layer.study(spec, None, train=TrainingOptions("adam", 16 * 1024**3)))
+    return draw(network.study("cifar_separable", train=TrainingOptions("sgd")))
 
 
 @pytest.mark.parametrize("what, figures", [

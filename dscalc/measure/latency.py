@@ -16,6 +16,7 @@ from dscalc.measure.predict import Prediction
 from dscalc.measure.predictor import Predictor
 from dscalc.measure.settings import Settings, configured
 from dscalc.measure.timer import Ratio, Timing, overlap
+from dscalc.measure.verdict import Verdict, decide
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ class Latency:
         if self.pair is not None:
             pair = self.pair.pair
             row["separable"] = {"macs": pair.macs, **(pair.timing.to_dict() if pair.timing else {}),
-                                "speedup": self.pair.speedups(), "verdict": self.pair.verdict}
+                                "speedup": self.pair.speedups(), "verdict": self.pair.verdict_text}
         return row
 
 
@@ -74,22 +75,27 @@ class PairLatency:
         return None
 
     @property
-    def verdict(self) -> str | None:
-        """'separable wins', 'standard wins' or 'too close to call' - when the paired ratio's interquartile range
-        straddles 1 (or, unpaired, the two timings' IQRs overlap); None unmeasured."""
+    def verdict(self) -> Verdict | None:
+        """Who wins: too close to call when the paired ratio's interquartile range straddles 1 (or, unpaired, the
+        two timings' IQRs overlap); None unmeasured. The evidence is `ratio` (or the two timings) beside it."""
         gain = self.measured_speedup
         if gain is None:
             return None
-        if (not self.ratio.decided) if self.ratio is not None else overlap(self.original.timing, self.pair.timing):
-            return "too close to call"
-        return "separable wins" if gain > 1 else f"{self.original.name} wins"
+        return decide(gain, (not self.ratio.decided) if self.ratio is not None
+                      else overlap(self.original.timing, self.pair.timing))
+
+    @property
+    def verdict_text(self) -> str | None:
+        """The verdict as JSON and CSV spell it: 'separable wins', '<original> wins', 'too close to call'."""
+        v = self.verdict
+        return None if v is None else v.said(self.original.name)
 
     def speedups(self) -> dict[str, float | None]:
         return {"macs": self.mac_speedup, "predicted": self.predicted_speedup, "measured": self.measured_speedup}
 
     def to_dict(self) -> dict[str, Any]:
         return {"rows": [r.to_dict() for r in (self.original, self.depthwise, self.pointwise, self.pair)],
-                "speedup": self.speedups(), "verdict": self.verdict,
+                "speedup": self.speedups(), "verdict": self.verdict_text,
                 "paired": self.ratio.to_dict() if self.ratio is not None else None}
 
 

@@ -134,3 +134,27 @@ def time_against(original: LayerCost, first: LayerCost, second: LayerCost,
         for one in built:
             one.close()
     return runtimes.stamp(t_original, settings, built[0]), runtimes.stamp(t_pair, settings, built[1]), ratio
+
+
+def matmul_n(device: str) -> int:
+    """The matmul probe's size: as `measure.predictor` measures float32 on this kind of device."""
+    return 1024 if device == "cpu" else 4096
+
+
+def probes(settings: Settings) -> tuple[Timing, Timing]:
+    """A large matmul and a 1-element add, each a torch module built and timed on the settings' runtime: a
+    runtime's own float32 matmul peak and its per-call floor."""
+    from torch import nn
+
+    class MatMul(nn.Module):
+        def forward(self, a: Any, b: Any) -> Any:
+            return a @ b
+
+    class AddOne(nn.Module):
+        def forward(self, x: Any) -> Any:
+            return x + 1
+
+    n = matmul_n(settings.device)
+    matmul = time_module(MatMul(), [(n, n), (n, n)], settings, "matmul", own=True)
+    floor = time_module(AddOne(), [(1,)], settings, "add", own=True)
+    return matmul, floor

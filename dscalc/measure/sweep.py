@@ -39,6 +39,18 @@ class SweepRow:
         return f"{self.cin}->{self.cout} k{self.k} {self.size}x{self.size} b{self.batch} {self.dtype}" + (
             " cl" if self.channels_last else "")
 
+    @property
+    def kind(self) -> str:
+        return self.comparison.original.kind
+
+    @property
+    def params(self) -> int:
+        return self.comparison.original.params
+
+    @property
+    def macs(self) -> int:
+        return self.comparison.original.macs
+
     def to_dict(self) -> dict[str, Any]:
         p = self.pair
         measured = p.measured_speedup
@@ -54,7 +66,7 @@ class SweepRow:
                 "separable_wins": None if measured is None else measured > 1,
                 "prediction_right": None if measured is None or p.predicted_speedup is None
                 else (measured > 1) == (p.predicted_speedup > 1),
-                "verdict": p.verdict,
+                "verdict": p.verdict_text,
                 "standard_s": std.median if std else None,
                 "separable_s": sep.median if sep else None,
                 "reliable": None if std is None or sep is None else std.reliable and sep.reliable,

@@ -16,6 +16,7 @@ from dscalc.errors import first_line
 from dscalc.measure.modules import module_for, place
 from dscalc.measure.settings import Settings
 from dscalc.measure.timer import Timing, measure, overlap
+from dscalc.measure.verdict import Verdict, decide
 
 #: torch.optim constructors for the optimizers of `cost.training.OPTIMIZERS`
 _OPTIM = {"sgd": ("SGD", {"lr": 1e-3}), "momentum": ("SGD", {"lr": 1e-3, "momentum": 0.9}),
@@ -54,14 +55,9 @@ def speedup(a: Timing | None, b: Timing | None) -> float | None:
     return a.median / b.median
 
 
-def verdict(a: Timing | None, b: Timing | None) -> str | None:
-    """'separable wins', 'standard wins' or 'too close to call' (the interquartile ranges overlap)."""
-    gain = speedup(a, b)
-    if gain is None:
-        return None
-    if overlap(a, b):
-        return "too close to call"
-    return "separable wins" if gain > 1 else "standard wins"
+def verdict(a: Timing | None, b: Timing | None) -> Verdict | None:
+    """Who wins, a (standard) or b (separable); too close to call where the interquartile ranges overlap."""
+    return decide(speedup(a, b), overlap(a, b))
 
 
 def _callables(module: Any, input_shapes: list[tuple[int, ...]], settings: Settings, optimizer: str,
@@ -174,8 +170,12 @@ class PairTraining:
         return speedup(self.original.step, self.pair.step)
 
     @property
-    def verdict(self) -> str | None:
+    def verdict(self) -> Verdict | None:
         return verdict(self.original.backward, self.pair.backward)
+
+    @property
+    def verdict_text(self) -> str | None:
+        return None if self.verdict is None else self.verdict.said()
 
     def to_record(self) -> dict[str, Any]:
         """The same, nested by name (CSV columns: original.forward.median_s, separable..., speedup.training)."""
@@ -188,7 +188,7 @@ class PairTraining:
                 "speedup": {"macs": self.mac_speedup, "training_macs": self.training_mac_speedup,
                             "inference": self.inference_speedup, "training": self.training_speedup,
                             "step": self.step_speedup},
-                "verdict": self.verdict}
+                "verdict": self.verdict_text}
 
 
 def pair_training(comparison: SeparableComparison, settings: Settings, optimizer: str, training_mac_speedup: float,

@@ -1,14 +1,19 @@
-"""`dscalc device`: this machine's measured ceilings, with when, how and under what load they were measured."""
+"""`dscalc device`, drawn: this machine's measured ceilings, with when, how and under what load they were measured."""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from dscalc.measure.ceilings import Ceilings, age, cache_path, get_ceilings
-from dscalc.measure.predict import Calibration
+from dscalc.measure.ceilings import age, cache_path
 from dscalc.report.fmt import seconds
 from dscalc.report.model import Column, Grid, Report, name
+
+if TYPE_CHECKING:
+    from dscalc.measure.ceilings import Ceilings
+    from dscalc.measure.predict import Calibration
+    from dscalc.study.device import DeviceStudy
 
 
 def table(c: Ceilings, cached: bool) -> Report:
@@ -41,8 +46,16 @@ def _shown(path: Path) -> str:
     return f"~/{path.relative_to(home)}" if path.is_relative_to(home) else str(path)
 
 
-def build(device: str, *, refresh: bool = False, threads: int | None = None) -> Report:
-    return table(*get_ceilings(device, refresh=refresh, threads=threads))
+def draw(study: DeviceStudy) -> Report:
+    if study.calibration is not None:
+        return calibration(study.calibration, study.cached)
+    assert study.ceilings is not None
+    report = table(study.ceilings, study.cached)
+    if study.runtimes:
+        from dscalc.report import runtimes
+
+        runtimes.add_device(report, study)
+    return report
 
 
 def calibration(cal: Calibration, cached: bool) -> Report:

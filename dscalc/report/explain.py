@@ -2,24 +2,23 @@
 matrices (Keras layout), chosen output cells written out as their sums of products with per-channel partial sums,
 what the MAC count counts, and the check against torch.
 
-Self-contained: `build()` returns a Report like every builder; the exact example comes from `dscalc.cost.explain`,
-the check from `dscalc.trace.explain_check`.
+`draw(study)` returns a Report like every command's drawing; the study (`dscalc.study.explain`) holds the exact
+example (`dscalc.cost.explain`) and the check against torch (`dscalc.trace.explain_check`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from fractions import Fraction
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from dscalc.cost.explain import Cell, Example, Stage, Tensor, Term, example
+from dscalc.cost.explain import Cell, Example, Stage, Tensor, Term
 from dscalc.cost.kinds import KINDS, formula, label
-from dscalc.cost.spec import LayerSpec
-from dscalc.errors import BadInput
 from dscalc.report.fmt import exact, ratio, times
 from dscalc.report.model import CONVENTIONS, Column, Grid, Report, name
 
-CellAt = tuple[int, int, int]  # (channel, y, x)
+if TYPE_CHECKING:
+    from dscalc.study.explain import ExplainStudy
 
 #: what each stage's tensors are called: (input, kernel, output)
 _NAMES = {"depthwise": ("in", "DW", "dw"), "pointwise": ("dw", "PW", "out")}
@@ -178,26 +177,6 @@ def _cell_dict(stage: Stage, cell: Cell) -> dict[str, Any]:
             "partials": [{"channel": c, "sum": float(p)} for c, p in cell.partials()]}
 
 
-def parse_cells(texts: Sequence[str] | None) -> list[CellAt]:
-    """`--cell c,y,x` (repeatable; several also separated by ';' or spaces); default the first cell."""
-    if not texts:
-        return [(0, 0, 0)]
-    out: list[CellAt] = []
-    for text in texts:
-        for part in text.replace(";", " ").split():
-            pieces = part.split(",")
-            if len(pieces) != 3 or not all(p.strip().isdigit() for p in pieces):
-                raise BadInput(f"expected channel,y,x (three non-negative integers), got {part[:40]!r}", "cell")
-            c, y, x = (int(p) for p in pieces)
-            if (c, y, x) not in out:
-                out.append((c, y, x))
-    if not out:
-        raise BadInput("expected channel,y,x", "cell")
-    if len(out) > 16:
-        raise BadInput(f"at most 16 cells at once (to fit a screen), got {len(out)}", "cell")
-    return out
-
-
 # ------------------------------------------------------------------------------------------------- counts
 
 def _counts_grid(ex: Example) -> Grid:
@@ -259,19 +238,11 @@ def _check_line(check: Any, ex: Example) -> str:
             f"to check them against {op})")
 
 
-def _default_check(ex: Example) -> Any:
-    from dscalc.trace.explain_check import check
-
-    return check(ex)
-
-
-def build(spec: LayerSpec, *, values: str = "counting", seed: int | None = None, pointwise_start: int | None = None,
-          cells: Sequence[CellAt] = ((0, 0, 0),), checker: Callable[[Example], Any] | None = None) -> Report:
+def draw(study: ExplainStudy) -> Report:
     """The worked example of one layer: its matrices, the chosen output cells' sums (of the last stage; a separable
     conv's depthwise cells that feed them too), the count tie-in and the check against torch (when installed)."""
-    ex = example(spec, values=values, seed=seed, pointwise_start=pointwise_start)
-    chosen = [ex.cell(*at) for at in cells]
-    check = (checker or _default_check)(ex)
+    ex, spec, check, pointwise_start = study.example, study.spec, study.check, study.pointwise_start
+    chosen = [ex.cell(*at) for at in study.cells]
 
     grids: list[Grid] = []
     x = ex.input

@@ -3,12 +3,16 @@ grids of `layer --time` / `compare`, and of `network --time` / `profile --time`.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from dscalc.measure.latency import Latency, PairLatency, latency_sums
-from dscalc.measure.timer import MIN_RUNS, RELIABLE_IQR, Timing
+from dscalc.measure.timer import MIN_RUNS, RELIABLE_IQR
+from dscalc.measure.verdict import Verdict
 from dscalc.report.fmt import exact, seconds, speedup
 from dscalc.report.model import Column, Grid, name, text
+
+if TYPE_CHECKING:
+    from dscalc.measure.latency import Latency, PairLatency
+    from dscalc.measure.timer import Timing
 
 #: what an unreliable timing is, said once under every grid that marks one
 UNRELIABLE = (f"noisy: fewer than {MIN_RUNS} timed runs or an IQR above {100 * RELIABLE_IQR:.0f}% of the median - "
@@ -27,7 +31,7 @@ def fields(lat: Latency) -> dict[str, Any]:
             out["measured_over_predicted"] = lat.timing.median / lat.predicted.seconds
     if lat.pair is not None:
         out["separable"] = {**(lat.pair.pair.timing.to_dict() if lat.pair.pair.timing else {}),
-                            "speedup": lat.pair.speedups(), "verdict": lat.pair.verdict}
+                            "speedup": lat.pair.speedups(), "verdict": lat.pair.verdict_text}
     return out
 
 
@@ -56,8 +60,9 @@ def verdict_line(pair: PairLatency) -> str:
     gain = pair.measured_speedup
     verdict = pair.verdict
     why = "the paired ratio's IQR spans 1" if pair.ratio is not None else "the IQRs overlap"
-    said = "" if verdict is None else (f" - too close to call ({why})" if verdict == "too close to call"
-                                       else " - separable wins" if gain and gain > 1 else " - separable LOSES")
+    said = "" if verdict is None else (f" - too close to call ({why})" if verdict is Verdict.TOO_CLOSE
+                                       else " - separable wins" if verdict is Verdict.SEPARABLE
+                                       else " - separable LOSES")
     model = pair.original.predicted.model if pair.original.predicted else "predicted"
     return (f"separable speedup: MACs {speedup(pair.mac_speedup)}, {model} {speedup(pair.predicted_speedup)}, "
             f"measured {speedup(gain)}{said}")
@@ -152,7 +157,7 @@ def layers_grid(per_layer: list[Latency], context: dict[str, Any], end_to_end: T
             cells += [measured_cell(p.pair.timing), speedup(p.measured_speedup), speedup(p.mac_speedup)] if p \
                 else ["", "", ""]
         grid.add(*cells)
-    predicted, measured = latency_sums(per_layer)
+    predicted, measured = sums(per_layer)
     blank = [""] * (3 if pairs else 0)
     grid.add("sum of the layers", "", seconds(predicted), "", seconds(measured), "",
              f"{measured / predicted:.2f}" if measured and predicted else "", "", *blank, end_section=True)
@@ -168,7 +173,14 @@ def layers_grid(per_layer: list[Latency], context: dict[str, Any], end_to_end: T
 
 def section(per_layer: list[Latency], context: dict[str, Any]) -> dict[str, Any]:
     """The JSON `timing` object of a network or model: the conditions, every row, the sums."""
-    predicted, measured = latency_sums(per_layer)
+    predicted, measured = sums(per_layer)
     rows = [lat.to_dict() for lat in per_layer]
     # `layers` is the name schema 1 started with for these two commands; `rows` is every command's name
     return {**context, "rows": rows, "layers": rows, "predicted_s": predicted, "measured_s": measured}
+
+
+def sums(latencies: list[Latency] | tuple[Latency, ...]) -> tuple[float, float | None]:
+    """(predicted, measured) sums of the rows (`measure.latency.latency_sums`)."""
+    from dscalc.measure.latency import latency_sums
+
+    return latency_sums(list(latencies))

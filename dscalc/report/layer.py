@@ -1,20 +1,19 @@
-"""`dscalc layer` (and `compare` of a layer): one layer and, where one exists, its depthwise-separable counterpart,
-with the closed forms; with timing settings, its predicted and measured latency."""
+"""`dscalc layer` (and `compare` of a layer), drawn: one layer and, where one exists, its depthwise-separable
+counterpart, with the closed forms; its predicted and measured latency; its training step."""
 
 from __future__ import annotations
 
-import contextlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dscalc.cost.kinds import formula, label, separable_formula
 from dscalc.cost.records import LayerCost, SeparableComparison
-from dscalc.cost.spec import LayerSpec
-from dscalc.measure.latency import Latency, layer_latency, pair_latency
-from dscalc.measure.predictor import predictor_for
-from dscalc.measure.settings import Settings, configured, describe
-from dscalc.report import latency as lat
 from dscalc.report.fmt import exact, ratio, shape, si, times
 from dscalc.report.model import CONVENTIONS, Column, Grid, Report, name
+
+if TYPE_CHECKING:
+    from dscalc.measure.latency import Latency
+    from dscalc.study.layer import LayerStudy
+    from dscalc.study.records import Run
 
 
 def layer_row(layer: LayerCost) -> dict[str, Any]:
@@ -70,35 +69,36 @@ def counts(layer: LayerCost, comparison: SeparableComparison | None, assumptions
     return Report(command, data, records, [grid])
 
 
-def add_latency(report: Report, layer: LayerCost, comparison: SeparableComparison | None,
-                settings: Settings | None, device: str = "cpu") -> None:
-    """Predicted (always) and measured (with settings) latency of the layer and its pair: a grid, the JSON
+def add_latency(report: Report, run: Run) -> None:
+    """Predicted (always) and measured (when measured) latency of the layer and its pair: a grid, the JSON
     `timing` object, and timing columns on each CSV row."""
-    predictor = predictor_for(settings, device)
-    context = {**(describe(settings) if settings else {"device": predictor.name}),
-               "prediction": predictor.describe(layer.dtype)}
-    with configured(settings) if settings else contextlib.nullcontext():
-        if comparison is not None:
-            pair = pair_latency(comparison, predictor, settings)
-            rows = [pair.original, pair.depthwise, pair.pointwise, pair.pair]
-            data = pair.to_dict()
-            by_record: dict[str, Latency] = dict(zip([r["name"] for r in report.records], rows))
-        else:
-            single = layer_latency(layer, predictor, settings, name=layer.kind)
-            pair, rows, data = None, [single], {"rows": [single.to_dict()]}
-            by_record = {report.records[0]["name"]: single}
+    from dscalc.report import latency as lat
+
+    pair, rows, context = run.pair, list(run.rows), run.context
+    if pair is not None:
+        data = pair.to_dict()
+        by_record: dict[str, Latency] = dict(zip([r["name"] for r in report.records], rows))
+    else:
+        data = {"rows": [rows[0].to_dict()]}
+        by_record = {report.records[0]["name"]: rows[0]}
     report.grids.append(lat.layer_grid(rows, pair, context))
     report.data["timing"] = {**context, **data}
     lat.attach(report.records, by_record)
     if pair is not None:  # the verdict belongs to the separable row of the CSV
-        report.records[-1]["timing"].update(speedup=pair.speedups(), verdict=pair.verdict)
+        report.records[-1]["timing"].update(speedup=pair.speedups(), verdict=pair.verdict_text)
 
 
-def build(spec: LayerSpec, settings: Settings | None = None, *, command: str = "layer", predict: bool = False,
-          device: str = "cpu") -> Report:
-    """The report of one layer; with settings (or `predict`), its latency too."""
-    layer, comparison, assumptions = spec.build()
-    report = counts(layer, comparison, assumptions, command)
-    if settings is not None or predict:
-        add_latency(report, layer, comparison, settings, device)
+def draw(study: LayerStudy) -> Report:
+    """The report of one layer: its counts; its latency (one runtime, or several side by side); its training."""
+    report = counts(study.layer, study.comparison, list(study.assumptions), study.command)
+    if study.by_runtime:
+        from dscalc.report import runtimes
+
+        runtimes.add_layer_runs(report, study.runs)
+    elif study.runs:
+        add_latency(report, study.runs[0])
+    if study.training is not None:
+        from dscalc.report import training
+
+        training.add_layer(report, study)
     return report

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from dscalc.cost.kinds import WEIGHTED
+
 #: the version of the JSON document every command writes (`schema_version`; dscalc/report/schema.json)
 SCHEMA_VERSION = 1
 
@@ -20,6 +22,10 @@ CONVENTIONS = {
     "kinds": "a row's kind says what its module is: any nn.Linear is linear, products inside SDPA or "
              "MultiheadAttention's scores/values attention, inside LSTM/GRU/RNN recurrent, functional products matmul",
 }
+
+
+#: the network rows a table shows without --all-layers: what has weights or changes the shape
+COMPUTE_KINDS = set(WEIGHTED) | {"maxpool", "avgpool", "gap", "add", "concat"}
 
 
 @dataclass

@@ -1,35 +1,34 @@
-"""`dscalc network`: a declared network layer by layer - per-layer params and MACs with their share, totals under
+"""`dscalc network`, drawn: a declared network layer by layer - per-layer params and MACs with their share, totals under
 every counting convention, the MobileNets paper's Table 2 by kind; with timing settings, every weighted layer
 predicted and measured."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from dscalc.cost import network as N
 from dscalc.cost.kinds import KINDS, WEIGHTED
 from dscalc.cost.records import LayerCost
 from dscalc.cost.totals import by_kind, paper_label, totals
-from dscalc.measure.latency import Latency, latency_sums, time_rows
-from dscalc.measure.predictor import predictor_for
-from dscalc.measure.settings import Settings, describe
 from dscalc.report import latency as lat
 from dscalc.report.fmt import exact, in_out, seconds, shape, si
 from dscalc.report.layer import layer_row
-from dscalc.report.model import CONVENTIONS, Column, Grid, Report, name, text
+from dscalc.report.model import COMPUTE_KINDS, CONVENTIONS, Column, Grid, Report, name, text
 from dscalc.report.render import bar
 
-#: the rows the table shows without --all-layers: what has weights or changes the shape
-COMPUTE_KINDS = set(WEIGHTED) | {"maxpool", "avgpool", "gap", "add", "concat"}
+if TYPE_CHECKING:
+    from dscalc.measure.latency import Latency
+    from dscalc.study.network import NetworkListStudy, NetworkStudy
+    from dscalc.study.records import Run
+
 
 
 def _share(part: int, whole: int) -> str:
     return f"{100 * part / whole:.2f}%" if whole else "-"
 
 
-def builtins() -> Report:
+def builtins(study: NetworkListStudy) -> Report:
     """`dscalc network --list`: each built-in network, one line."""
-    specs = [N.load(b) for b in N.builtin_names()]
+    specs = study.specs
     grid = Grid(title="built-in networks", columns=[name("name"), Column("input", "left"), text("description")],
                 caption="dscalc network NAME [--alpha A] [--resolution R] [--as separable|standard]")
     records = []
@@ -85,27 +84,32 @@ def counts(rows: list[LayerCost], meta: dict[str, Any], all_layers: bool = False
     return Report("network", data, records, [grid, summary, table2])
 
 
-def build(target: str, *, alpha: float = 1.0, resolution: int | None = None, as_: str | None = None,
-          batch: int = 1, dtype: str = "float32", all_layers: bool = False,
-          settings: Settings | None = None, predict: bool = False, device: str = "cpu") -> Report:
-    """The report of a built-in network or a spec file; with settings, every weighted layer timed on its own;
-    with `predict` (or settings), every weighted layer's predicted latency."""
-    spec = N.load(target)
-    rows = N.build(spec, alpha=alpha, resolution=resolution, as_=as_, batch=batch, dtype=dtype)
-    meta = {"network": spec.name, "source": spec.source, "alpha": alpha,
-            "resolution": resolution if resolution is not None else spec.input[1], "as": as_, "batch": batch,
-            "dtype": dtype}
-    if settings is None and not predict:
-        return counts(rows, meta, all_layers)
-    predictor = predictor_for(settings, device)
-    per_layer = time_rows(rows, settings, predictor)
+def draw(study: NetworkStudy) -> Report:
+    """The report of a network: its layers and totals; every weighted layer's latency (one runtime, or several
+    side by side); its training step."""
+    rows, meta = list(study.layers), study.meta
+    if not study.runs or study.by_runtime:
+        report = counts(rows, meta, study.all_layers)
+        if study.by_runtime:
+            from dscalc.report import runtimes
+
+            runtimes.add_network_runs(report, study)
+    else:
+        report = _timed(study, study.runs[0])
+    if study.training is not None:
+        from dscalc.report import training
+
+        training.add_network(report, study)
+    return report
+
+
+def _timed(study: NetworkStudy, run: Run) -> Report:
+    per_layer, context = list(run.rows), run.context
     by_name = {one.name: one for one in per_layer}
-    report = counts(rows, meta, all_layers, by_name)
-    context = {**(describe(settings) if settings else {"device": predictor.name}),
-               "prediction": predictor.describe(dtype)}
-    predicted, measured = latency_sums(per_layer)
+    report = counts(list(study.layers), study.meta, study.all_layers, by_name)
+    predicted, measured = lat.sums(per_layer)
     report.grids[1].add("latency, predicted (sum of weighted layers)", seconds(predicted), "")
-    if settings is not None:
+    if run.measured:
         report.grids[1].add("latency, measured (sum of weighted layers)", seconds(measured), "")
     report.grids[1].notes.append(context["prediction"])
     if any(lat.quality_cell(one.timing) for one in per_layer):

@@ -1,25 +1,20 @@
-"""`dscalc profile`: a real model traced per module on the meta device - params, MACs, share, the separable
+"""`dscalc profile`, drawn: a real model traced per module on the meta device - params, MACs, share, the separable
 what-if, totals by op kind, the ops not counted - optionally checked against fvcore; with timing settings, each
 convolution measured beside its separable pair and the whole forward end to end."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from dscalc.errors import BadInput
-from dscalc.measure.latency import time_rows
-from dscalc.measure.modules import time_module
-from dscalc.measure.predictor import Predictor, op_kernel, predictor_for
-from dscalc.measure.settings import Settings, configured, describe
 from dscalc.report import latency as lat
 from dscalc.report.fmt import binary, exact, in_out, shape, si
 from dscalc.report.model import CONVENTIONS, Column, Grid, Report, name, text
 from dscalc.report.render import bar
-from dscalc.trace.records import ProfileResult
-from dscalc.trace.source import ModelSource
 
-# dscalc.trace.profile (the torch tracer, and the fvcore check) is imported where it is used: an ONNX or Keras
-# model is profiled without torch
+if TYPE_CHECKING:
+    from dscalc.study.model import ModelStudy
+    from dscalc.study.records import Run
+    from dscalc.trace.records import ProfileResult
 
 #: what `params` counts, for the formats not counted by sum(p.numel())
 PARAMS_LABEL = {"onnx": "params (initializers, each once)", "keras": "params (weights created trainable)",
@@ -39,7 +34,7 @@ def counts(result: ProfileResult, meta: dict[str, Any]) -> Report:
     fv = result.fvcore or {}
     checked = "total" in fv
     if checked:
-        from dscalc.trace.profile import explain, fvcore_extra
+        from dscalc.trace.profile import explain, fvcore_extra  # fvcore ran: torch is loaded
         from dscalc.trace.profile import label as fvcore_label
     columns = [name("module"), text("type"), text("input -> output"), Column("params"),
                Column("MACs"), Column("share", "left"), Column("as separable")]
@@ -113,64 +108,34 @@ def counts(result: ProfileResult, meta: dict[str, Any]) -> Report:
     return Report("profile", data, records, [grid, summary, memory, kinds])
 
 
-def build(source: ModelSource, shapes: list[tuple[int, ...]], *, depth: int | None = None, check: str | None = None,
-          settings: Settings | None = None, dtype: str | None = None, predict: bool = False,
-          device: str = "cpu") -> Report:
-    """Profile the model; with `check='fvcore'` cross-check it; with settings, time its layers and its forward.
-    Bytes and memory are counted at `dtype` (default: the timing dtype, else float32). The model is built once
-    per device: on meta to count, on the CPU (random weights) to check, time, or run a model meta cannot run.
-    ONNX and Keras models are profiled by their own module (no torch), counts only."""
-    if not source.spec.torch:
-        if check is not None or settings is not None:
-            raise BadInput(f"applies to PyTorch models; {source.target} is {source.spec.noun} model, counted from "
-                           "its graph and not run", "check" if check is not None else "time")
-        return counts(source.profile(shapes, depth), {"model": source.target, "depth": depth,
-                                                      "format": source.format})
-    from dscalc.trace.profile import check_fvcore, profile_model
+def draw(study: ModelStudy) -> Report:
+    """The report of a model: its rows, totals, memory and op kinds; its latency (one runtime, or several side by
+    side); its training step."""
+    meta: dict[str, Any] = {"model": study.target, "depth": study.depth}
+    if study.format is not None:
+        meta["format"] = study.format
+    report = counts(study.result, meta)
+    if study.by_runtime:
+        from dscalc.report import runtimes
 
-    model = source.load("cpu" if settings is not None else "meta")
-    dtype = dtype or (settings.dtype if settings is not None else "float32")
-    result = profile_model(model, shapes, depth, dtype=dtype, build_cpu=lambda: source.load("cpu"))
-    if check == "fvcore":
-        check_fvcore(result, lambda: source.load("cpu"))
-    report = counts(result, {"model": source.target, "depth": depth})
-    if settings is None and not predict:
-        return report
-    predictor = predictor_for(settings, device)
-    per_layer = time_rows(result.layers, settings, predictor, pairs=settings is not None)
-    end_to_end = None
-    if settings is not None:
-        with configured(settings):
-            end_to_end = time_module(source.load("cpu"), shapes, settings, source.target)
-    context = {**(describe(settings) if settings else {"device": predictor.name, "dtype": dtype, "threads": 0,
-                                                       "tf32": False}),
-               "prediction": predictor.describe(dtype)}
-    whole = whole_model(result, predictor)
-    cal = predictor.calibration(dtype)
-    if whole is not None and cal is not None:
-        context["prediction"] += (f"; end to end: the kernels' sum x{cal.in_network:.2f}, as measured inside "
-                                  "networks here")
-    report.grids.append(lat.layers_grid(per_layer, context, end_to_end, whole=whole,
-                                        title="" if settings else f"predicted on {predictor.name}"))
-    report.data["timing"] = {**lat.section(per_layer, context), "predicted_end_to_end_s": whole}
-    if end_to_end is not None:
-        report.data["timing"]["end_to_end"] = end_to_end.to_dict()
-    lat.attach(report.records, {one.name: one for one in per_layer})
+        runtimes.add_profile_runs(report, study)
+    elif study.runs:
+        _timed(report, study.runs[0])
+    if study.training is not None:
+        from dscalc.report import training
+
+        training.add_profile(report, study)
+    if study.assumed:  # the assumption line: which input size was used
+        report.grids[0].notes.insert(0, study.assumed)
+        report.data["notes"] = [study.assumed, *report.data.get("notes", [])]
     return report
 
 
-def whole_model(result: ProfileResult, predictor: Predictor) -> float | None:
-    """The predicted latency of the whole forward: every op the trace recorded (convolutions, matrix products,
-    norms, pooling, elementwise), each by the calibrated model of its kind, times the calibration's in-network
-    factor (kernels run slower inside a network than alone); None without a calibration."""
-    total = 0.0
-    for op in result.ops:
-        nbytes = op.reads.bytes(result.dtype) + op.writes.bytes(result.dtype)
-        k = op_kernel(op.op, op.kind, op.macs, op.elements, nbytes, op.layer.kind if op.layer is not None else None)
-        p = predictor.kernel(k, result.dtype)
-        if p is None:
-            return None
-        total += p.seconds
-    cal = predictor.calibration(result.dtype)
-    return total * (cal.in_network if cal is not None else 1.0)
-
+def _timed(report: Report, run: Run) -> None:
+    per_layer, context, whole = list(run.rows), run.context, run.whole
+    report.grids.append(lat.layers_grid(per_layer, context, run.end_to_end, whole=whole,
+                                        title="" if run.measured else f"predicted on {context['device']}"))
+    report.data["timing"] = {**lat.section(per_layer, context), "predicted_end_to_end_s": whole}
+    if run.end_to_end is not None:
+        report.data["timing"]["end_to_end"] = run.end_to_end.to_dict()
+    lat.attach(report.records, {one.name: one for one in per_layer})

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import errno
 import io
-import json
 import os
 import stat
 import sys
@@ -42,6 +41,8 @@ def render(report: Report, fmt: Format, *, width: int | None = None, color: bool
     """The report as text in the chosen format; a table for an output whose encoding lacks its drawing characters
     is drawn in ASCII (laid out after the characters are spelled out, so it still fits)."""
     if fmt is Format.json:
+        import json
+
         return json.dumps({"schema_version": SCHEMA_VERSION, **report.data}, indent=2, allow_nan=False,
                           default=_json_default) + "\n"
     if fmt is Format.csv:
@@ -73,6 +74,8 @@ def flatten(record: dict[str, Any], prefix: str = "") -> dict[str, Any]:
             if all(isinstance(v, (int, float, str)) and not isinstance(v, bool) for v in value):
                 out[column] = "x".join(str(v) for v in value)
             else:
+                import json
+
                 out[column] = json.dumps(value, separators=(",", ":"))
         else:
             out[column] = value
@@ -380,3 +383,27 @@ def _replace_whole(target: Path, text: str, mode: int | None, shown: str) -> Non
         if e.errno in (errno.ENAMETOOLONG, errno.ENOTDIR):
             raise BadInput(f"cannot write {shown}: {e.strerror}", "output") from None
         raise RuntimeFailure(f"--output: cannot write {shown}: {e.strerror}") from None
+
+
+# ------------------------------------------------------------------------------------------------- HTML
+
+def html(report: Report) -> str:
+    """The report's grids as HTML tables (what Jupyter shows): a caption per title, the notes below."""
+    from html import escape
+
+    parts = []
+    for grid in report.grids:
+        head = "".join(f'<th style="text-align:{c.justify}">{escape(c.header)}</th>' for c in grid.columns)
+        body = []
+        for i, row in enumerate(grid.rows):
+            rule = ' style="border-bottom:1px solid"' if i in grid.sections else ""
+            cells = "".join(f'<td style="text-align:{c.justify}">{escape(cell)}</td>'
+                            for c, cell in zip(grid.columns, row))
+            body.append(f"<tr{rule}>{cells}</tr>")
+        caption = f"<caption><b>{escape(grid.title)}</b></caption>" if grid.title else ""
+        parts.append(f'<table class="dscalc">{caption}<thead><tr>{head}</tr></thead><tbody>{"".join(body)}'
+                     "</tbody></table>")
+        below = ([grid.caption] if grid.caption else []) + list(grid.notes)
+        if below:
+            parts.append("<pre>" + escape("\n".join(below)) + "</pre>")
+    return "<div>" + "".join(parts) + "</div>"

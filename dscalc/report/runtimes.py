@@ -1,8 +1,8 @@
-"""`--runtime A,B,...`: the same measurements on several runtimes (torch eager, torch.compile, ONNX Runtime,
+"""`--runtime A,B,...`, drawn: a study's runs on several runtimes (torch eager, torch.compile, ONNX Runtime,
 LiteRT), side by side - for `layer`, `network`, `profile`, `compare`, `sweep` and `device`.
 
-Each command's counts come from its own builder, unchanged; each runtime is measured by the same code as the
-default one (`measure.latency`, `measure.modules`), its settings differing only in `runtime`. In JSON, `timing`
+Each runtime was measured by the study (`dscalc.study`), by the same code as the default one, its settings
+differing only in `runtime`; here its `Run` is drawn beside the others. In JSON, `timing`
 is the first runtime's object (the schema of a single runtime) and `runtimes` lists one such object per runtime;
 CSV has one line per row and runtime (`timing.runtime` says which)."""
 
@@ -10,50 +10,26 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from dscalc.cost import network as N
-from dscalc.cost.spec import LayerSpec
-from dscalc.cost.totals import totals
-from dscalc.errors import BadInput
-from dscalc.measure import runtimes
-from dscalc.measure.ceilings import get_ceilings
-from dscalc.measure.latency import (
-    Latency,
-    PairLatency,
-    latency_sums,
-    layer_latency,
-    pair_latency,
-    time_rows,
-)
-from dscalc.measure.modules import time_module
-from dscalc.measure.predictor import predictor_for
-from dscalc.measure.settings import Settings, configured
-from dscalc.measure.sweep import SweepRow, run
-from dscalc.measure.timer import Timing
-from dscalc.report import device as device_report
 from dscalc.report import latency as lat
-from dscalc.report import layer as layer_report
-from dscalc.report import network as network_report
-from dscalc.report import profile as profile_report
 from dscalc.report.fmt import exact, seconds, shape, speedup
 from dscalc.report.model import Column, Grid, Report, name, text
+
+if TYPE_CHECKING:
+    from dscalc.measure.latency import Latency
+    from dscalc.measure.sweep import SweepRow
+    from dscalc.measure.timer import Timing
+    from dscalc.study.compare import CompareStudy
+    from dscalc.study.device import DeviceStudy
+    from dscalc.study.model import ModelStudy
+    from dscalc.study.network import NetworkStudy
+    from dscalc.study.records import Run
 
 #: said under every grid with a setup column or row
 SETUP = "setup: seconds to build the runtime's call (compile, export + session, conversion), never in a median"
 #: the mark of a noisy timing in side-by-side cells
 NOISY = "*"
-
-
-@dataclass
-class Run:
-    """One runtime's measurements of one command: its conditions and its latency rows."""
-
-    context: dict[str, Any]
-    rows: list[Latency]
-    pair: PairLatency | None = None
-    end_to_end: Timing | None = None
 
 
 def summary(context: dict[str, Any], timing: Timing | None = None) -> str:
@@ -75,7 +51,7 @@ def summary(context: dict[str, Any], timing: Timing | None = None) -> str:
     return label + (f" ({detail})" if detail else "")
 
 
-def _first_timing(rows: list[Latency]) -> Timing | None:
+def _first_timing(rows: Sequence[Latency]) -> Timing | None:
     return next((r.timing for r in rows if r.timing is not None and not r.timing.error), None)
 
 
@@ -96,7 +72,7 @@ def _noisy_note(grid: Grid, timings: Sequence[Timing | None]) -> None:
         grid.notes.append(f"{NOISY} {lat.UNRELIABLE}")
 
 
-def _long_records(records: list[dict[str, Any]], runs: list[Run], by_name: list[dict[str, Latency]],
+def _long_records(records: list[dict[str, Any]], runs: Sequence[Run], by_name: list[dict[str, Latency]],
                   extra: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """CSV: the command's records once per runtime, each with that runtime's timing fields."""
     out = []
@@ -113,21 +89,7 @@ def _long_records(records: list[dict[str, Any]], runs: list[Run], by_name: list[
 
 # ------------------------------------------------------------------------------------------ layer and compare
 
-def _layer_runs(layer: Any, comparison: Any, runs: list[Settings], device: str) -> list[Run]:
-    predictor = predictor_for(runs[0], device)
-    out = []
-    for s in runs:
-        with configured(s):
-            context = runtimes.context(s)
-            if comparison is not None:
-                pair = pair_latency(comparison, predictor, s)
-                out.append(Run(context, [pair.original, pair.depthwise, pair.pointwise, pair.pair], pair))
-            else:
-                out.append(Run(context, [layer_latency(layer, predictor, s, name=layer.kind)]))
-    return out
-
-
-def layer_grid(runs: list[Run]) -> Grid:
+def layer_grid(runs: Sequence[Run]) -> Grid:
     """Each kernel on each runtime, one row each, the runtimes of a kernel together; the verdict per runtime."""
     first = runs[0]
     grid = Grid(title=f"latency on {first.context['device']}, by runtime",
@@ -151,8 +113,8 @@ def layer_grid(runs: list[Run]) -> Grid:
     return grid
 
 
-def _add_layer_runs(report: Report, layer: Any, comparison: Any, runs: list[Settings], device: str) -> None:
-    measured = _layer_runs(layer, comparison, runs, device)
+def add_layer_runs(report: Report, measured: Sequence[Run]) -> None:
+    """`layer --time --runtime ...` (and `compare` of a layer): each runtime's latency after the counts."""
     report.grids.append(layer_grid(measured))
     objects = []
     by_name: list[dict[str, Latency]] = []
@@ -161,25 +123,17 @@ def _add_layer_runs(report: Report, layer: Any, comparison: Any, runs: list[Sett
         data = one.pair.to_dict() if one.pair is not None else {"rows": [one.rows[0].to_dict()]}
         objects.append({**one.context, **data})
         by_name.append(dict(zip([r["name"] for r in report.records], one.rows)))
-        extra.append({"speedup": one.pair.speedups(), "verdict": one.pair.verdict} if one.pair is not None else {})
+        extra.append({"speedup": one.pair.speedups(), "verdict": one.pair.verdict_text}
+                     if one.pair is not None else {})
     report.data["timing"] = objects[0]
     report.data["runtimes"] = objects
-    report.records = _long_records(report.records, measured, by_name, extra if comparison is not None else None)
-
-
-def layer(spec: LayerSpec, runs: list[Settings], *, command: str = "layer", device: str = "cpu") -> Report:
-    """`layer --time --runtime ...` (and `compare` of a layer): the counts, then each runtime's latency."""
-    built, comparison, assumptions = spec.build()
-    report = layer_report.counts(built, comparison, assumptions, command)
-    if command == "compare" and comparison is None:
-        raise BadInput(f"a {built.kind} layer has no depthwise-separable counterpart", "k")
-    _add_layer_runs(report, built, comparison, runs, device)
-    return report
+    paired = any(one.pair is not None for one in measured)
+    report.records = _long_records(report.records, measured, by_name, extra if paired else None)
 
 
 # ---------------------------------------------------------------------------------------- network and profile
 
-def layers_grid(runs: list[Run], title: str) -> Grid:
+def layers_grid(runs: Sequence[Run], title: str) -> Grid:
     """Every weighted layer: predicted once, measured on each runtime (and, with pairs, its separable speedup per
     runtime); the sums; a model's whole forward; the setup each runtime spent."""
     first = runs[0]
@@ -200,7 +154,7 @@ def layers_grid(runs: list[Run], title: str) -> Grid:
             p = row.pair
             cells += [speedup(p.mac_speedup) if p else "", *(_pair_speedup(one.rows[i]) for one in runs)]
         grid.add(*cells)
-    sums = [latency_sums(one.rows) for one in runs]
+    sums = [lat.sums(one.rows) for one in runs]
     grid.add("sum of the layers", "", seconds(sums[0][0]), *(seconds(m) for _, m in sums), *blank,
              end_section=True)
     if any(one.end_to_end is not None for one in runs):
@@ -226,83 +180,41 @@ def _setup_total(one: Run) -> float | None:
 
 
 def _section(one: Run) -> dict[str, Any]:
-    section = lat.section(one.rows, one.context)
+    section = lat.section(list(one.rows), one.context)
     if one.end_to_end is not None:
         section["end_to_end"] = one.end_to_end.to_dict()
     return section
 
 
-def _attach_runs(report: Report, measured: list[Run]) -> None:
+def _attach_runs(report: Report, measured: Sequence[Run]) -> None:
     objects = [_section(one) for one in measured]
     report.data["timing"] = objects[0]
     report.data["runtimes"] = objects
     report.records = _long_records(report.records, measured, [{r.name: r for r in one.rows} for one in measured])
 
 
-def network(target: str, runs: list[Settings], *, alpha: float = 1.0, resolution: int | None = None,
-            as_: str | None = None, batch: int = 1, dtype: str = "float32", all_layers: bool = False) -> Report:
-    """`network --time --runtime ...`: the network's counts, then every weighted layer on each runtime."""
-    report = network_report.build(target, alpha=alpha, resolution=resolution, as_=as_, batch=batch, dtype=dtype,
-                                  all_layers=all_layers)
-    spec = N.load(target)
-    rows = N.build(spec, alpha=alpha, resolution=resolution, as_=as_, batch=batch, dtype=dtype)
-    predictor = predictor_for(runs[0])
-    measured = []
-    for s in runs:
-        per_layer = time_rows(rows, s, predictor)
-        with configured(s):
-            measured.append(Run(runtimes.context(s), per_layer))
-    report.grids.insert(1, layers_grid(measured, f"{spec.name}: measured on {measured[0].context['device']}, "
-                                                 "by runtime"))
-    _attach_runs(report, measured)
-    return report
+def add_network_runs(report: Report, study: NetworkStudy) -> None:
+    """`network --time --runtime ...`: every weighted layer on each runtime, after the counts."""
+    runs = study.runs
+    report.grids.insert(1, layers_grid(runs, f"{study.meta['network']}: measured on {runs[0].context['device']}, "
+                                             "by runtime"))
+    _attach_runs(report, runs)
 
 
-def profile(source: Any, shapes: list[tuple[int, ...]], runs: list[Settings], *, depth: int | None = None,
-            check: str | None = None) -> Report:
-    """`profile --time --runtime ...`: the model's counts, then each conv beside its separable pair and the whole
-    forward, on each runtime."""
-    from dscalc.trace.profile import check_fvcore, profile_model
-
-    if source.format == "tflite":
-        return _tflite_file(source, shapes, runs, depth)
-    model = source.load("cpu")  # built once, as `profile --time` does: counted, then timed (as copies)
-    result = profile_model(model, shapes, depth)
-    if check == "fvcore":
-        check_fvcore(result, lambda: source.load("cpu"))
-    report = profile_report.counts(result, {"model": source.target, "depth": depth})
-    predictor = predictor_for(runs[0])
-    measured = []
-    for s in runs:
-        per_layer = time_rows(result.layers, s, predictor, pairs=True)
-        with configured(s):
-            end_to_end = time_module(model, shapes, s, source.target)
-            measured.append(Run(runtimes.context(s), per_layer, end_to_end=end_to_end))
-    report.grids.append(layers_grid(measured, f"{source.target}: measured on {measured[0].context['device']}, "
-                                              "by runtime"))
-    _attach_runs(report, measured)
-    return report
+def add_profile_runs(report: Report, study: ModelStudy) -> None:
+    """`profile --time --runtime ...`: each conv beside its separable pair and the whole forward, per runtime."""
+    if study.format == "tflite":
+        return _tflite_file(report, study)
+    runs = study.runs
+    report.grids.append(layers_grid(runs, f"{study.target}: measured on {runs[0].context['device']}, by runtime"))
+    _attach_runs(report, runs)
 
 
-def _tflite_file(source: Any, shapes: list[tuple[int, ...]], runs: list[Settings], depth: int | None) -> Report:
-    """`profile model.tflite --time --runtime litert`: the file's counts, then the file itself run on LiteRT as it
-    is (no conversion): the whole forward only (a flatbuffer has no modules to run one by one)."""
-    from dscalc.measure.timer import measure
-
-    report = profile_report.counts(source.profile(shapes, depth), {"model": source.target, "depth": depth,
-                                                                    "format": source.format})
-    measured = []
-    for s in runs:
-        if s.runtime != "litert":
-            raise BadInput(f"a .tflite file runs on LiteRT only (--runtime litert), not {s.runtime}", "runtime")
-        with configured(s):
-            built = runtimes.litert_file(str(source.path), s)
-            try:
-                timing = measure(built.call, s, source.target)
-            finally:
-                built.close()
-        measured.append(Run(runtimes.context(s), [], end_to_end=runtimes.stamp(timing, s, built)))
-    grid = Grid(title=f"{source.target}: the file as it is, measured on {measured[0].context['device']}",
+def _tflite_file(report: Report, study: ModelStudy) -> None:
+    """`profile model.tflite --time --runtime litert`: the file itself run on LiteRT as it is (no conversion): the
+    whole forward only (a flatbuffer has no modules to run one by one)."""
+    measured = study.runs
+    grid = Grid(title=f"{study.target}: the file as it is, measured on {measured[0].context['device']}",
                 columns=[name(""), *(Column(one.context["runtime"]) for one in measured)],
                 caption=_caption(measured[0].context) + "; " + SETUP)
     grid.add("end to end (whole forward)", *(_measured(one.end_to_end) for one in measured))
@@ -312,7 +224,6 @@ def _tflite_file(source: Any, shapes: list[tuple[int, ...]], runs: list[Settings
         grid.notes.append(f"{one.context['runtime']}: {summary(one.context, one.end_to_end)}")
     report.grids.append(grid)
     _attach_runs(report, measured)
-    return report
 
 
 # ---------------------------------------------------------------------------------- compare: network and model
@@ -342,24 +253,16 @@ def _compare_data(kind: str, names: tuple[str, str], first: dict[str, Any], seco
     return objects, records
 
 
-def compare_network(target: str, runs: list[Settings], *, alpha: float, resolution: int | None, as_: str,
-                    batch: int, dtype: str, device: str = "cpu") -> Report:
+def compare_network(study: CompareStudy) -> Report:
     """A network and its `--as` variant: counts, predicted, and the sum of the measured layers on each runtime."""
-    spec = N.load(target)
-    original = N.build(spec, alpha=alpha, resolution=resolution, batch=batch, dtype=dtype)
-    variant = N.build(spec, alpha=alpha, resolution=resolution, as_=as_, batch=batch, dtype=dtype)
-    predictor = predictor_for(runs[0], device)
-    contexts, medians, predicted = [], [], None
-    for s in runs:
-        (p0, m0), (p1, m1) = (latency_sums(time_rows(rows, s, predictor)) for rows in (original, variant))
-        predicted = (p0, p1)
-        with configured(s):
-            contexts.append(runtimes.context(s))
-        medians.append((m0, m1))
-    assert predicted is not None
-    t0, t1 = totals(original), totals(variant)
-    names = (spec.name, f"as {as_}")
-    grid = _pairs_grid(f"{spec.name} vs every conv as {as_} ({predictor.name})", names,
+    a, b = study.original, study.variant
+    assert a is not None and b is not None
+    contexts = list(study.contexts)
+    medians = list(zip(a.measured_s, b.measured_s))
+    predicted = (a.predicted_s, b.predicted_s)
+    t0, t1 = a.totals, b.totals
+    names = (a.name, b.name)
+    grid = _pairs_grid(f"{a.name} vs every conv as {study.as_} ({study.device})", names,
                        [("params", t0["params"], t1["params"]), ("weights", t0["weights"], t1["weights"]),
                         ("MACs", t0["macs"], t1["macs"])],
                        [("predicted (sum of layers)", *predicted)]
@@ -371,40 +274,30 @@ def compare_network(target: str, runs: list[Settings], *, alpha: float, resoluti
     second = {**t1, "predicted_s": predicted[1], "measured_s": medians[0][1]}
     objects, records = _compare_data("network", names, {**t0, "predicted_s": predicted[0]},
                                      {**t1, "predicted_s": predicted[1]}, contexts, medians)
-    data = {"command": "compare", "network": spec.name, "as": as_, "device": predictor.name, "original": first,
+    data = {"command": "compare", "network": a.name, "as": study.as_, "device": study.device, "original": first,
             "variant": second, "runtimes": objects}
     return Report("compare", data, records, [grid])
 
 
-def compare_model(source: Any, shapes: list[tuple[int, ...]], runs: list[Settings]) -> Report:
+def compare_model(study: CompareStudy) -> Report:
     """A model and its separable copy: counts, and each runtime's end-to-end latency of both."""
-    from dscalc.trace.convert import separable_copy
-    from dscalc.trace.profile import profile_model
-
-    source.check_convertible()
-    original = source.load("cpu")
-    converted, replaced = separable_copy(original)
-    a, b = profile_model(original, shapes), profile_model(converted, shapes)
-    contexts, medians, timings = [], [], []
-    for s in runs:
-        with configured(s):
-            t0 = time_module(original, shapes, s, source.target)
-            t1 = time_module(converted, shapes, s, f"{source.target} (separable)")
-            contexts.append(runtimes.context(s))
-        timings += [t0, t1]
-        medians.append((t0.median, t1.median))
+    a, b = study.original, study.variant
+    assert a is not None and b is not None
+    contexts = list(study.contexts)
+    medians = list(zip(a.measured_s, b.measured_s))
+    replaced = study.replaced or 0
     convs = f"{replaced} conv{'s' if replaced != 1 else ''} replaced"
-    names = (source.target, "separable")
-    grid = _pairs_grid(f"{source.target} vs its separable copy ({convs})", names,
+    names = (study.target, "separable")
+    grid = _pairs_grid(f"{study.target} vs its separable copy ({convs})", names,
                        [("params", a.totals["params"], b.totals["params"]),
                         ("MACs", a.totals["macs"], b.totals["macs"])],
                        [(f"measured end to end, {c['runtime']}", m0, m1) for c, (m0, m1) in zip(contexts, medians)])
-    grid.notes += [f"{c['runtime']}: {summary(c, t)}" for c, t in zip(contexts, timings[::2])]
-    errors = [f"{t.runtime}: {t.error}" for t in timings if t.error]
-    grid.notes += errors
+    grid.notes += [f"{c['runtime']}: {summary(c, t)}" for c, t in zip(contexts, a.timings)]
+    timings = [t for pair in zip(a.timings, b.timings) for t in pair]
+    grid.notes += [f"{t.runtime}: {t.error}" for t in timings if t is not None and t.error]
     objects, records = _compare_data("model", ("original", "separable"), dict(a.totals), dict(b.totals), contexts,
                                      medians)
-    data = {"command": "compare", "model": source.target, "replaced": replaced,
+    data = {"command": "compare", "model": study.target, "replaced": study.replaced,
             "original": {**a.totals, "measured_s": medians[0][0]}, "variant": {**b.totals, "measured_s": medians[0][1]},
             "runtimes": objects}
     return Report("compare", data, records, [grid])
@@ -418,7 +311,7 @@ def _verdict(row: SweepRow) -> str:
         t = row.pair.original.timing
         return (t.error if t is not None and t.error else row.pair.pair.timing.error
                 if row.pair.pair.timing is not None and row.pair.pair.timing.error else "-") or "-"
-    return {"too close to call": "too close"}.get(v, "separable" if "separable" in v else "standard")
+    return v.short
 
 
 def sweep_table(rows: list[SweepRow], names: list[str], context: dict[str, Any]) -> Report:
@@ -464,54 +357,35 @@ def sweep_table(rows: list[SweepRow], names: list[str], context: dict[str, Any])
 
 
 def runtimes_context(context: dict[str, Any], runtime: str) -> dict[str, Any]:
+    from dscalc.measure import runtimes
+
     entry = runtimes.RUNTIMES[runtime]
     return {**context, "runtime": runtime, "runtime_label": entry.label, "runtime_version": entry.version()}
 
 
-def sweep(*, cin: str, cout: str | None, k: str, size: str, batch: str, dtypes: list[str], formats: list[bool],
-          runs: list[Settings], progress: Any = None) -> tuple[Report, list[SweepRow]]:
-    """The grid, each config measured on every runtime in turn, tabulated side by side."""
-    from dscalc.cost.parse import values
-
-    cins, couts = values(cin, "cin"), values(cout, "cout") if cout else None
-    ks, sizes, batches = values(k, "k"), values(size, "size"), values(batch, "batch")
-    names = [s.runtime for s in runs]
-    rows = run(cins, couts, ks, sizes, batches, dtypes, formats, runs[0], predictor_for(runs[0]), progress, names)
-    with configured(runs[0]):
-        context = runtimes.context(runs[0])
-    context = {k_: v for k_, v in context.items() if not k_.startswith("runtime")}
-    return sweep_table(rows, names, {**context, "measured": True}), rows
-
-
 # ------------------------------------------------------------------------------------------------------ device
 
-def device(device_name: str, runs: list[Settings], *, refresh: bool = False, threads: int | None = None) -> Report:
-    """The device's predictor (measured with torch, cached), then each runtime's own matmul peak and per-call floor.
+def add_device(report: Report, study: DeviceStudy) -> None:
+    """Each runtime's own matmul peak and per-call floor, after the device's ceilings.
 
     Per runtime: the float32 matmul peak (each runtime brings its own GEMM: MKL/oneDNN, inductor, MLAS, XNNPACK)
     and the per-call floor (a 1-element add: the fixed cost every kernel or session call pays). Not per runtime:
     the memory bandwidth, a property of the machine that no runtime can exceed (and a plain copy is what ONNX
     Runtime and LiteRT optimise away), and the float16/bfloat16 peaks (the runtimes time float32 on a CPU)."""
-    report = device_report.build(device_name, refresh=refresh, threads=threads)
-    ceilings = get_ceilings(device_name, threads=threads)[0]
-    grid = Grid(title=f"per runtime ({ceilings.name})",
+    assert study.ceilings is not None
+    n = study.matmul_n
+    grid = Grid(title=f"per runtime ({study.ceilings.name})",
                 columns=[name("runtime"), Column("peak matmul, float32"), Column("per-call floor"),
                          Column("setup"), text("")],
-                caption=f"matmul: {_matmul_n(device_name)}² @ {_matmul_n(device_name)}² float32; per-call floor: a "
-                        "1-element add; " + SETUP)
+                caption=f"matmul: {n}² @ {n}² float32; per-call floor: a 1-element add; " + SETUP)
     objects, timings = [], []
-    for s in runs:
-        quick = Settings(**{**s.__dict__, "min_run_time": 0.1, "max_run_time": 1.0})
-        with configured(quick):
-            matmul, floor = _probes(quick)
-            context = runtimes.context(quick)
-        n = _matmul_n(device_name)
+    for context, matmul, floor in study.runtimes:
         peak = 2 * n**3 / matmul.median if matmul.median else None
         setup = sum(t.setup_s for t in (matmul, floor) if t.setup_s is not None) if matmul.setup_s is not None \
             else None
         note = "; ".join(t.error for t in (matmul, floor) if t.error)
         timings += [matmul, floor]
-        grid.add(s.runtime, f"{peak / 1e9:,.1f} GFLOP/s" if peak else "-", _measured(floor),
+        grid.add(context["runtime"], f"{peak / 1e9:,.1f} GFLOP/s" if peak else "-", _measured(floor),
                  seconds(setup) if setup is not None else "", note)
         objects.append({**context, "peak_flops": {"float32": peak}, "launch": floor.median,
                         "matmul": matmul.to_dict(), "floor": floor.to_dict()})
@@ -523,28 +397,3 @@ def device(device_name: str, runs: list[Settings], *, refresh: bool = False, thr
     report.data["runtimes"] = objects
     report.records += [{"name": o["runtime"], "kind": "runtime", "runtime_version": o["runtime_version"],
                         "peak_flops": o["peak_flops"], "launch": o["launch"]} for o in objects]
-    return report
-
-
-def _probes(settings: Settings) -> tuple[Timing, Timing]:
-    """A large matmul and a 1-element add, each a torch module built and timed on the settings' runtime."""
-    from torch import nn
-
-    class MatMul(nn.Module):
-        def forward(self, a: Any, b: Any) -> Any:
-            return a @ b
-
-    class AddOne(nn.Module):
-        def forward(self, x: Any) -> Any:
-            return x + 1
-
-    n = _matmul_n(settings.device)
-    matmul = time_module(MatMul(), [(n, n), (n, n)], settings, "matmul", own=True)
-    floor = time_module(AddOne(), [(1,)], settings, "add", own=True)
-    return matmul, floor
-
-
-
-def _matmul_n(device: str) -> int:
-    """The matmul probe's size: as `measure.predictor` measures float32 on this kind of device."""
-    return 1024 if device == "cpu" else 4096

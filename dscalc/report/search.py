@@ -32,6 +32,11 @@ def _row(r: Result) -> dict[str, Any]:
     return {"name": c.id, "kind": "candidate", **r.to_dict()}
 
 
+def draw(study: Any) -> Report:
+    """A SearchStudy (`dscalc.study.search`) drawn: its result, `top` rows on screen."""
+    return build(study.result, study.top)
+
+
 def build(result: SearchResult, top: int = TOP) -> Report:
     """The report of a search: one row per candidate, ranked; the front and the constraints in the last column."""
     rows = [_row(r) for r in result.results]

@@ -1,16 +1,31 @@
-"""`dscalc sweep`: the grid of standard-vs-separable configs as a table - MAC, predicted and measured speedup and
-the winner, marking where the prediction picked the wrong one - and as a plot."""
+"""`dscalc sweep`, drawn: the grid of standard-vs-separable configs as a table - MAC, predicted and measured
+speedup and the winner, marking where the prediction picked the wrong one (one runtime, or several side by
+side) - and its training."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from dscalc.cost.parse import values
-from dscalc.measure.predictor import predictor_for
-from dscalc.measure.settings import Settings, describe
-from dscalc.measure.sweep import SweepRow, run
+from dscalc.measure.verdict import Verdict
 from dscalc.report.fmt import shape, speedup
 from dscalc.report.model import Column, Grid, Report, name, text
+
+if TYPE_CHECKING:
+    from dscalc.measure.sweep import SweepRow
+    from dscalc.study.sweep import SweepStudy
+
+
+def draw(study: SweepStudy) -> Report:
+    if study.runtimes:
+        from dscalc.report import runtimes
+
+        return runtimes.sweep_table(list(study.configs), list(study.runtimes), study.context)
+    report = table(list(study.configs), study.context)
+    if study.training is not None:
+        from dscalc.report import training
+
+        training.add_sweep(report, study)
+    return report
 
 
 def table(rows: list[SweepRow], context: dict[str, Any]) -> Report:
@@ -24,13 +39,14 @@ def table(rows: list[SweepRow], context: dict[str, Any]) -> Report:
     right = measured_rows = 0
     for r in rows:
         d = r.to_dict()
+        verdict = r.pair.verdict
         if d["measured_speedup"] is None:
             winner = d["error"] or "-"
         else:
             measured_rows += 1
             right += bool(d["prediction_right"])
-            winner = {"too close to call": "too close"}.get(d["verdict"], "separable" if d["separable_wins"]
-                                                            else "standard")
+            winner = "too close" if verdict is Verdict.TOO_CLOSE else "separable" if d["separable_wins"] \
+                else "standard"
             winner += "" if d["prediction_right"] else " (!)"
             if not d["reliable"]:
                 winner += " noisy"
@@ -45,13 +61,3 @@ def table(rows: list[SweepRow], context: dict[str, Any]) -> Report:
     data = {"command": "sweep", **context, "rows": records,
             "prediction_right": right if measured_rows else None, "measured": measured_rows}
     return Report("sweep", data, records, [grid])
-
-
-def build(*, cin: str, cout: str | None, k: str, size: str, batch: str, dtypes: list[str], formats: list[bool],
-          settings: Settings, measure: bool, progress: Any = None) -> tuple[Report, list[SweepRow]]:
-    """Run the grid (measured, or only predicted) and tabulate it."""
-    cins, couts = values(cin, "cin"), values(cout, "cout") if cout else None
-    ks, sizes, batches = values(k, "k"), values(size, "size"), values(batch, "batch")
-    rows = run(cins, couts, ks, sizes, batches, dtypes, formats, settings if measure else None,
-               predictor_for(settings), progress)
-    return table(rows, {**describe(settings), "measured": measure}), rows

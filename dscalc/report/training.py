@@ -8,44 +8,23 @@ and grids on screen."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from dscalc.cost import network as N
 from dscalc.cost import training as T
-from dscalc.cost.dtypes import check as check_dtype
 from dscalc.cost.kinds import formula, label
 from dscalc.cost.records import LayerCost, SeparableComparison
-from dscalc.cost.spec import LayerSpec
-from dscalc.errors import BadInput
-from dscalc.measure.settings import Settings, configured, describe
-from dscalc.measure.training import PairTraining, TrainingTiming, pair_training, time_layer_training, time_training
+from dscalc.measure.training import PairTraining, TrainingTiming
+from dscalc.measure.verdict import Verdict
 from dscalc.report import latency as lat
 from dscalc.report.fmt import binary, exact, seconds, si, speedup
-from dscalc.report.model import Column, Grid, Report, name, text
-from dscalc.report.network import COMPUTE_KINDS
+from dscalc.report.model import COMPUTE_KINDS, Column, Grid, Report, name, text
 
-# ---------------------------------------------------------------------------------------------- options
-
-
-@dataclass(frozen=True)
-class Options:
-    """`--training`, `--optimizer`, `--memory-limit`, checked."""
-
-    optimizer: str = "adam"
-    memory_limit: int | None = None  # bytes
-
-
-def options(optimizer: str = "adam", memory_limit: str | None = None) -> Options:
-    """Checked training options (bad input, one line, for an unknown optimizer or an unreadable size)."""
-    T.optimizer(optimizer)
-    return Options(optimizer, T.parse_bytes(memory_limit) if memory_limit is not None else None)
-
-
-def check_dtype_trains(dtype: str) -> None:
-    if not check_dtype(dtype).timed:
-        raise BadInput(f"training needs a floating dtype (float32, float16, bfloat16), not {dtype}", "dtype")
-
+if TYPE_CHECKING:
+    from dscalc.study.compare import CompareStudy
+    from dscalc.study.layer import LayerStudy
+    from dscalc.study.model import ModelStudy
+    from dscalc.study.network import NetworkStudy
+    from dscalc.study.sweep import SweepStudy
 
 # -------------------------------------------------------------------------------------------- formatting
 
@@ -167,35 +146,12 @@ def _rows_grid(tr: T.Training, title: str, types: dict[str, str] | None = None, 
 # ------------------------------------------------------------------------------------------------- layer
 
 
-def _layer_fit(spec: LayerSpec, limit: int, optimizer: str) -> tuple[T.BatchFit, T.BatchFit | None]:
-    def at(batch: int) -> tuple[T.Training, T.Training | None]:
-        layer, comparison, _ = LayerSpec(spec.kind, replace(spec.args, batch=batch), spec.padding_text).build()
-        return T.layer(layer, comparison, optimizer)
-
-    one = T.largest_batch(lambda b: at(b)[0].memory.peak, limit, " of the layer")
-    pair = None
-    if at(1)[1] is not None:
-        pair = T.largest_batch(lambda b: at(b)[1].memory.peak, limit, " of the separable pair")  # type: ignore[union-attr]
-    return one, pair
-
-
-def layer_training(spec: LayerSpec, opts: Options) -> tuple[LayerCost, SeparableComparison | None, T.Training,
-                                                            T.Training | None]:
-    """The Python API of `dscalc layer --training`: the layer, its pair, and their training steps."""
-    check_dtype_trains(spec.args.dtype)
-    layer, comparison, _ = spec.build()
-    one, pair = T.layer(layer, comparison, opts.optimizer)
-    if opts.memory_limit is not None:
-        one.fit, fit_pair = _layer_fit(spec, opts.memory_limit, opts.optimizer)
-        if pair is not None:
-            pair.fit = fit_pair
-    return layer, comparison, one, pair
-
-
-def add_layer(report: Report, spec: LayerSpec, opts: Options, settings: Settings | None = None) -> None:
+def add_layer(report: Report, study: LayerStudy) -> None:
     """`layer --training` (and `compare` of a layer): the backward of the layer and its separable pair, exactly,
-    their memory, and with settings the measured training step."""
-    layer, comparison, one, pair = layer_training(spec, opts)
+    their memory, and when measured the training step."""
+    assert study.training is not None
+    layer, comparison = study.layer, study.comparison
+    one, pair, timed, context = study.training.one, study.training.pair, study.training.timed, study.training.context
     data = one.to_dict()
     rows = list(one.rows) + (list(pair.rows) if pair else [])
     data["rows"] = [{"name": r.name, "kind": r.kind, **r.to_dict(one.opt, one.itemsize)} for r in rows]
@@ -241,26 +197,19 @@ def add_layer(report: Report, spec: LayerSpec, opts: Options, settings: Settings
                                                                        " of the separable pair")]
     mem.notes[:0] = [line for line in lines if line]
     report.grids += [grid, mem]
-    if settings is not None and comparison is not None:
-        inference = (report.data.get("timing") or {}).get("speedup", {}).get("measured")
-        with configured(settings):
-            timed = pair_training(comparison, settings, opts.optimizer,
-                                  one.totals["training_macs"] / pair.totals["training_macs"],  # type: ignore[union-attr]
-                                  inference)
-        data["timing"] = {**describe(settings), **timed.to_dict()}
-        report.grids.append(pair_grid(timed, describe(settings)))
+    if context is not None and isinstance(timed, PairTraining):
+        data["timing"] = {**context, **timed.to_dict()}
+        report.grids.append(pair_grid(timed, context))
         for record in report.records:
             if record.get("name") == layer.name:
                 record.setdefault("training", {})["timing"] = timed.original.to_dict()
             elif record.get("name") == "separable":
                 record.setdefault("training", {})["timing"] = {**timed.pair.to_dict(),
                                                                "speedup": timed.to_dict()["speedup"]}
-    elif settings is not None:
-        with configured(settings):
-            one_timed = time_layer_training(layer, settings, opts.optimizer, name=layer.kind)
-        data["timing"] = {**describe(settings), "rows": [one_timed.to_dict()]}
-        report.grids.append(timing_grid([one_timed], describe(settings)))
-        report.records[0].setdefault("training", {})["timing"] = one_timed.to_dict()
+    elif context is not None and isinstance(timed, TrainingTiming):
+        data["timing"] = {**context, "rows": [timed.to_dict()]}
+        report.grids.append(timing_grid([timed], context))
+        report.records[0].setdefault("training", {})["timing"] = timed.to_dict()
     report.data["training"] = data
 
 
@@ -311,8 +260,8 @@ def timing_grid(rows: list[TrainingTiming], context: dict[str, Any], title: str 
 def pair_grid(p: PairTraining, context: dict[str, Any]) -> Grid:
     grid = timing_grid([p.original, p.pair], context)
     gain = p.training_speedup
-    said = {"too close to call": " - too close to call (the IQRs overlap)", "separable wins": " - separable wins",
-            "standard wins": " - separable LOSES"}.get(p.verdict or "", "")
+    said = {Verdict.TOO_CLOSE: " - too close to call (the IQRs overlap)", Verdict.SEPARABLE: " - separable wins",
+            Verdict.ORIGINAL: " - separable LOSES"}.get(p.verdict, "") if p.verdict is not None else ""
     grid.notes.insert(0, f"separable training speedup (forward + backward): measured {speedup(gain)}{said}; "
                          f"MACs {speedup(p.training_mac_speedup)} (forward alone {speedup(p.mac_speedup)}); "
                          f"inference measured {speedup(p.inference_speedup)}; whole step {speedup(p.step_speedup)}")
@@ -322,40 +271,20 @@ def pair_grid(p: PairTraining, context: dict[str, Any]) -> Grid:
 # ----------------------------------------------------------------------------------------------- network
 
 
-def network_training(target: str, opts: Options, *, alpha: float = 1.0, resolution: int | None = None,
-                     as_: str | None = None, batch: int = 1, dtype: str = "float32") -> tuple[list[LayerCost],
-                                                                                          T.Training]:
-    """The Python API of `dscalc network --training`: the rows and the training step of a declared network."""
-    check_dtype_trains(dtype)
-    spec = N.load(target)
-    rows, sources = N.dataflow(spec, alpha=alpha, resolution=resolution, as_=as_, batch=batch, dtype=dtype)
-    tr = T.network(rows, sources, opts.optimizer)
-    if opts.memory_limit is not None:
-        def peak(b: int) -> int:
-            r, s = N.dataflow(spec, alpha=alpha, resolution=resolution, as_=as_, batch=b, dtype=dtype)
-            return T.network(r, s, opts.optimizer).memory.peak
-
-        tr.fit = T.largest_batch(peak, opts.memory_limit)
-    return rows, tr
-
-
-def add_network(report: Report, target: str, opts: Options, *, alpha: float = 1.0, resolution: int | None = None,
-                as_: str | None = None, batch: int = 1, dtype: str = "float32", all_layers: bool = False,
-                settings: Settings | None = None) -> None:
-    rows, tr = network_training(target, opts, alpha=alpha, resolution=resolution, as_=as_, batch=batch, dtype=dtype)
+def add_network(report: Report, study: NetworkStudy) -> None:
+    assert study.training is not None
+    tr, timed, context = study.training.training, study.training.timed, study.training.context
     data = tr.to_dict()
     _attach(report.records, tr.row_dicts())
-    report.grids += [_rows_grid(tr, f"training: {report.data.get('network', target)}, per layer",
-                                only_weighted=not all_layers),
+    report.grids += [_rows_grid(tr, f"training: {study.meta['network']}, per layer",
+                                only_weighted=not study.all_layers),
                      totals_grid(tr), memory_grid([("bytes", tr.memory)], tr.batch)]
     line = fit_line(tr.fit)
     if line:
         report.grids[-1].notes.insert(0, line)
-    if settings is not None:
-        timed = _time_rows(rows, tr, settings, opts.optimizer)
-        context = describe(settings)
-        grid = timing_grid(timed, context, f"training, measured on {context['device']} (each weighted layer on "
-                                           "its own)")
+    if timed is not None and context is not None:
+        grid = timing_grid(list(timed), context, f"training, measured on {context['device']} (each weighted layer "
+                                                 "on its own)")
         sums = [sum(t.forward.median or 0 for t in timed), sum(t.backward.median or 0 for t in timed)]
         grid.add("sum of the layers", seconds(sums[0]), seconds(sums[1]), "", "", "", end_section=True)
         report.grids.append(grid)
@@ -368,48 +297,12 @@ def add_network(report: Report, target: str, opts: Options, *, alpha: float = 1.
     report.data["training"] = data
 
 
-def _time_rows(rows: list[LayerCost], tr: T.Training, settings: Settings, optimizer: str) -> list[TrainingTiming]:
-    """Forward and forward + backward of every weighted row on its own (its input gradient as autograd computes
-    it); the optimizer step is left out per layer (it is measured for whole models)."""
-    out = []
-    by = {r.name: r for r in tr.rows}
-    with configured(settings):
-        for r in rows:
-            if r.kind in ("standard", "grouped", "depthwise", "pointwise", "transposed", "linear"):
-                out.append(time_layer_training(r, settings, optimizer, input_grad=by[r.name].input_grad,
-                                               with_step=False))
-    return out
-
-
 # ----------------------------------------------------------------------------------------------- profile
 
 
-def check_source(source: Any) -> None:
-    """`--training` applies to models built from code: bad input (one line) for graph formats."""
-    spec = source.spec
-    if spec.graph or not getattr(spec, "torch", True):
-        raise BadInput(f"--training needs a PyTorch nn.Module built from code (.py, torchvision:, timm:, a pickled "
-                       f"module); {source.target} is {spec.noun} graph, whose backward autograd cannot trace",
-                       "training")
-
-
-def model_training(source: Any, shapes: list[tuple[int, ...]], opts: Options, *, depth: int | None = None,
-                   dtype: str = "float32") -> Any:
-    """The Python API of `dscalc profile --training`: `trace.training.ModelTraining` of a model source."""
-    from dscalc.trace.training import fit_batch, trace_training
-
-    check_source(source)
-    check_dtype_trains(dtype)
-    model = source.load("meta")
-    traced = trace_training(model, shapes, opts.optimizer, dtype, depth)
-    if opts.memory_limit is not None:
-        traced.training.fit = fit_batch(model, shapes, opts.memory_limit, opts.optimizer, dtype)
-    return traced
-
-
-def add_profile(report: Report, source: Any, shapes: list[tuple[int, ...]], opts: Options, *,
-                depth: int | None = None, dtype: str = "float32", settings: Settings | None = None) -> None:
-    traced = model_training(source, shapes, opts, depth=depth, dtype=dtype)
+def add_profile(report: Report, study: ModelStudy) -> None:
+    assert study.training is not None
+    traced = study.training.traced
     tr = traced.training
     data = tr.to_dict()
     data["peak_at"] = {"phase": traced.peak_phase, "module": traced.peak_module}
@@ -426,36 +319,14 @@ def add_profile(report: Report, source: Any, shapes: list[tuple[int, ...]], opts
     if line:
         mem.notes.insert(0, line)
     types = {n or "(model)": t for n, t in traced.types.items()}
-    report.grids += [_rows_grid(tr, f"training: {source.target}, per module", types), totals_grid(tr), mem]
-    if settings is not None:
-        from dscalc.trace.profile import profile_model
-
-        layers = profile_model(source.load("meta"), shapes).layers
-        context = describe(settings)
-        per_layer: list[PairTraining | TrainingTiming] = []
-        by = {r.name: r for r in tr.rows}
-        from dscalc.cost.kinds import separable_of
-
-        with configured(settings):
-            for layer in layers:
-                row = by.get(layer.name)
-                input_grad = row.input_grad if row is not None else True
-                pair = separable_of(layer)
-                if pair is None:
-                    per_layer.append(time_layer_training(layer, settings, opts.optimizer, input_grad,
-                                                         with_step=False))
-                else:
-                    one, two = T.layer(layer, pair, opts.optimizer)
-                    per_layer.append(pair_training(pair, settings, opts.optimizer, one.totals["training_macs"]
-                                                   / two.totals["training_macs"],  # type: ignore[union-attr]
-                                                   input_grad=input_grad, with_step=False))
-            whole = time_training(source.load("cpu"), shapes, settings, source.target, opts.optimizer,
-                                  input_grad=False)
-        names = [layer.name for layer in layers]
-        report.grids.append(_profile_timing_grid(per_layer, whole, context, names))
-        data["timing"] = {**context, "end_to_end": whole.to_dict(),
-                          "rows": [{"name": n, **p.to_dict()} for n, p in zip(names, per_layer)]}
-        for record, timed in zip(_named(report.records, names), per_layer):
+    report.grids += [_rows_grid(tr, f"training: {study.target}, per module", types), totals_grid(tr), mem]
+    t = study.training
+    if t.per_layer is not None and t.whole is not None and t.context is not None:
+        names = list(t.names)
+        report.grids.append(_profile_timing_grid(list(t.per_layer), t.whole, t.context, names))
+        data["timing"] = {**t.context, "end_to_end": t.whole.to_dict(),
+                          "rows": [{"name": n, **p.to_dict()} for n, p in zip(names, t.per_layer)]}
+        for record, timed in zip(_named(report.records, names), t.per_layer):
             if record is not None:
                 record.setdefault("training", {})["timing"] = timed.to_record() if isinstance(timed, PairTraining) \
                     else timed.to_dict()
@@ -515,48 +386,17 @@ def _side_by_side(title: str, names: tuple[str, str], a: T.Training, b: T.Traini
     return grid
 
 
-def add_compare_network(report: Report, target: str, opts: Options, *, alpha: float, resolution: int | None,
-                        as_: str, batch: int, dtype: str, settings: Settings | None) -> None:
-    rows0, a = network_training(target, opts, alpha=alpha, resolution=resolution, batch=batch, dtype=dtype)
-    rows1, b = network_training(target, opts, alpha=alpha, resolution=resolution, as_=as_, batch=batch, dtype=dtype)
-    times: tuple[float | None, float | None] = (None, None)
-    if settings is not None:
-        t0, t1 = _time_rows(rows0, a, settings, opts.optimizer), _time_rows(rows1, b, settings, opts.optimizer)
-        times = (_sum(t.backward.median for t in t0), _sum(t.backward.median for t in t1))
-    names = (report.data.get("network", target), f"as {as_}")
-    report.grids.append(_side_by_side(f"training: {names[0]} vs every conv as {as_}", names, a, b, times))
-    _compare_data(report, a, b, times)
-
-
-def add_compare_model(report: Report, source: Any, shapes: list[tuple[int, ...]], opts: Options, *,
-                      settings: Settings | None) -> None:
-    from dscalc.trace.convert import separable_copy
-    from dscalc.trace.training import fit_batch, trace_training
-
-    check_source(source)
-    model = source.load("meta")
-    converted, _ = separable_copy(model)
-    a = trace_training(model, shapes, opts.optimizer).training
-    b = trace_training(converted, shapes, opts.optimizer).training
-    if opts.memory_limit is not None:
-        a.fit = fit_batch(model, shapes, opts.memory_limit, opts.optimizer)
-        b.fit = fit_batch(converted, shapes, opts.memory_limit, opts.optimizer)
-    times: tuple[float | None, float | None] = (None, None)
-    if settings is not None:
-        with configured(settings):
-            cpu = source.load("cpu")
-            t0 = time_training(cpu, shapes, settings, source.target, opts.optimizer, False, with_step=False)
-            t1 = time_training(separable_copy(cpu)[0], shapes, settings, "separable", opts.optimizer, False,
-                               with_step=False)
-        times = (t0.backward.median, t1.backward.median)
-    report.grids.append(_side_by_side(f"training: {source.target} vs its separable copy", (source.target, "separable"),
-                                      a, b, times))
-    _compare_data(report, a, b, times)
-
-
-def _sum(values: Any) -> float | None:
-    vals = list(values)
-    return sum(vals) if vals and all(v is not None for v in vals) else None
+def add_compare(report: Report, study: CompareStudy) -> None:
+    """Both sides of a compare of networks or models, trained, side by side."""
+    t = study.training
+    assert t is not None and study.original is not None
+    if study.of == "network":
+        title, names = f"training: {study.original.name} vs every conv as {study.as_}", (study.original.name,
+                                                                                       f"as {study.as_}")
+    else:
+        title, names = f"training: {study.target} vs its separable copy", (study.target, "separable")
+    report.grids.append(_side_by_side(title, names, t.original, t.variant, t.times))
+    _compare_data(report, t.original, t.variant, t.times)
 
 
 def _compare_data(report: Report, a: T.Training, b: T.Training, times: tuple[float | None, float | None]) -> None:
@@ -574,43 +414,36 @@ def _compare_data(report: Report, a: T.Training, b: T.Training, times: tuple[flo
 # ------------------------------------------------------------------------------------------------- sweep
 
 
-def add_sweep(report: Report, rows: list[Any], opts: Options, settings: Settings, measure: bool) -> None:
+def add_sweep(report: Report, study: SweepStudy) -> None:
     """Every config of a sweep, trained: forward + backward MACs of the standard conv and of its pair, and (when
-    measuring) the measured training speedup beside the MAC ratio and the inference speedup."""
-    grid = Grid(title=f"training: separable vs standard on {report.data.get('device', '')}",
+    measured) the measured training speedup beside the MAC ratio and the inference speedup."""
+    assert study.training is not None
+    grid = Grid(title=f"training: separable vs standard on {study.context.get('device', '')}",
                 columns=[name("cin->cout"), Column("k"), Column("size"), Column("batch"), Column("dtype", "left"),
                          Column("MACs"), Column("inference"), Column("training"), text("winner")],
                 caption="speedup = standard / separable (> 1: separable is faster); MACs: forward + backward MACs "
                         "ratio; inference and training: measured (training = forward + backward)")
-    for row, record in zip(rows, report.records):
-        one, two = T.layer(row.comparison.original, row.comparison, opts.optimizer)
-        assert two is not None
-        mac_gain = one.totals["training_macs"] / two.totals["training_macs"]
+    configs = []
+    for row, record, (one, two, mac_gain, timed) in zip(study.configs, report.records, study.training.configs):
         keys: dict[str, Any] = {"training_macs": one.totals["training_macs"],
                                 "separable_training_macs": two.totals["training_macs"],
                                 "training_mac_speedup": mac_gain}
-        timed = None
-        if measure:
-            here = replace(settings, dtype=row.dtype, channels_last=row.channels_last)
-            with configured(here):
-                timed = pair_training(row.comparison, here, opts.optimizer, mac_gain, record.get("measured_speedup"),
-                                      with_step=False)
-            keys.update({"training_measured_speedup": timed.training_speedup, "training_verdict": timed.verdict,
+        if timed is not None:
+            keys.update({"training_measured_speedup": timed.training_speedup, "training_verdict": timed.verdict_text,
                          "standard_training_s": timed.original.backward.median,
                          "separable_training_s": timed.pair.backward.median,
                          "training_reliable": timed.original.backward.reliable and timed.pair.backward.reliable})
         record.update(keys)
+        configs.append({**keys, "name": record["name"]})
         winner = "-"
         if timed is not None and timed.training_speedup is not None:
-            winner = {"too close to call": "too close"}.get(timed.verdict or "", "separable"
-                                                            if timed.training_speedup > 1 else "standard")
+            winner = "too close" if timed.verdict is Verdict.TOO_CLOSE else "separable" \
+                if timed.training_speedup > 1 else "standard"
             if not keys["training_reliable"]:
                 winner += " noisy"
         grid.add(f"{row.cin}->{row.cout}", str(row.k), f"{row.size}x{row.size}", str(row.batch),
                  row.dtype + (" cl" if row.channels_last else ""), speedup(mac_gain),
-                 speedup(record.get("measured_speedup")), speedup(keys.get("training_measured_speedup")), winner)
+                 speedup(row.pair.measured_speedup), speedup(keys.get("training_measured_speedup")), winner)
     report.grids.append(grid)
-    report.data["training"] = {"optimizer": opts.optimizer, "conventions": T.CONVENTIONS,
-                               "configs": [{k: r[k] for k in r if k.startswith(("training", "separable_training",
-                                                                              "standard_training"))}
-                                        | {"name": r["name"]} for r in report.records]}
+    report.data["training"] = {"optimizer": study.training.options.optimizer, "conventions": T.CONVENTIONS,
+                               "configs": configs}

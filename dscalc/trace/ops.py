@@ -13,7 +13,6 @@ sparsity is not subtracted, as the math kernel computes and FlopCounterMode coun
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -82,7 +81,42 @@ class OpHandler:
 
 
 #: op packet (or higher-order op) -> handler
-REGISTRY: dict[Any, OpHandler] = {}
+class _Registry(dict[Any, "OpHandler"]):
+    """The op registry. The ops of a namespace that only a costly import defines (torch_attn::, from
+    torch.nn.attention.varlen, which imports torch._dynamo) get their formulas when an op of it is first asked
+    for: a model that calls them has imported that module; one that does not never pays for it."""
+
+    def _ready(self, key: Any) -> None:
+        if LATER and str(key).partition(".")[0] in LATER:
+            for name, kind, fn in LATER.pop(str(key).partition(".")[0]):
+                register(name, kind=kind, namespace=str(key).partition(".")[0])(fn)
+
+    def __contains__(self, key: object) -> bool:
+        self._ready(key)
+        return super().__contains__(key)
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        self._ready(key)
+        return super().get(key, default)
+
+    def __getitem__(self, key: Any) -> Any:
+        self._ready(key)
+        return super().__getitem__(key)
+
+
+REGISTRY: dict[Any, OpHandler] = _Registry()
+#: namespace -> (op name, kind, formula) registered when an op of that namespace is first looked up
+LATER: dict[str, list[tuple[str, str, Any]]] = {}
+
+
+def later(name: str, *, kind: str, namespace: str) -> Callable[[Any], Any]:
+    """`register`, deferred until the registry is asked for an op of `namespace` (see _Registry)."""
+
+    def wrap(fn: Any) -> Any:
+        LATER.setdefault(namespace, []).append((name, kind, fn))
+        return fn
+
+    return wrap
 
 Check = Callable[[tuple, dict], None]
 
@@ -594,11 +628,7 @@ try:  # higher-order ops: registered as themselves
 except ImportError:  # a torch without flex attention
     pass
 
-with contextlib.suppress(ImportError):  # torch.nn.attention.varlen defines its custom ops (torch_attn::)
-    import torch.nn.attention.varlen  # noqa: F401
-
-
-@register("_varlen_attn", kind="attention", namespace="torch_attn")
+@later("_varlen_attn", kind="attention", namespace="torch_attn")
 def _varlen_attn(c: Call) -> Count:
     """torch.nn.attention.varlen_attn: packed (total, H, D) sequences delimited by cu_seq_q / cu_seq_k."""
     q, k, v, cum_q = c.args[0], c.args[1], c.args[2], c.args[3]
@@ -606,14 +636,14 @@ def _varlen_attn(c: Call) -> Count:
     return Count(_varlen(q, k, v, cum_q, cum_k if cum_k is not None else cum_q, "torch_attn._varlen_attn"))
 
 
-@register("_varlen_attn_out", kind="attention", namespace="torch_attn")
+@later("_varlen_attn_out", kind="attention", namespace="torch_attn")
 def _varlen_attn_out(c: Call) -> Count:
     q, k, v, cum_q = c.args[1], c.args[2], c.args[3], c.args[4]
     cum_k = c.arg("cu_seq_k", 5)
     return Count(_varlen(q, k, v, cum_q, cum_k if cum_k is not None else cum_q, "torch_attn._varlen_attn_out"))
 
 
-@register("_varlen_attn_backward", kind="attention", namespace="torch_attn")
+@later("_varlen_attn_backward", kind="attention", namespace="torch_attn")
 def _varlen_attn_backward(c: Call) -> Count:
     # (grad_out, query, key, value, out, lse, cu_seq_q, cu_seq_k, ...)
     q, k, v = c.args[1], c.args[2], c.args[3]

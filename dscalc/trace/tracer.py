@@ -348,8 +348,18 @@ def standard_mode() -> Iterator[None]:
         yield
 
 
+def user_failure(e: BaseException, what: str, raised: str) -> BaseException:
+    """The one-line failure for what the user's code raised (dscalc's own errors are re-raised before this):
+    Ctrl-C pressed is itself; a KeyboardInterrupt or SystemExit the code raised, and any exception, name `what`."""
+    if isinstance(e, KeyboardInterrupt):
+        return e if interrupted() else from_user_code(KeyboardInterrupt(), what)
+    if isinstance(e, SystemExit):
+        return from_user_code(e, what)
+    return RuntimeFailure(f"{raised}: {type(e).__name__}: {first_line(e)}")
+
+
 @contextlib.contextmanager
-def _module_stack(names: dict[int, str], context: _Context | None = None) -> Iterator[list[str]]:
+def module_stack(names: dict[int, str], context: _Context | None = None) -> Iterator[list[str]]:
     """Global forward hooks that keep the path of the running module (and, in `context`, each named module's calls
     and their input and output shapes); removed on exit, whatever happens."""
     stack: list[str] = []
@@ -569,23 +579,17 @@ def _trace_once(model: Any, input_shapes: list[tuple[int, ...]], dtype: torch.dt
             out = run.call()
     except (BadInput, RuntimeFailure, MetaLimit):
         raise
-    except KeyboardInterrupt:
-        if interrupted():  # the user pressed Ctrl-C
-            raise
-        raise from_user_code(KeyboardInterrupt(), f"the model's forward{_where(model, run.where())}") from None
-    except SystemExit as e:
-        raise from_user_code(e, f"the model's forward{_where(model, run.where())}") from None
     except Mismatch as e:  # the real kernel would refuse this op: the user's input (or model) does not fit
         path = getattr(e, "module", run.where())
         raise BadInput(f"the model's forward fails{_where(model, path)}: RuntimeError: {first_line(e, 400)}") \
             from None
-    except Exception as e:  # the user's forward raised: name the module it was in
-        reason = _meta_limitation(e) if device == "meta" else None
+    except BaseException as e:  # the user's forward raised (or was interrupted): name the module it was in
+        reason = _meta_limitation(e) if device == "meta" and isinstance(e, Exception) else None
         if reason is not None:
             traced = sum((r.writes for r in recorder.records), Size())
             raise MetaLimit(reason, traced) from None
-        raise RuntimeFailure(f"the model's forward raised{_where(model, run.where())}: {type(e).__name__}: "
-                             f"{first_line(e)}") from None
+        where = _where(model, run.where())
+        raise user_failure(e, f"the model's forward{where}", f"the model's forward raised{where}") from None
     types = dict(st.types)
     types.update(run.types)
     return Trace(
@@ -625,7 +629,7 @@ def _eager_runner(model: torch.nn.Module, inputs: list[torch.Tensor], device: st
     context = _eager_context(target)
 
     def call() -> Any:
-        with _module_stack(names, context) as stack, _AttentionCalls(context):
+        with module_stack(names, context) as stack, _AttentionCalls(context):
             holder.append(stack)
             return target(*arguments(target, positional), **named)
 
@@ -655,7 +659,7 @@ def _functional_runner(model: torch.nn.Module, inputs: list[torch.Tensor], why: 
     def call() -> Any:
         flags = [(m, m.training) for m in model.modules()]
         try:
-            with _module_stack(names, context) as stack, _AttentionCalls(context):
+            with module_stack(names, context) as stack, _AttentionCalls(context):
                 holder.append(stack)
                 return functional_call(model, state, arguments(model, inputs), tie_weights=True, strict=False)
         finally:

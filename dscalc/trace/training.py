@@ -32,7 +32,8 @@ from torch.utils._pytree import tree_flatten
 
 from dscalc.cost import training as T
 from dscalc.cost.layers import conv
-from dscalc.errors import BadInput, RuntimeFailure, first_line, from_user_code, interrupted
+from dscalc.errors import BadInput, RuntimeFailure
+from dscalc.trace import tracer
 from dscalc.trace.ops import Call, Count, handler_for
 from dscalc.trace.summary import MAC_KINDS  # the op kinds whose MACs count: one list for inference and training
 
@@ -283,6 +284,8 @@ class _Dispatch(TorchDispatchMode):
         node = torch._C._current_autograd_node()
         if node is not None:
             self.run.live.module = self.run.node_module.get(node, "")
+        elif self.run.live.phase == "forward":  # the module running now (the tracer's stack)
+            self.run.live.module = self.run.current
         out = func(*args, **kwargs)
         for t in tree_flatten(out)[0]:
             self.run.live.track(t)
@@ -306,26 +309,10 @@ class _Tagger(TorchFunctionMode):
 
 @contextlib.contextmanager
 def _module_stack(model: torch.nn.Module, run: _Run) -> Iterator[None]:
-    """Global forward hooks that keep the path of the running module; removed on exit, whatever happens."""
-    names = {id(m): n for n, m in model.named_modules()}
-
-    def pre(module: torch.nn.Module, inputs: Any) -> None:
-        run.stack.append(names.get(id(module), run.current))
-        run.live.module = run.current
-
-    def post(module: torch.nn.Module, inputs: Any, output: Any) -> None:
-        if run.stack:
-            run.stack.pop()
-        run.live.module = run.current
-
-    from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
-
-    handles = [register_module_forward_pre_hook(pre), register_module_forward_hook(post)]
-    try:
+    """The forward tracer's module stack (global forward hooks, removed on exit), as the run's."""
+    with tracer.module_stack({id(m): n for n, m in model.named_modules()}) as stack:
+        run.stack = stack
         yield
-    finally:
-        for h in handles:
-            h.remove()
 
 
 @contextlib.contextmanager
@@ -403,16 +390,10 @@ def trace_training(model: torch.nn.Module, input_shapes: list[tuple[int, ...]], 
                 del seeds
         except (BadInput, RuntimeFailure):
             raise
-        except KeyboardInterrupt:
-            if interrupted():
-                raise
-            raise from_user_code(KeyboardInterrupt(), "the model's forward or backward") from None
-        except SystemExit as e:
-            raise from_user_code(e, "the model's forward") from None
-        except Exception as e:
+        except BaseException as e:  # the user's code: the forward tracer's guard, one line
             where = f" in module '{run.current}'" if run.current else ""
-            raise RuntimeFailure(f"the training step of the model raised{where}: {type(e).__name__}: "
-                                 f"{first_line(e)}") from None
+            raise tracer.user_failure(e, "the model's forward or backward",
+                                      f"the training step of the model raised{where}") from None
     run.split_matmuls()
     # which parameters autograd gave a gradient (frozen ones and ones the forward never used get none)
     graded = {pid for pid, copy in copies.items() if copy.grad is not None}
