@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from dscalc.report import latency as lat
 from dscalc.report.fmt import exact, seconds, shape, speedup
+from dscalc.report.heads import add_head_rows, variant_title
 from dscalc.report.model import Column, Grid, Report, name, text
 
 if TYPE_CHECKING:
@@ -262,7 +263,7 @@ def compare_network(study: CompareStudy) -> Report:
     predicted = (a.predicted_s, b.predicted_s)
     t0, t1 = a.totals, b.totals
     names = (a.name, b.name)
-    grid = _pairs_grid(f"{a.name} vs every conv as {study.as_} ({study.device})", names,
+    grid = _pairs_grid(f"{a.name} vs {variant_title(study.as_)} ({study.device})", names,
                        [("params", t0["params"], t1["params"]), ("weights", t0["weights"], t1["weights"]),
                         ("MACs", t0["macs"], t1["macs"])],
                        [("predicted (sum of layers)", *predicted)]
@@ -276,6 +277,7 @@ def compare_network(study: CompareStudy) -> Report:
                                      {**t1, "predicted_s": predicted[1]}, contexts, medians)
     data = {"command": "compare", "network": a.name, "as": study.as_, "device": study.device, "original": first,
             "variant": second, "runtimes": objects}
+    add_head_rows(grid, data, study)
     return Report("compare", data, records, [grid])
 
 

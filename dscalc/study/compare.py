@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+from dscalc.cost import heads
 from dscalc.cost import network as N
 from dscalc.errors import BadInput
 from dscalc.study import layer as layer_study
@@ -70,6 +71,10 @@ class CompareStudy(Study):
     device: str = ""  # the predictor's device name (networks)
     contexts: tuple[dict[str, Any], ...] = ()  # one per runtime, where several were named
     training: CompareTraining | None = None
+    #: `--as pointwise-head | gap-head`: the rows the rewrite changed, one line each, and both sides' activation
+    #: bytes (every layer's output written once)
+    changed: tuple[str, ...] = ()
+    activations: tuple[int, int] | None = None
     assumed: str = ""  # a hub model's documented input, taken for a run without one: the line that says so
     command: str = "compare"
 
@@ -180,8 +185,14 @@ def network_study(target: str, *, alpha: float, resolution: int | None, as_: str
     if train is not None:
         trained = _network_training(target, train, settings, alpha=alpha, resolution=resolution, as_=as_,
                                     batch=batch, dtype=dtype)
+    changed: tuple[str, ...] = ()
+    activations = None
+    if as_ in heads.HEADS:
+        changed = heads.changed_rows(original, variant)
+        activations = (heads.activation_bytes(original), heads.activation_bytes(variant))
     return CompareStudy("network", original=first, variant=second, target=spec.name, as_=as_,
-                        device=predictor.name, contexts=tuple(contexts), training=trained)
+                        device=predictor.name, contexts=tuple(contexts), training=trained, changed=changed,
+                        activations=activations)
 
 
 def _network_training(target: str, opts: TrainingOptions, settings: Settings | None, *, as_: str,
