@@ -103,3 +103,92 @@ def test_no_fully_connected_head_is_one_line(cli, target):
     assert r.code == 2
     assert r.stderr.strip().count("\n") == 0 and "no fully connected head" in r.stderr
     assert r.stderr.startswith("dscalc: error:")
+
+
+# --------------------------------------------------------------------------------------------- PyTorch models
+
+@pytest.mark.parametrize("head", ["pointwise-head", "gap-head"])
+def test_compare_torchvision_vgg16_heads(cli, head):
+    r = cli("compare", "torchvision:vgg16", "--as", head, "-f", "json")
+    assert r.code == 0, r.stderr
+    data = json.loads(r.stdout)
+    assert (data["original"]["params"], data["original"]["macs"]) == oracle(None)[:2]
+    assert (data["variant"]["params"], data["variant"]["macs"]) == oracle(head)[:2]
+    assert data["as"] == head
+    assert data["replaced"] == (3 if head == "pointwise-head" else 1)  # vgg16's classifier: 3 Linears
+    assert data["changed"][0].startswith("classifier.0")
+
+
+class FlattenHead(nn.Module):
+    """A small CNN with an nn.Flatten -> Linear -> ReLU -> Linear head on a 16x5x5 map, and its two rewrites."""
+
+    def __init__(self, head: str | None = None) -> None:
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(3, 16, 3), nn.ReLU())  # 7x7 -> 5x5
+        if head is None:
+            self.head = nn.Sequential(nn.Flatten(), nn.Linear(16 * 25, 32), nn.ReLU(), nn.Linear(32, 10))
+        elif head == "pointwise-head":
+            self.head = nn.Sequential(nn.Conv2d(16, 32, 1), nn.ReLU(), nn.Conv2d(32, 10, 1), nn.AdaptiveAvgPool2d(1),
+                                      nn.Flatten())
+        else:
+            self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 32), nn.ReLU(),
+                                      nn.Linear(32, 10))
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+
+@pytest.mark.parametrize("head", ["pointwise-head", "gap-head"])
+def test_head_copy_of_a_flatten_module(head):
+    from dscalc.trace.convert import head_copy
+
+    model = FlattenHead()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    clone, found = head_copy(model, [(2, 3, 7, 7)], head)
+    assert found.stacks == ((("head.1", "head.3"), (16, 5, 5)),)
+    x = torch.zeros(2, 3, 7, 7)
+    twin = FlattenHead(head)
+    assert n_params(clone) == n_params(twin)
+    macs, out = torch_macs(clone, x)
+    assert (macs, out) == torch_macs(twin, x) and out == (2, 10)
+    # by hand: conv 2·25·16·3·9; pointwise head 2·25·(16·32 + 32·10); gap head 2·(16·32 + 32·10)
+    head_macs = 2 * 25 * (16 * 32 + 32 * 10) if head == "pointwise-head" else 2 * (16 * 32 + 32 * 10)
+    assert macs == 2 * 25 * 16 * 3 * 9 + head_macs
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())  # the original is untouched
+    assert isinstance(model.head[1], nn.Linear)
+
+
+class PerPixel(nn.Module):
+    """Keras' `Dense(256)` on a (7, 7, 512) map, in torch: a Linear on the channels-last map - per pixel."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dense = nn.Linear(512, 256)
+
+    def forward(self, x):  # x: (B, 7, 7, 512)
+        return self.dense(x)
+
+
+def test_per_pixel_linear_is_already_a_pointwise_conv():
+    from dscalc.trace.convert import find_heads
+
+    x = torch.zeros(1, 7, 7, 512)
+    found = find_heads(PerPixel(), [(1, 7, 7, 512)])
+    assert found.stacks == () and found.per_pixel == ("dense",)
+    # and it costs exactly its 1x1-conv twin (by hand: 49·512·256 MACs, 512·256 + 256 params)
+    conv = nn.Conv2d(512, 256, 1)
+    assert torch_macs(PerPixel(), x)[0] == torch_macs(conv, x.permute(0, 3, 1, 2))[0] == 49 * 512 * 256
+    assert n_params(PerPixel()) == n_params(conv) == 512 * 256 + 256
+
+
+def test_model_without_a_head_is_one_line(cli, tmp_path):
+    path = tmp_path / "perpixel.py"
+    path.write_text("from torch import nn\n\n\nclass Model(nn.Module):\n    def __init__(self):\n"
+                    "        super().__init__()\n        self.dense = nn.Linear(512, 256)\n\n"
+                    "    def forward(self, x):\n        return self.dense(x)\n")
+    r = cli("compare", f"{path}:Model", "--input", "1x7x7x512", "--as", "pointwise-head")
+    assert r.code == 2, r.stdout + r.stderr
+    assert r.stderr.count("\n") == 1 and r.stderr.startswith("dscalc: error: --as:")
+    assert "already a pointwise convolution, same cost" in r.stderr
+    r = cli("compare", "torchvision:mobilenet_v2", "--as", "gap-head")
+    assert r.code == 2 and "no fully connected head" in r.stderr and r.stderr.count("\n") == 1

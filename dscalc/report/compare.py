@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from dscalc.report import layer as layer_report
 from dscalc.report.fmt import exact, seconds
-from dscalc.report.heads import add_head_rows, variant_title
+from dscalc.report.heads import add_head_rows, add_model_head_notes, model_title, variant_title
 from dscalc.report.model import Column, Grid, Report, name
 
 if TYPE_CHECKING:
@@ -75,12 +75,12 @@ def model(study: CompareStudy) -> Report:
     m0, m1 = _first(a), _first(b)
     values = [("params", a.totals["params"], b.totals["params"], "n"),
               ("MACs", a.totals["macs"], b.totals["macs"], "n"), ("measured end to end", m0, m1, "s")]
-    replaced = study.replaced or 0
-    convs = f"{replaced} conv{'s' if replaced != 1 else ''} replaced"
-    grid = _side_by_side(f"{study.target} vs its separable copy ({convs})", (study.target, "separable"), values)
+    title, label = model_title(study)
+    grid = _side_by_side(title, (study.target, label), values)
     first: dict[str, Any] = {**a.totals, "measured_s": m0}
     second: dict[str, Any] = {**b.totals, "measured_s": m1}
     data = {"command": "compare", "model": study.target, "replaced": study.replaced, "original": first,
             "variant": second}
-    records = [{"name": "original", "kind": "model", **first}, {"name": "separable", "kind": "model", **second}]
+    add_model_head_notes(grid, data, study)
+    records = [{"name": "original", "kind": "model", **first}, {"name": label, "kind": "model", **second}]
     return Report("compare", data, records, [grid])

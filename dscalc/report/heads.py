@@ -31,3 +31,20 @@ def add_head_rows(grid: Grid, data: dict[str, Any], study: CompareStudy) -> None
     if study.as_ in _AS:
         grid.notes += [f"changed: {line}" for line in study.changed]
         data["changed"] = list(study.changed)
+
+
+def model_title(study: CompareStudy) -> tuple[str, str]:
+    """A model compare's title and its variant's name: its separable copy, or its head rewritten."""
+    n = study.replaced or 0
+    if study.as_ in _AS:
+        return f"{study.target} vs {variant_title(study.as_)} ({n} Linear{'s' if n != 1 else ''} replaced)", \
+            str(study.as_)
+    return f"{study.target} vs its separable copy ({n} conv{'s' if n != 1 else ''} replaced)", "separable"
+
+
+def add_model_head_notes(grid: Grid, data: dict[str, Any], study: CompareStudy) -> None:
+    """A model's head rewrite: which Linear layers changed (and which already act per pixel)."""
+    if study.as_ in _AS:
+        grid.notes += [f"changed: {line}" for line in study.changed]
+        data["as"] = study.as_
+        data["changed"] = list(study.changed)

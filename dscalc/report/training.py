@@ -395,7 +395,10 @@ def add_compare(report: Report, study: CompareStudy) -> None:
         title = f"training: {study.original.name} vs {variant_title(study.as_)}"
         names = (study.original.name, f"as {study.as_}")
     else:
-        title, names = f"training: {study.target} vs its separable copy", (study.target, "separable")
+        label = "separable" if study.as_ is None else study.as_
+        title = f"training: {study.target} vs " + ("its separable copy" if study.as_ is None
+                                                    else variant_title(study.as_))
+        names = (study.target, label)
     report.grids.append(_side_by_side(title, names, t.original, t.variant, t.times))
     _compare_data(report, t.original, t.variant, t.times)
 
