@@ -192,3 +192,18 @@ def test_model_without_a_head_is_one_line(cli, tmp_path):
     assert "already a pointwise convolution, same cost" in r.stderr
     r = cli("compare", "torchvision:mobilenet_v2", "--as", "gap-head")
     assert r.code == 2 and "no fully connected head" in r.stderr and r.stderr.count("\n") == 1
+
+
+def test_api_and_schema(cli):
+    import jsonschema
+
+    import dscalc
+    from test_schema import SCHEMA
+
+    study = dscalc.compare("vgg16", as_="gap-head")
+    data = study.to_dict()
+    assert (data["variant"]["params"], data["variant"]["macs"]) == ISSUE["gap-head"]
+    assert data == json.loads(cli("compare", "vgg16", "--as", "gap-head", "-f", "json").stdout)
+    jsonschema.validate(data, SCHEMA)
+    jsonschema.validate(json.loads(cli("compare", "torchvision:vgg16", "--as", "pointwise-head", "-f", "json").stdout),
+                        SCHEMA)
