@@ -196,9 +196,9 @@ def test_model_without_a_head_is_one_line(cli, tmp_path):
 
 def test_api_and_schema(cli):
     import jsonschema
+    from test_schema import SCHEMA
 
     import dscalc
-    from test_schema import SCHEMA
 
     study = dscalc.compare("vgg16", as_="gap-head")
     data = study.to_dict()
