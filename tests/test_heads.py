@@ -207,3 +207,27 @@ def test_api_and_schema(cli):
     jsonschema.validate(data, SCHEMA)
     jsonschema.validate(json.loads(cli("compare", "torchvision:vgg16", "--as", "pointwise-head", "-f", "json").stdout),
                         SCHEMA)
+
+
+# ---------------------------------------------------------------------------------------- layer: linear vs 1x1
+
+def test_layer_linear_per_pixel_equals_pointwise(cli):
+    """A Linear applied per pixel of a 7x7x512 map is a Linear on 49 rows (torch flattens the leading dims): the
+    same cost as the 1x1 conv 512 -> 256 on 7x7. Flattened first, it is a Linear 25088 -> 256: the same MACs but
+    49x the weights. By hand: 49·512·256 = 6,422,528 MACs; 512·256 = 131,072 weights; 25088·256 = 6,422,528."""
+    def counts(*args):
+        r = cli("layer", *args, "--cin", "512", "--cout", "256", "-f", "json")
+        assert r.code == 0, r.stderr
+        row = json.loads(r.stdout)["rows"][0]
+        return row["params"], row["macs"]
+
+    per_pixel = counts("--kind", "linear", "--batch", "49")
+    pointwise = counts("--kind", "pointwise", "--size", "7")
+    assert per_pixel == pointwise == (512 * 256, 49 * 512 * 256)
+    r = cli("layer", "--kind", "linear", "--cin", "25088", "--cout", "256", "-f", "json")
+    row = json.loads(r.stdout)["rows"][0]
+    assert (row["params"], row["macs"]) == (7 * 7 * 512 * 256, 49 * 512 * 256)
+    # and torch agrees: nn.Linear on the channels-last map vs nn.Conv2d 1x1 on the channels-first one
+    x = torch.zeros(1, 7, 7, 512)
+    assert torch_macs(nn.Linear(512, 256), x)[0] == torch_macs(nn.Conv2d(512, 256, 1), x.permute(0, 3, 1, 2))[0] \
+        == 49 * 512 * 256
