@@ -231,3 +231,37 @@ def test_layer_linear_per_pixel_equals_pointwise(cli):
     x = torch.zeros(1, 7, 7, 512)
     assert torch_macs(nn.Linear(512, 256), x)[0] == torch_macs(nn.Conv2d(512, 256, 1), x.permute(0, 3, 1, 2))[0] \
         == 49 * 512 * 256
+
+
+# ------------------------------------------------------------------------------------------------ Keras edit
+
+def test_keras_dense_on_a_map_is_its_1x1_conv_twin(cli, tmp_path):
+    """The articles' edit `Dense(256)` -> `Conv2D(256, (1, 1))` on a (7, 7, 512) map changes nothing: the same
+    params (Keras' count_params(): 512·256 + 256) and MACs (by hand: 49·512·256)."""
+    import importlib.util
+
+    if importlib.util.find_spec("keras") is None:
+        pytest.skip("keras is not installed")
+    from dscalc.trace.keras import import_keras
+
+    keras = import_keras()
+    twins = {"dense": keras.layers.Dense(256), "conv": keras.layers.Conv2D(256, (1, 1))}
+    counts = {}
+    for name, layer in twins.items():
+        inputs = keras.Input((7, 7, 512))
+        model = keras.Model(inputs, layer(inputs))
+        assert model.count_params() == 512 * 256 + 256
+        path = tmp_path / f"{name}.keras"
+        model.save(path)
+        r = cli("profile", str(path), "-f", "json")
+        assert r.code == 0, r.stderr
+        tot = json.loads(r.stdout)["totals"]
+        counts[name] = (tot["params"], tot["macs"])
+    assert counts["dense"] == counts["conv"] == (model.count_params(), 49 * 512 * 256)
+
+
+def test_network_as_head(cli):
+    r = cli("network", "vgg16", "--as", "pointwise-head", "-f", "json")
+    assert r.code == 0, r.stderr
+    tot = json.loads(r.stdout)["totals"]
+    assert (tot["params"], tot["macs"]) == oracle("pointwise-head")[:2]
