@@ -265,3 +265,12 @@ def test_network_as_head(cli):
     assert r.code == 0, r.stderr
     tot = json.loads(r.stdout)["totals"]
     assert (tot["params"], tot["macs"]) == oracle("pointwise-head")[:2]
+
+
+def test_a_model_the_meta_device_cannot_run_is_one_line(cli, tmp_path):
+    path = tmp_path / "valued.py"
+    path.write_text("from torch import nn\n\n\nclass Model(nn.Module):\n    def __init__(self):\n"
+                    "        super().__init__()\n        self.fc = nn.Linear(4, 4)\n\n"
+                    "    def forward(self, x):\n        return self.fc(x) if x.sum() > 0 else x\n")
+    r = cli("compare", f"{path}:Model", "--input", "1x4", "--as", "gap-head")
+    assert r.code == 1 and r.stderr.count("\n") == 1 and "meta device" in r.stderr

@@ -16,7 +16,7 @@ from torch import nn
 
 from dscalc.cost.kinds import has_separable
 from dscalc.cost.layers import conv_kind
-from dscalc.errors import BadInput
+from dscalc.errors import BadInput, DscalcError, RuntimeFailure, first_line
 
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
@@ -75,7 +75,11 @@ def _leaf_calls(model: nn.Module, shapes: list[tuple[int, ...]]) -> list[tuple[s
     The model is not touched (the hooks go on the copy)."""
     from dscalc.trace import tracer, wrappers
 
-    probe = wrappers.meta_copy(model)
+    try:
+        probe = wrappers.meta_copy(model)
+    except Exception as e:  # an attribute deepcopy refuses (a lock, a generator)
+        raise RuntimeFailure(f"finding the model's Flatten -> Linear head needs a meta copy of it, which failed: "
+                             f"{type(e).__name__}: {first_line(e)}") from None
     names = {id(m): n for n, m in probe.named_modules()}
     calls: list[tuple[str, nn.Module, tuple[int, ...], tuple[int, ...]]] = []
 
@@ -92,6 +96,11 @@ def _leaf_calls(model: nn.Module, shapes: list[tuple[int, ...]]) -> list[tuple[s
     try:
         with torch.no_grad():
             probe(*tracer.arguments(probe, positional), **named)
+    except DscalcError:
+        raise
+    except Exception as e:  # a forward the meta device cannot run (or that raises): one line, exit 1
+        raise RuntimeFailure(f"finding the model's Flatten -> Linear head runs it once on the meta device, which "
+                             f"failed: {type(e).__name__}: {first_line(e)}") from None
     finally:
         for h in handles:
             h.remove()
