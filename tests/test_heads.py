@@ -190,6 +190,8 @@ def test_model_without_a_head_is_one_line(cli, tmp_path):
     assert r.code == 2, r.stdout + r.stderr
     assert r.stderr.count("\n") == 1 and r.stderr.startswith("dscalc: error: --as:")
     assert "already a pointwise convolution, same cost" in r.stderr
+    r = cli("compare", "torchvision:resnet18", "--as", "pointwise-head")  # avgpool to 1x1, flatten, fc
+    assert r.code == 2 and "fc already follow(s) a global pool" in r.stderr and r.stderr.count("\n") == 1
     r = cli("compare", "torchvision:mobilenet_v2", "--as", "gap-head")
     assert r.code == 2 and "no fully connected head" in r.stderr and r.stderr.count("\n") == 1
 

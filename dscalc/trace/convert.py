@@ -110,10 +110,12 @@ def _leaf_calls(model: nn.Module, shapes: list[tuple[int, ...]]) -> list[tuple[s
 @dataclass(frozen=True)
 class HeadRewrite:
     """What `head_copy` found: the Flatten -> Linear stacks rewritten (their Linear paths and the map each
-    flattened), and the Linear layers already applied per pixel (left alone: already pointwise convolutions)."""
+    flattened), the Linear layers already applied per position (pixel, token: already pointwise convolutions) and
+    those fed a flattened 1x1 map (already after a global pool); the last two are left alone."""
 
     stacks: tuple[tuple[tuple[str, ...], tuple[int, ...]], ...]
     per_pixel: tuple[str, ...]
+    pooled: tuple[str, ...] = ()  # Linears on a flattened 1x1 map: already after a global pool, nothing to rewrite
 
     @property
     def replaced(self) -> int:
@@ -128,6 +130,7 @@ def find_heads(model: nn.Module, shapes: list[tuple[int, ...]]) -> HeadRewrite:
     seen: set[str] = set()
     stacks: list[tuple[tuple[str, ...], tuple[int, ...]]] = []
     per_pixel: list[str] = []
+    pooled: list[str] = []
     i = 0
     while i < len(calls):
         name, module, x, _ = calls[i]
@@ -149,6 +152,10 @@ def find_heads(model: nn.Module, shapes: list[tuple[int, ...]]) -> HeadRewrite:
                 break
         if spatial is None or len(spatial) != 4 or spatial[0] != x[0] or math.prod(spatial[1:]) != x[1]:
             continue
+        if spatial[2] * spatial[3] == 1:  # a 1x1 map (ResNet: pooled first): already the gap head
+            seen.add(name)
+            pooled.append(name)
+            continue
         paths, width = [name], module.out_features
         seen.add(name)
         while i < len(calls):
@@ -161,7 +168,7 @@ def find_heads(model: nn.Module, shapes: list[tuple[int, ...]]) -> HeadRewrite:
                 break
             i += 1
         stacks.append((tuple(paths), spatial[1:]))
-    return HeadRewrite(tuple(stacks), tuple(per_pixel))
+    return HeadRewrite(tuple(stacks), tuple(per_pixel), tuple(pooled))
 
 
 def _conv1x1(linear: nn.Linear, cin: int | None = None) -> nn.Conv2d:
@@ -177,8 +184,10 @@ def head_copy(model: nn.Module, shapes: list[tuple[int, ...]], as_: str) -> tupl
     widths (the first one fed C features, not C·H·W). Raises BadInput when there is no such stack."""
     found = find_heads(model, shapes)
     if not found.stacks:
-        already = (f"; its {len(found.per_pixel)} Linear layer(s) already act per pixel: already a pointwise "
-                   "convolution, same cost" if found.per_pixel else "")
+        already = "".join([
+            f"; {', '.join(found.pooled[:3])} already follow(s) a global pool (a 1x1 map)" if found.pooled else "",
+            f"; its {len(found.per_pixel)} Linear layer(s) already act per position (pixel, token): already a "
+            "pointwise convolution, same cost" if found.per_pixel else ""])
         raise BadInput(f"the model has no fully connected head (no Flatten -> Linear on a spatial map){already}",
                        "as")
     clone = copy.deepcopy(model)
