@@ -141,7 +141,7 @@ def compare(
     training: O.TrainingOpt = False, optimizer: O.OptimizerOpt = "adam", memory_limit: O.MemoryLimitOpt = None,
     fmt: O.FormatOpt = Format.table, output: O.OutputOpt = None,
 ) -> None:
-    """The original and its separable (or standard) variant side by side: params, MACs, predicted and measured."""
+    """The original beside its separable, standard or --as *-head variant: params, MACs, predicted and measured."""
     from dscalc.study.compare import compare as study
 
     _run(ctx, study, **_options(locals()))

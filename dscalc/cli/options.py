@@ -28,6 +28,8 @@ DEFAULT_DTYPE = Dtype("float32")
 class As(str, Enum):
     separable = "separable"
     standard = "standard"
+    pointwise_head = "pointwise-head"
+    gap_head = "gap-head"
 
 
 class Check(str, Enum):
@@ -172,7 +174,10 @@ NetworkArg = Annotated[str | None, typer.Argument(metavar="NETWORK",
                                                   help="A built-in network (see --list) or a spec file (.yaml).",
                                                   show_default=False)]
 NetworkAsOpt = Annotated[As | None, typer.Option("--as", help="Every separable pair as a standard conv, or every "
-                                                 "standard/grouped k>1 conv as depthwise + pointwise.",
+                                                 "standard/grouped k>1 conv as depthwise + pointwise; or the "
+                                                 "Flatten -> Dense head as 1x1 convs + global average pool "
+                                                 "(pointwise-head) or global average pool + the same Dense "
+                                                 "layers (gap-head).",
                                                  show_default=False, rich_help_panel=NETWORK)]
 NetworkBatchOpt = Annotated[int, typer.Option(help="Batch size.", rich_help_panel=NETWORK)]
 NetworkDtypeOpt = Annotated[Dtype, typer.Option(help="Element type for bytes (and timing).", case_sensitive=False)]
@@ -207,7 +212,9 @@ TargetArg = Annotated[str | None, typer.Argument(
     "(.py, .pt, .pt2, torchvision:NAME).", show_default=False)]
 CompareCinOpt = Annotated[int | None, typer.Option(help="Input channels (layer).", show_default=False,
                                                    rich_help_panel=LAYER)]
-CompareAsOpt = Annotated[As, typer.Option("--as", help="The variant to compare with (networks).",
+CompareAsOpt = Annotated[As, typer.Option("--as", help="The variant to compare with (networks): every conv as "
+                                          "separable or standard, or the Flatten -> Dense head as "
+                                          "pointwise-head or gap-head.",
                                           rich_help_panel=NETWORK)]
 SweepCinOpt = Annotated[str, typer.Option(help="Input channels: 32,64 or 32:512:x2.")]
 SweepCoutOpt = Annotated[str | None, typer.Option(help="Output channels (default: equal to cin).",

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from dscalc.cost import heads
 from dscalc.cost import layers as L
 from dscalc.cost.kinds import KINDS, SPEC_KEYS, LayerArgs, separable_of
 from dscalc.cost.records import LayerCost
@@ -345,8 +346,13 @@ def _costed(spec: Spec, alpha: float, resolution: int | None, as_: str | None, b
     items = spec.layers
     if as_ == "standard":
         items = _rewrite(items, _as_standard)
+    elif as_ in heads.HEADS:
+        rewrite, found = heads.rewriter(as_, spec.defaults)
+        items = _rewrite(items, rewrite)
+        if not found[0]:
+            raise heads.no_head(spec.source)
     elif as_ not in (None, "separable"):
-        raise BadInput(f"must be separable or standard, got {as_!r}", "as")
+        raise BadInput(f"must be separable, standard, {' or '.join(heads.HEADS)}, got {as_!r}", "as")
     channels, *spatial = spec.input
     if resolution is not None:
         if not spec.resolution:

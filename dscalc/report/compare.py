@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from dscalc.report import layer as layer_report
 from dscalc.report.fmt import exact, seconds
+from dscalc.report.heads import add_head_rows, add_model_head_notes, model_title, variant_title
 from dscalc.report.model import Column, Grid, Report, name
 
 if TYPE_CHECKING:
@@ -56,12 +57,13 @@ def network(study: CompareStudy) -> Report:
     values = [("params", t0["params"], t1["params"], "n"), ("weights", t0["weights"], t1["weights"], "n"),
               ("MACs", t0["macs"], t1["macs"], "n"), ("predicted (sum of layers)", p0, p1, "s"),
               ("measured (sum of layers)", m0, m1, "s")]
-    grid = _side_by_side(f"{a.name} vs every conv as {study.as_} ({study.device})", names, values)
+    grid = _side_by_side(f"{a.name} vs {variant_title(study.as_)} ({study.device})", names, values)
     grid.caption = "latency: each weighted layer timed (or predicted) on its own, summed; BN/activations excluded"
     first: dict[str, Any] = {**t0, "predicted_s": p0, "measured_s": m0}
     second: dict[str, Any] = {**t1, "predicted_s": p1, "measured_s": m1}
     data = {"command": "compare", "network": a.name, "as": study.as_, "device": study.device,
             "original": first, "variant": second}
+    add_head_rows(grid, data, study)
     records = [{"name": names[0], "kind": "network", **first}, {"name": names[1], "kind": "network", **second}]
     return Report("compare", data, records, [grid])
 
@@ -73,12 +75,12 @@ def model(study: CompareStudy) -> Report:
     m0, m1 = _first(a), _first(b)
     values = [("params", a.totals["params"], b.totals["params"], "n"),
               ("MACs", a.totals["macs"], b.totals["macs"], "n"), ("measured end to end", m0, m1, "s")]
-    replaced = study.replaced or 0
-    convs = f"{replaced} conv{'s' if replaced != 1 else ''} replaced"
-    grid = _side_by_side(f"{study.target} vs its separable copy ({convs})", (study.target, "separable"), values)
+    title, label = model_title(study)
+    grid = _side_by_side(title, (study.target, label), values)
     first: dict[str, Any] = {**a.totals, "measured_s": m0}
     second: dict[str, Any] = {**b.totals, "measured_s": m1}
     data = {"command": "compare", "model": study.target, "replaced": study.replaced, "original": first,
             "variant": second}
-    records = [{"name": "original", "kind": "model", **first}, {"name": "separable", "kind": "model", **second}]
+    add_model_head_notes(grid, data, study)
+    records = [{"name": "original", "kind": "model", **first}, {"name": label, "kind": "model", **second}]
     return Report("compare", data, records, [grid])

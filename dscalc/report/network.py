@@ -30,7 +30,8 @@ def builtins(study: NetworkListStudy) -> Report:
     """`dscalc network --list`: each built-in network, one line."""
     specs = study.specs
     grid = Grid(title="built-in networks", columns=[name("name"), Column("input", "left"), text("description")],
-                caption="dscalc network NAME [--alpha A] [--resolution R] [--as separable|standard]")
+                caption="dscalc network NAME [--alpha A] [--resolution R] "
+                        "[--as separable|standard|pointwise-head|gap-head]")
     records = []
     for spec in specs:
         grid.add(spec.name, shape(spec.input), spec.description)

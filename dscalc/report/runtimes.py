@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from dscalc.report import latency as lat
 from dscalc.report.fmt import exact, seconds, shape, speedup
+from dscalc.report.heads import add_head_rows, add_model_head_notes, model_title, variant_title
 from dscalc.report.model import Column, Grid, Report, name, text
 
 if TYPE_CHECKING:
@@ -262,7 +263,7 @@ def compare_network(study: CompareStudy) -> Report:
     predicted = (a.predicted_s, b.predicted_s)
     t0, t1 = a.totals, b.totals
     names = (a.name, b.name)
-    grid = _pairs_grid(f"{a.name} vs every conv as {study.as_} ({study.device})", names,
+    grid = _pairs_grid(f"{a.name} vs {variant_title(study.as_)} ({study.device})", names,
                        [("params", t0["params"], t1["params"]), ("weights", t0["weights"], t1["weights"]),
                         ("MACs", t0["macs"], t1["macs"])],
                        [("predicted (sum of layers)", *predicted)]
@@ -276,6 +277,7 @@ def compare_network(study: CompareStudy) -> Report:
                                      {**t1, "predicted_s": predicted[1]}, contexts, medians)
     data = {"command": "compare", "network": a.name, "as": study.as_, "device": study.device, "original": first,
             "variant": second, "runtimes": objects}
+    add_head_rows(grid, data, study)
     return Report("compare", data, records, [grid])
 
 
@@ -285,21 +287,21 @@ def compare_model(study: CompareStudy) -> Report:
     assert a is not None and b is not None
     contexts = list(study.contexts)
     medians = list(zip(a.measured_s, b.measured_s))
-    replaced = study.replaced or 0
-    convs = f"{replaced} conv{'s' if replaced != 1 else ''} replaced"
-    names = (study.target, "separable")
-    grid = _pairs_grid(f"{study.target} vs its separable copy ({convs})", names,
+    title, label = model_title(study)
+    names = (study.target, label)
+    grid = _pairs_grid(title, names,
                        [("params", a.totals["params"], b.totals["params"]),
                         ("MACs", a.totals["macs"], b.totals["macs"])],
                        [(f"measured end to end, {c['runtime']}", m0, m1) for c, (m0, m1) in zip(contexts, medians)])
     grid.notes += [f"{c['runtime']}: {summary(c, t)}" for c, t in zip(contexts, a.timings)]
     timings = [t for pair in zip(a.timings, b.timings) for t in pair]
     grid.notes += [f"{t.runtime}: {t.error}" for t in timings if t is not None and t.error]
-    objects, records = _compare_data("model", ("original", "separable"), dict(a.totals), dict(b.totals), contexts,
+    objects, records = _compare_data("model", ("original", label), dict(a.totals), dict(b.totals), contexts,
                                      medians)
     data = {"command": "compare", "model": study.target, "replaced": study.replaced,
             "original": {**a.totals, "measured_s": medians[0][0]}, "variant": {**b.totals, "measured_s": medians[0][1]},
             "runtimes": objects}
+    add_model_head_notes(grid, data, study)
     return Report("compare", data, records, [grid])
 
 

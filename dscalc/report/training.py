@@ -17,6 +17,7 @@ from dscalc.measure.training import PairTraining, TrainingTiming
 from dscalc.measure.verdict import Verdict
 from dscalc.report import latency as lat
 from dscalc.report.fmt import binary, exact, seconds, si, speedup
+from dscalc.report.heads import variant_title
 from dscalc.report.model import COMPUTE_KINDS, Column, Grid, Report, name, text
 
 if TYPE_CHECKING:
@@ -391,10 +392,13 @@ def add_compare(report: Report, study: CompareStudy) -> None:
     t = study.training
     assert t is not None and study.original is not None
     if study.of == "network":
-        title, names = f"training: {study.original.name} vs every conv as {study.as_}", (study.original.name,
-                                                                                       f"as {study.as_}")
+        title = f"training: {study.original.name} vs {variant_title(study.as_)}"
+        names = (study.original.name, f"as {study.as_}")
     else:
-        title, names = f"training: {study.target} vs its separable copy", (study.target, "separable")
+        label = "separable" if study.as_ is None else study.as_
+        title = f"training: {study.target} vs " + ("its separable copy" if study.as_ is None
+                                                    else variant_title(study.as_))
+        names = (study.target, label)
     report.grids.append(_side_by_side(title, names, t.original, t.variant, t.times))
     _compare_data(report, t.original, t.variant, t.times)
 

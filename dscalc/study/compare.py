@@ -4,9 +4,11 @@ trained."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+from dscalc.cost import heads
 from dscalc.cost import network as N
 from dscalc.errors import BadInput
 from dscalc.study import layer as layer_study
@@ -70,6 +72,10 @@ class CompareStudy(Study):
     device: str = ""  # the predictor's device name (networks)
     contexts: tuple[dict[str, Any], ...] = ()  # one per runtime, where several were named
     training: CompareTraining | None = None
+    #: `--as pointwise-head | gap-head`: the rows the rewrite changed, one line each, and both sides' activation
+    #: bytes (every layer's output written once)
+    changed: tuple[str, ...] = ()
+    activations: tuple[int, int] | None = None
     assumed: str = ""  # a hub model's documented input, taken for a run without one: the line that says so
     command: str = "compare"
 
@@ -129,8 +135,11 @@ def compare(target: Any = None, cin: int | None = None, cout: int | None = None,
             one = layer_study.study(spec, settings, runs, train, command="compare", predict=True, device=device)
         return CompareStudy("layer", layer=one)
     if not isinstance(target, str) or looks_like_model(target):
-        O.reject(given & set(_LAYER_NAMES + ("batch",) + _NETWORK_NAMES),
+        O.reject(given & set(_LAYER_NAMES + ("batch", "alpha", "resolution")),
                  "does not apply to a model (its --input shape sets the batch and sizes)")
+        if as_ not in ("separable", *heads.HEADS):
+            raise BadInput(f"a model is compared with its separable copy or its head rewritten "
+                           f"(separable, {', '.join(heads.HEADS)}), not {as_}", "as")
         from dscalc.study.model import inputs, shapes_of, source_of
 
         given_shapes = shapes_of(input)
@@ -139,7 +148,7 @@ def compare(target: Any = None, cin: int | None = None, cout: int | None = None,
         if train is not None:
             O.source_trains(source)
         with progress.spinner("tracing and measuring"):
-            found = model_study(source, shapes, settings, runs, train)
+            found = model_study(source, shapes, settings, runs, train, as_=as_)
         return replace(found, assumed=assumed) if assumed else found
     O.reject(given & set(_LAYER_NAMES + _MODEL_NAMES), "does not apply to a network (its spec sets the layers)")
     with progress.spinner("costing and measuring"):
@@ -180,8 +189,14 @@ def network_study(target: str, *, alpha: float, resolution: int | None, as_: str
     if train is not None:
         trained = _network_training(target, train, settings, alpha=alpha, resolution=resolution, as_=as_,
                                     batch=batch, dtype=dtype)
+    changed: tuple[str, ...] = ()
+    activations = None
+    if as_ in heads.HEADS:
+        changed = heads.changed_rows(original, variant)
+        activations = (heads.activation_bytes(original), heads.activation_bytes(variant))
     return CompareStudy("network", original=first, variant=second, target=spec.name, as_=as_,
-                        device=predictor.name, contexts=tuple(contexts), training=trained)
+                        device=predictor.name, contexts=tuple(contexts), training=trained, changed=changed,
+                        activations=activations)
 
 
 def _network_training(target: str, opts: TrainingOptions, settings: Settings | None, *, as_: str,
@@ -205,52 +220,73 @@ def _sum(values: Any) -> float | None:
 
 # ------------------------------------------------------------------------------------------------- models
 
+def _variant(model: Any, shapes: list[tuple[int, ...]], as_: str) -> tuple[Any, int, tuple[str, ...]]:
+    """The model's `--as` copy, how many modules were replaced, and (head rewrites) the lines naming them."""
+    from dscalc.trace.convert import head_copy, separable_copy
+
+    if as_ not in heads.HEADS:
+        return (*separable_copy(model), ())
+    clone, found = head_copy(model, shapes, as_)
+    if as_ == "pointwise-head":  # every Linear of a stack becomes a 1x1 conv
+        lines = [f"{', '.join(paths)}: on the {'x'.join(map(str, spatial))} map as 1x1 convs, then global "
+                 "average pool" for paths, spatial in found.stacks]
+        replaced = found.replaced
+    else:  # the first Linear of a stack is fed the pooled C features; the others are unchanged
+        lines = [f"{paths[0]}: after a global average pool of the {'x'.join(map(str, spatial))} map: fed "
+                 f"{spatial[0]:,} features, not {math.prod(spatial):,}" for paths, spatial in found.stacks]
+        replaced = len(found.stacks)
+    lines += [f"{p}: already a pointwise convolution (applied per pixel): same cost" for p in found.per_pixel]
+    return clone, replaced, tuple(lines)
+
+
 def model_study(source: Any, shapes: list[tuple[int, ...]], settings: Settings | None,
-                runs: tuple[Settings, ...] = (), train: TrainingOptions | None = None) -> CompareStudy:
-    """A model and its separable copy: totals, and (measured) end-to-end latency on each runtime. The model is
-    built once: on meta when only counting, on the CPU with random weights when it is also timed."""
+                runs: tuple[Settings, ...] = (), train: TrainingOptions | None = None,
+                as_: str = "separable") -> CompareStudy:
+    """A model and its separable copy (or its head rewritten): totals, and (measured) end-to-end latency on each
+    runtime. The model is built once: on meta when only counting, on the CPU with random weights when it is also
+    timed."""
     from dscalc.measure import runtimes
     from dscalc.measure.modules import time_module
     from dscalc.measure.settings import configured
-    from dscalc.trace.convert import separable_copy
     from dscalc.trace.profile import profile_model
 
     source.check_convertible()
     original = source.load("cpu" if settings is not None or runs else "meta")
-    converted, replaced = separable_copy(original)
+    converted, replaced, changed = _variant(original, shapes, as_)
+    label = "separable" if as_ not in heads.HEADS else as_
     a, b = profile_model(original, shapes), profile_model(converted, shapes)
     contexts, timings = [], []
     if runs:
         for s in runs:
             with configured(s):
                 t0 = time_module(original, shapes, s, source.target)
-                t1 = time_module(converted, shapes, s, f"{source.target} (separable)")
+                t1 = time_module(converted, shapes, s, f"{source.target} ({label})")
                 contexts.append(runtimes.context(s))
             timings.append((t0, t1))
     elif settings is not None:
         with configured(settings):
             t0 = time_module(original, shapes, settings, source.target)
-            t1 = time_module(converted, shapes, settings, f"{source.target} (separable)", own=True)
+            t1 = time_module(converted, shapes, settings, f"{source.target} ({label})", own=True)
         timings.append((t0, t1))
     first = Side(source.target, dict(a.totals), None, tuple(t[0].median for t in timings),
                  tuple(t[0] for t in timings), "model")
-    second = Side("separable", dict(b.totals), None, tuple(t[1].median for t in timings),
+    second = Side(label, dict(b.totals), None, tuple(t[1].median for t in timings),
                   tuple(t[1] for t in timings), "model")
-    trained = _model_training(source, shapes, train, settings) if train is not None else None
+    trained = _model_training(source, shapes, train, settings, as_) if train is not None else None
     return CompareStudy("model", original=first, variant=second, target=source.target, replaced=replaced,
-                        contexts=tuple(contexts), training=trained)
+                        contexts=tuple(contexts), training=trained, as_=as_ if as_ in heads.HEADS else None,
+                        changed=changed)
 
 
 def _model_training(source: Any, shapes: list[tuple[int, ...]], opts: TrainingOptions,
-                    settings: Settings | None) -> CompareTraining:
+                    settings: Settings | None, as_: str = "separable") -> CompareTraining:
     from dscalc.measure.settings import configured
     from dscalc.measure.training import time_training
-    from dscalc.trace.convert import separable_copy
     from dscalc.trace.training import fit_batch, trace_training
 
     O.source_trains(source)
     model = source.load("meta")
-    converted, _ = separable_copy(model)
+    converted = _variant(model, shapes, as_)[0]
     a = trace_training(model, shapes, opts.optimizer).training
     b = trace_training(converted, shapes, opts.optimizer).training
     if opts.memory_limit is not None:
@@ -261,7 +297,8 @@ def _model_training(source: Any, shapes: list[tuple[int, ...]], opts: TrainingOp
         with configured(settings):
             cpu = source.load("cpu")
             t0 = time_training(cpu, shapes, settings, source.target, opts.optimizer, False, with_step=False)
-            t1 = time_training(separable_copy(cpu)[0], shapes, settings, "separable", opts.optimizer, False,
+            label = "separable" if as_ not in heads.HEADS else as_
+            t1 = time_training(_variant(cpu, shapes, as_)[0], shapes, settings, label, opts.optimizer, False,
                                with_step=False)
         times = (t0.backward.median, t1.backward.median)
     return CompareTraining(opts, a, b, times)
