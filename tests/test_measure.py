@@ -164,11 +164,12 @@ def test_sweep_csv_and_plot(fixed_ceilings, tmp_path):
 
 
 def test_plot_without_matplotlib(monkeypatch, tmp_path):
-    from dscalc.errors import BadInput
+    from dscalc.errors import RuntimeFailure
     from dscalc.report.plot import sweep_plot as plot
 
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
-    with pytest.raises(BadInput, match=r"needs matplotlib: pip install 'dscalc\[plot\]'"):
+    # a missing extra is a runtime failure (exit 1) naming the extra, as README's install table says
+    with pytest.raises(RuntimeFailure, match=r"needs matplotlib, which is not installed: pip install 'dscalc\[plot\]'"):
         plot([], str(tmp_path / "x.png"))
 
 

@@ -3,19 +3,39 @@ batch / dtype / memory format (and runtime, when several were measured), with th
 
 from __future__ import annotations
 
-from dscalc.errors import BadInput
+from typing import Any
+
+from dscalc.errors import RuntimeFailure, missing
 from dscalc.measure.sweep import SweepRow
 
 
-def sweep_plot(rows: list[SweepRow], path: str, device: str = "") -> None:
-    """Measured speedup (with its spread and the prediction) or, unmeasured, predicted speedup."""
+def pyplot() -> Any:
+    """matplotlib.pyplot on the file-only Agg backend; a missing matplotlib is a missing extra (one line, exit 1)."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise BadInput("needs matplotlib: pip install 'dscalc[plot]'", "plot") from None
+        raise missing("matplotlib", "plot", "--plot") from None
+    return plt
+
+
+def save(fig: Any, path: str) -> None:
+    """Write the figure to `path` and close it; a file that cannot be written is one line, exit 1 (as --output)."""
+    import matplotlib.pyplot as plt
+
+    try:
+        fig.savefig(path)
+    except (OSError, ValueError) as e:
+        raise RuntimeFailure(f"--plot: cannot write {path}: {e}") from None
+    finally:
+        plt.close(fig)
+
+
+def sweep_plot(rows: list[SweepRow], path: str, device: str = "") -> None:
+    """Measured speedup (with its spread and the prediction) or, unmeasured, predicted speedup."""
+    plt = pyplot()
     measured = any(r.pair.measured_speedup is not None for r in rows)
     several = len({r.runtime for r in rows}) > 1  # one line per runtime, each with its spread
     fig, ax = plt.subplots(figsize=(7.5, 5))
@@ -49,12 +69,7 @@ def sweep_plot(rows: list[SweepRow], path: str, device: str = "") -> None:
                  fontsize=10)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    try:
-        fig.savefig(path)
-    except (OSError, ValueError) as e:
-        raise BadInput(f"cannot write {path}: {e}", "plot") from None
-    finally:
-        plt.close(fig)
+    save(fig, path)
 
 
 def _spread(row: SweepRow) -> tuple[float, float]:

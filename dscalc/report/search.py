@@ -7,11 +7,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from dscalc.errors import BadInput, RuntimeFailure
+from dscalc.errors import BadInput
 from dscalc.measure.search import Result, SearchResult
 from dscalc.report import latency as lat
 from dscalc.report.fmt import binary, exact, seconds
 from dscalc.report.model import CONVENTIONS, Column, Grid, Report, name
+from dscalc.report.plot import pyplot, save
 
 #: the conventions of the search's figures, stated in its JSON
 SEARCH_CONVENTIONS = {
@@ -132,13 +133,7 @@ def write_lut(result: SearchResult, path: Path) -> None:
 
 def plot(result: SearchResult, path: str) -> None:
     """--plot FILE: latency (predicted, or the first axis) against params, the front drawn, candidates labelled."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise RuntimeFailure("--plot needs matplotlib, which is not installed: pip install 'dscalc[plot]'") from None
+    plt = pyplot()
     ykey = "latency" if result.prediction is not None else next((a for a in result.axes if a != "params"), "macs")
     pts = [(r, r.candidate.params, float(y)) for r in result.results if (y := r.axis(ykey)) is not None]
     scale = 1e3 if ykey == "latency" else 1.0
@@ -171,9 +166,4 @@ def plot(result: SearchResult, path: str) -> None:
                  fontsize=10)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    try:
-        fig.savefig(path)
-    except (OSError, ValueError) as e:
-        raise RuntimeFailure(f"--plot: cannot write {path}: {e}") from None
-    finally:
-        plt.close(fig)
+    save(fig, path)
