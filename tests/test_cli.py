@@ -201,3 +201,15 @@ def test_an_ascii_terminal_gets_an_ascii_table_that_still_fits(args):
     assert max(len(line) for line in text.splitlines()) <= 80 and " ---" in text
     utf8 = run_script(*args)
     assert re.findall(r"\d{1,3}(?:,\d{3})+", utf8.stdout) == re.findall(r"\d{1,3}(?:,\d{3})+", text)
+
+
+def test_an_ascii_terminal_writes_a_product_with_a_star():
+    # the middle dot of a product becomes '*', never '.', which would read as a decimal point: the Conv2D reference
+    # example's first term is input 0.1 times kernel 1 (issue 27), and the closed form 3^2*64*... (README)
+    env = {**os.environ, "COLUMNS": "80", "NO_COLOR": "1", "PYTHONIOENCODING": "ascii"}
+    explain = subprocess.run([SCRIPT, "explain", "--k", "3", "--cin", "2", "--cout", "3", "--size", "3"],
+                             capture_output=True, env=env)
+    assert explain.returncode == 0, explain.stderr
+    assert "= 0.1*1 + 0.3*7 + " in explain.stdout.decode("ascii")
+    layer = subprocess.run([SCRIPT, "layer", "--k", "3", "--cin", "64", "--cout", "128"], capture_output=True, env=env)
+    assert "3^2*64*128*56^2 = 231,211,008 MACs" in layer.stdout.decode("ascii")  # 9*64*128*3136, by hand

@@ -253,7 +253,7 @@ def bar(share: float, width: int = 10) -> str:
 # ---------------------------------------------------------------------------------------------- output
 
 #: what a table draws with, spelled for an output whose encoding lacks it (LC_ALL=POSIX, PYTHONIOENCODING=ascii)
-_PLAIN = str.maketrans({"─": "-", "━": "-", "│": "|", "²": "^2", "³": "^3", "×": "x", "·": ".", "µ": "u",
+_PLAIN = str.maketrans({"─": "-", "━": "-", "│": "|", "²": "^2", "³": "^3", "×": "x", "·": "*", "µ": "u",
                         "…": "...", "≤": "<=", "≥": ">=", "→": "->", "✓": "ok", "✗": "x", "−": "-", "≈": "~",
                         "█": "#", **{c: "+" for c in "▏▎▍▌▋▊▉"}})
 
