@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import statistics
-import subprocess
 import sys
-import time
+
+import paired
 
 FVCORE_ONE_LAYER = """
 import torch
@@ -59,16 +58,6 @@ COMMANDS = {
 ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 
 
-def run(cmd: list[str]) -> tuple[float, float]:
-    """(CPU seconds, wall seconds) of one whole process."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    start = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
-    wall = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, wall
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=15)
@@ -81,29 +70,12 @@ def main() -> None:
         del commands["fvcore one-layer script"]
     if args.against:
         commands["dscalc layer (--against)"] = [args.against, *COMMANDS["dscalc layer"][1:]]
-    for cmd in commands.values():
-        run(cmd)  # warm-up: page cache, .pyc files
-    cpu: dict[str, list[float]] = {name: [] for name in commands}
-    wall: dict[str, list[float]] = {name: [] for name in commands}
-    for _ in range(args.runs):
-        for name, cmd in commands.items():
-            c, w = run(cmd)
-            cpu[name].append(c)
-            wall[name].append(w)
-    load = os.getloadavg()[0] / (os.cpu_count() or 1)
-    print(f"{args.runs} interleaved rounds; load {load:.2f} per CPU at the end, {os.cpu_count()} CPUs")
-    for name in commands:
-        q = statistics.quantiles(cpu[name], n=4)
-        print(f"{name:<28} CPU median {statistics.median(cpu[name]):.3f} s (IQR {q[2] - q[0]:.3f})   "
-              f"wall median {statistics.median(wall[name]):.3f} s")
-    ratios = sorted(a / b for a, b in zip(cpu["dscalc layer"], cpu["bare typer + rich app"]))
-    q = statistics.quantiles(ratios, n=4)
-    print(f"\ndscalc layer / bare app, CPU, paired per round: median {statistics.median(ratios):.2f}x "
-          f"(IQR {q[0]:.2f}-{q[2]:.2f}; issue 25 aims at <= 1.10x)")
-    ratios = sorted(a / b for a, b in zip(cpu["dscalc layer"], cpu["bare app, layer's 29 options"]))
-    q = statistics.quantiles(ratios, n=4)
-    print(f"dscalc layer / bare app with layer's options, CPU, paired per round: median "
-          f"{statistics.median(ratios):.2f}x (IQR {q[0]:.2f}-{q[2]:.2f})")
+    cpu, wall = paired.rounds(commands, args.runs, ENV)
+    paired.summary(cpu, wall, args.runs)
+    print(f"\ndscalc layer / bare app, CPU, paired per round: "
+          f"{paired.ratio(cpu['dscalc layer'], cpu['bare typer + rich app'])} (issue 25 aims at <= 1.10x)")
+    with_options = paired.ratio(cpu["dscalc layer"], cpu["bare app, layer's 29 options"])
+    print(f"dscalc layer / bare app with layer's options, CPU, paired per round: {with_options}")
     if args.against:
         pairs = sorted(a / b for a, b in zip(cpu["dscalc layer (--against)"], cpu["dscalc layer"]))
         print(f"--against / this dscalc layer, CPU, paired per round: median {statistics.median(pairs):.2f}x")

@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
-import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+import paired
 
 MODEL = """
 from torch import nn
@@ -44,15 +42,6 @@ print(counter.get_total_flops() // 2, sum(p.numel() for p in model.parameters())
 ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 
 
-def run(cmd: list[str], cwd: str) -> tuple[float, float]:
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    start = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV, cwd=cwd)
-    wall = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, wall
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=11)
@@ -63,25 +52,10 @@ def main() -> None:
             "FlopCounterMode script": [sys.executable, "-c", FLOP_COUNTER, tmp],
             "dscalc profile": [sys.executable, "-m", "dscalc", "profile", "two_conv.py", "-i", "1x3x32x32"],
         }
-        for cmd in commands.values():
-            run(cmd, tmp)  # warm-up
-        cpu: dict[str, list[float]] = {name: [] for name in commands}
-        wall: dict[str, list[float]] = {name: [] for name in commands}
-        for _ in range(args.runs):
-            for name, cmd in commands.items():
-                c, w = run(cmd, tmp)
-                cpu[name].append(c)
-                wall[name].append(w)
-    load = os.getloadavg()[0] / (os.cpu_count() or 1)
-    print(f"{args.runs} interleaved rounds; load {load:.2f} per CPU at the end, {os.cpu_count()} CPUs")
-    for name in commands:
-        q = statistics.quantiles(cpu[name], n=4)
-        print(f"{name:<24} CPU median {statistics.median(cpu[name]):.3f} s (IQR {q[2] - q[0]:.3f})   "
-              f"wall median {statistics.median(wall[name]):.3f} s")
-    ratios = sorted(a / b for a, b in zip(cpu["dscalc profile"], cpu["FlopCounterMode script"]))
-    q = statistics.quantiles(ratios, n=4)
-    print(f"\ndscalc profile / FlopCounterMode script, CPU, paired per round: median {statistics.median(ratios):.2f}x "
-          f"(IQR {q[0]:.2f}-{q[2]:.2f}; issue 25 aims at 1.0x)")
+        cpu, wall = paired.rounds(commands, args.runs, ENV, cwd=tmp)
+    paired.summary(cpu, wall, args.runs, width=24)
+    print(f"\ndscalc profile / FlopCounterMode script, CPU, paired per round: "
+          f"{paired.ratio(cpu['dscalc profile'], cpu['FlopCounterMode script'])} (issue 25 aims at 1.0x)")
 
 
 if __name__ == "__main__":
