@@ -21,6 +21,10 @@ DTYPES: dict[str, DType] = {d.name: d for d in (
 #: the dtypes a layer can be timed in
 TIMED = tuple(name for name, d in DTYPES.items() if d.timed)
 
+#: the element types a model's input may have (`--input 1x128:int64`): the costed ones and the types of token ids,
+#: masks and indices
+INPUT = (*DTYPES, "float64", "int64", "int32", "int16", "uint8", "bool")
+
 
 def itemsize(dtype: str) -> int:
     """Bytes per element of `dtype`."""

@@ -4,7 +4,9 @@ and value lists (32,64 or 32:512:x2). Each failure is bad input naming the optio
 from __future__ import annotations
 
 import math
+import os
 
+from dscalc.cost import dtypes
 from dscalc.errors import BadInput
 
 #: the most values one list or range option may expand to (a sweep of more is a typo, not a plan)
@@ -114,6 +116,21 @@ def _one_part(part: str) -> list[int]:
     return list(range(lo, min(hi, lo + stride * MAX_VALUES) + 1, stride)) if count else []
 
 
+def env_seconds(name: str) -> float | None:
+    """A duration in seconds from the environment variable `name`: None where it is unset or empty, bad input
+    (one line naming the variable) where it is not a finite number > 0."""
+    value = os.environ.get(name)
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = 0.0
+    if not (seconds > 0 and math.isfinite(seconds)):
+        raise BadInput(f"{name}: expected a number of seconds > 0, got {value[:40]!r}")
+    return seconds
+
+
 def _quote(text: str, limit: int = 40) -> str:
     """The user's text in quotes, shortened when long (a 10**30-digit value stays one readable line)."""
     shown = text if len(text) <= limit else text[: limit - 3] + "..."
@@ -133,8 +150,8 @@ class InputSpec(tuple):
         return spec
 
 
-#: the element types an --input may name (integers: token ids, masks, indices)
-INPUT_DTYPES = ("float32", "float16", "bfloat16", "float64", "int64", "int32", "int16", "int8", "uint8", "bool")
+#: the element types an --input may name (integers: token ids, masks, indices), from the one list of dtypes
+INPUT_DTYPES = dtypes.INPUT
 
 
 def input_spec(text: str, option: str = "input") -> InputSpec:

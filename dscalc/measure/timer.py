@@ -6,13 +6,13 @@ Errors of one row (out of memory, an unsupported dtype) come back in that row's 
 
 from __future__ import annotations
 
-import os
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from dscalc.errors import BadInput, first_line
+from dscalc.cost.parse import env_seconds
+from dscalc.errors import first_line
 from dscalc.measure.settings import Settings
 
 #: fewest timed blocks a reliable timing has
@@ -102,15 +102,9 @@ BUDGET_ENV = "DSCALC_MAX_RUN_TIME"
 
 def budgeted(settings: Settings) -> Settings:
     """The settings with their run times capped by $DSCALC_MAX_RUN_TIME where it is set."""
-    value = os.environ.get(BUDGET_ENV)
-    if not value:
+    cap = env_seconds(BUDGET_ENV)
+    if cap is None:
         return settings
-    try:
-        cap = float(value)
-    except ValueError:
-        cap = 0.0
-    if not cap > 0:
-        raise BadInput(f"{BUDGET_ENV}: expected a number of seconds > 0, got {value[:40]!r}")
     return replace(settings, min_run_time=min(settings.min_run_time, cap), max_run_time=min(settings.max_run_time,
                                                                                               cap))
 

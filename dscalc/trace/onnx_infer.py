@@ -21,13 +21,13 @@ they are given; broadcasting, Gather and Concat from their operands), and a node
 from __future__ import annotations
 
 import math
-import os
 import signal
 import sys
 from typing import Any
 
 from onnx import TensorProto
 
+from dscalc.cost.parse import env_seconds
 from dscalc.errors import BadInput, RuntimeFailure, first_line
 
 Shape = tuple[int | None, ...]
@@ -283,16 +283,8 @@ def _child(conn: Any, payload: bytes, limit_s: float) -> None:
 
 def timeout_s() -> float:
     """The bound on shape inference: $DSCALC_ONNX_INFER_TIMEOUT seconds, else TIMEOUT_S."""
-    value = os.environ.get(TIMEOUT_ENV)
-    if not value:
-        return TIMEOUT_S
-    try:
-        limit = float(value)
-    except ValueError:
-        limit = 0.0
-    if not (limit > 0 and math.isfinite(limit)):
-        raise BadInput(f"{TIMEOUT_ENV}: expected a number of seconds > 0, got {value[:40]!r}")
-    return limit
+    limit = env_seconds(TIMEOUT_ENV)
+    return TIMEOUT_S if limit is None else limit
 
 
 def bounded(target: Any, args: tuple[Any, ...], limit_s: float, method: str | None = None) -> bytes:
