@@ -8,6 +8,8 @@ and a norm says which norm it is. A row takes its single op kind, or a convoluti
 
 from __future__ import annotations
 
+from dscalc.cost.kinds import KINDS
+
 #: op kinds whose MACs are counted (the totals' MACs are the sum of these)
 MAC_KINDS = ("conv", "linear", "matmul", "attention", "recurrent")
 #: normalization kinds: counted as rows and bytes, no MACs (DESIGN: bias-like additions are not MACs)
@@ -15,7 +17,7 @@ NORM_KINDS = ("batchnorm", "layernorm", "groupnorm", "instancenorm", "rmsnorm")
 #: every op kind, in the order `by_op_kind` lists them
 OP_KINDS = (*MAC_KINDS, *NORM_KINDS, "pooling", "elementwise", "other")
 #: a convolution row's kind: its layer's kind (dscalc.cost.kinds), as `dscalc layer --kind` names it
-CONV_KINDS = ("standard", "grouped", "depthwise", "pointwise", "separable", "transposed")
+CONV_KINDS = tuple(k for k in KINDS if k != "linear")  # a linear row is the `linear` op kind
 #: a row that groups several kinds of op (`module`), or holds parameters but no counted op (`params`)
 GROUP_KINDS = ("module", "params")
 #: every kind a profile row can have
