@@ -157,3 +157,11 @@ def test_quick_ceilings_serve_predictions_only(empty_cache):
     ceilings.save(quick)
     assert ceilings.load_cached("cpu", 1) is None  # `dscalc device` never shows the quick figures
     assert ceilings.load_cached("cpu", 1, quick=True) == quick  # quick but measured on a quiet machine: first
+
+
+def test_a_sweep_predicts_from_the_quick_estimate_and_says_so(empty_cache):
+    r = run_script("sweep", "--cin", "8", "--cout", "16", "--k", "3", "--size", "8", "--no-time", columns=200,
+                   env=SHORT)
+    assert r.returncode == 0, r.stderr
+    assert QUICK_LINE in r.stdout
+    assert not _entries(empty_cache / "dscalc" / "calibration.json")
