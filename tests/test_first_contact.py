@@ -87,8 +87,8 @@ def test_compare_from_a_cached_calibration_imports_no_torch(empty_cache):
     r = _python(NO_TORCH.format(args=list(COMPARE)), {})
     assert r.returncode == 0, r.stderr
     assert "predicted: calibrated model of this device (10 kernel kinds, 3 days ago)" in r.stdout
-    # the fixed calibration (conftest FIXED_MODELS): standard 3x3 64->128 at 56², 462,422,016 FLOPs at 50 GFLOP/s
-    # + 20 µs fixed = 9.268 ms; the pair: depthwise 50 µs + bytes/10 GB/s, pointwise 10 µs + 51.38 MFLOP/40 GFLOP/s
+    # predicted from the fixed calibration (conftest FIXED_MODELS, standard: 20 µs + FLOPs / 50 GFLOP/s): the 3x3
+    # 64->128 conv at 56² does 3²·64·128·56² = 231,211,008 MACs = 462,422,016 FLOPs -> 20 µs + 9.248 ms = 9.27 ms
     assert "9.27 ms" in r.stdout
 
 
