@@ -123,7 +123,7 @@ def test_a_failed_cache_write_is_not_claimed_and_leaves_no_temp_file(outcome):
     assert not list(tmp.rglob("*.tmp"))
 
 
-def test_a_calibration_entry_with_nan_or_negative_rates_is_calibrated_again(outcome):
+def test_a_calibration_entry_with_nan_or_negative_rates_is_not_used(outcome):
     o, tmp = handled(outcome, "calibration cache: NaN factor, negative rates")
     assert "calibration.json" in o.stderr and "is invalid" in o.stderr
     assert "nan" not in o.stdout.lower()

@@ -95,8 +95,9 @@ KindOpt = Annotated[Kind | None, typer.Option(help="Layer kind (default: standar
 DtypeOpt = Annotated[Dtype, typer.Option(help="Element type for bytes, intensity and timing.", case_sensitive=False)]
 TimeOpt = Annotated[bool, typer.Option("--time", help="Also measure latency (torch.utils.benchmark) beside its "
                                        "prediction.", rich_help_panel=TIMING)]
-PredictOpt = Annotated[bool, typer.Option("--predict", help="Also predict latency from this device's calibration "
-                                          "(calibrating it first if needed), without timing anything.",
+PredictOpt = Annotated[bool, typer.Option("--predict", help="Also predict latency, without timing anything: from "
+                                          "this device's calibration where one is cached (dscalc device --calibrate),"
+                                          " else a quick estimate from its ceilings.",
                                           rich_help_panel=TIMING)]
 DeviceOpt = Annotated[str, typer.Option(help="cpu, cuda or cuda:N.", metavar="cpu|cuda", rich_help_panel=TIMING)]
 ChannelsLastOpt = Annotated[bool, typer.Option("--channels-last", help="Time in channels-last memory format.",

@@ -23,6 +23,7 @@ from dscalc.measure.ceilings import (
     MAX_RATE,
     BadEntry,
     cache_dir,
+    default_threads,
     flag,
     get_ceilings,
     integer,
@@ -37,7 +38,7 @@ from dscalc.measure.ceilings import (
 )
 from dscalc.measure.modules import module_for, time_module
 from dscalc.measure.predict import Calibration, Kernel, Sample, fit_all, kernel_of
-from dscalc.measure.settings import Settings, configured, device_name
+from dscalc.measure.settings import Settings, configured, device_name, torch_version
 from dscalc.measure.timer import Timing
 
 CACHE_VERSION = 2  # 2: small convs in the design, the in-network factor
@@ -280,15 +281,13 @@ def checked(entry: Any) -> Calibration:
 
 def load_cached(settings: Settings) -> Calibration | None:
     """The calibration for these settings, if one was made: a full one, else (under $DSCALC_MAX_RUN_TIME) one
-    shortened as much. An invalid entry is treated as absent, and said on stderr naming the cache file (no torch
-    import beyond the thread count)."""
-    import torch
-
-    threads = settings.threads or torch.get_num_threads()
+    shortened as much. An invalid entry is treated as absent, and said on stderr naming the cache file. Imports no
+    torch on a CPU (the thread count and torch's version are known without it: `ceilings.default_threads`)."""
+    threads = settings.threads or default_threads()
     data = _read()
     tf32 = settings.tf32 and settings.device.startswith("cuda")
     parts = (settings.device, device_name(settings.device, threads), threads, settings.dtype,
-             settings.channels_last, settings.runtime, torch.__version__, tf32)
+             settings.channels_last, settings.runtime, torch_version(), tf32)
     for k in dict.fromkeys([key(*parts), key(*parts, shortened(MAX_RUN))]):
         entry = data.get(k)
         if entry is None:
@@ -296,7 +295,8 @@ def load_cached(settings: Settings) -> Calibration | None:
         try:
             return checked(entry)
         except BadEntry as e:
-            warn(cache_path(), f"the calibration {k} is invalid ({e}); calibrating again")
+            warn(cache_path(), f"the calibration {k} is invalid ({e}); not used (dscalc device --calibrate "
+                 "measures it again)")
             INVALID.add(k)
     return None
 

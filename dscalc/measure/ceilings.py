@@ -12,20 +12,25 @@ import contextlib
 import json
 import math
 import os
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from dscalc.errors import first_line, missing, say
-from dscalc.measure.settings import Settings, configured, device_name
+from dscalc.errors import RuntimeFailure, first_line, missing, say
+from dscalc.measure.settings import Settings, configured, cpu_model, device_name, torch_version
 from dscalc.measure.timer import BUDGET_ENV, measure
 
 CACHE_VERSION = 2
 #: a 1-minute load average per CPU above this when measuring starts marks the figures as measured under load
 #: (dscalc itself is at most one of the running tasks)
 HEAVY_LOAD = 1.0
+#: the cap on each measurement of the quick ceilings a first prediction measures (`get_ceilings(quick=True)`):
+#: about two seconds in all on a 2-core CPU, where the full protocol (`dscalc device`) takes about four; cached
+#: under their own key (marked by this cap), never shown by `dscalc device`, and passed over for the full figures
+QUICK_RUN = 0.2
 
 
 @dataclass(frozen=True)
@@ -102,9 +107,7 @@ def suffix(max_run_time: float | None) -> str:
 
 
 def _key(device: str, threads: int, max_run_time: float | None = None) -> str:
-    import torch
-
-    return f"{device}:{device_name(device, threads)}:{threads}t:torch-{torch.__version__}{suffix(max_run_time)}"
+    return f"{device}:{device_name(device, threads)}:{threads}t:torch-{torch_version()}{suffix(max_run_time)}"
 
 
 # ------------------------------------------------------------------------------ the cache files, read and written
@@ -194,9 +197,10 @@ def read_cache(path: Path, version: int, quiet: bool = False) -> dict[str, Any]:
     return data if isinstance(data, dict) and data.get("version") == version else {"version": version}
 
 
-def write_cache(path: Path, data: dict[str, Any]) -> str | None:
+def write_cache(path: Path, data: dict[str, Any], quiet: bool = False) -> str | None:
     """Write a JSON cache whole (a temporary file beside it, then a rename; the temporary file never stays).
-    An unwritable cache is not an error: it says so on stderr and returns why (None once written)."""
+    An unwritable cache is not an error: it says so on stderr (unless `quiet`) and returns why (None once
+    written)."""
     tmp: str | None = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -210,7 +214,8 @@ def write_cache(path: Path, data: dict[str, Any]) -> str | None:
         if tmp is not None:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
-        warn(path, f"cannot write the cache ({why}); the figures are not kept")
+        if not quiet:
+            warn(path, f"cannot write the cache ({why}); the figures are not kept")
         return why
 
 
@@ -218,11 +223,17 @@ def _read(quiet: bool = False) -> dict[str, Any]:
     return read_cache(cache_path(), CACHE_VERSION, quiet)
 
 
-def load_cached(device: str, threads: int) -> Ceilings | None:
+def load_cached(device: str, threads: int, quick: bool = False) -> Ceilings | None:
     """The cached figures for this device and thread count - a full measurement, else (under
-    $DSCALC_MAX_RUN_TIME) one shortened as much - unless absent, invalid (said on stderr) or measured under load."""
+    $DSCALC_MAX_RUN_TIME) one shortened as much - unless absent, invalid (said on stderr) or measured under load.
+    With `quick` (what a prediction needs, without waiting), the quick figures too, and figures measured under
+    load where there are no others (none is measured again for a prediction). Imports no torch on a CPU."""
     data = _read()
-    for key in dict.fromkeys([_key(device, threads), _key(device, threads, shortened(3.0))]):
+    keys = [_key(device, threads), _key(device, threads, shortened(3.0))]
+    if quick:
+        keys += [_key(device, threads, QUICK_RUN), _key(device, threads, shortened(QUICK_RUN) or QUICK_RUN)]
+    loaded = None
+    for key in dict.fromkeys(keys):
         entry = data.get(key)
         if entry is None:
             continue
@@ -236,7 +247,8 @@ def load_cached(device: str, threads: int) -> Ceilings | None:
             continue
         if not cached.under_load:
             return cached
-    return None
+        loaded = loaded or cached
+    return loaded if quick else None
 
 
 def save(ceilings: Ceilings) -> Path | None:
@@ -248,6 +260,54 @@ def save(ceilings: Ceilings) -> Path | None:
     return None if write_cache(path, data) else path
 
 
+# ------------------------------------------------ torch's default thread count, known without importing torch
+
+#: the environment variables torch reads for its default thread count (ATen's intraop_default_num_threads:
+#: OMP_NUM_THREADS, then MKL_NUM_THREADS, else the physical cores cpuinfo counts - or MKL's own count in an
+#: OpenMP + MKL build, the performance cores on Apple silicon): too many build-dependent paths to recompute, so
+#: the count torch reports is recorded once per machine, keyed by everything it depends on
+THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+THREADS_VERSION = 1
+
+
+def machine_threads_key() -> str:
+    """What torch's default thread count depends on, here: the machine, its CPUs (all, and those this process may
+    run on), the thread variables and the torch build."""
+    import platform
+
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        usable = 0
+    env = ",".join(f"{v}={os.environ.get(v, '')}" for v in THREAD_ENV)
+    return f"{platform.node()}|{cpu_model()}|{os.cpu_count()}cpus|{usable}usable|{env}|torch-{torch_version()}"
+
+
+def default_threads() -> int:
+    """`torch.get_num_threads()` before anything sets it - the thread count of a run without --threads, which the
+    cache keys carry. Asked of torch where it is already imported; else recorded the first time dscalc asks torch
+    on this machine (threads.json in the cache, keyed by `machine_threads_key`) and read back from then on, so
+    that predicting from a cached calibration imports no torch."""
+    if "torch" in sys.modules:
+        return int(sys.modules["torch"].get_num_threads())
+    key = machine_threads_key()
+    try:
+        path: Path | None = cache_dir() / "threads.json"
+    except RuntimeFailure:  # no platformdirs: no cache to record it in
+        path = None
+    data = read_cache(path, THREADS_VERSION, quiet=True) if path is not None else {}
+    value = data.get(key)
+    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 1 << 16:
+        return value
+    import torch
+
+    count = int(torch.get_num_threads())
+    if path is not None:  # (unwritable: asked of torch again next time, silently - the other caches say so)
+        kept = {k: v for k, v in data.items() if k == "version" or isinstance(v, int)}
+        write_cache(path, {**kept, key: count}, quiet=True)
+    return count
+
+
 def machine_load() -> float | None:
     """The 1-minute load average per CPU (None where the OS has none)."""
     try:
@@ -257,22 +317,23 @@ def machine_load() -> float | None:
 
 
 def measure_ceilings(device: str, threads: int, quick: bool = False) -> Ceilings:
-    """Large matmuls (per dtype), a large copy, and a one-element add: each timed with the one timing protocol."""
+    """Large matmuls (per dtype), a large copy, and a one-element add: each timed with the one timing protocol
+    (`quick`: the same kernels, each for at most QUICK_RUN seconds - about two seconds in all on a CPU)."""
     import functools
 
     import torch
 
     from dscalc.cost.dtypes import TIMED
 
-    settings = Settings(device=device, threads=threads, min_run_time=0.1 if quick else 0.3,
-                        max_run_time=1.0 if quick else 3.0)
+    settings = Settings(device=device, threads=threads, min_run_time=0.02 if quick else 0.3,
+                        max_run_time=QUICK_RUN if quick else 3.0)
     load_before = machine_load()
     peaks: dict[str, float] = {}
     with configured(settings):
         for name in TIMED:
             dtype = getattr(torch, name)
             # CPUs without half-precision matmul units run fp16/bf16 ~100x slower: keep that probe small
-            n = 4096 if device != "cpu" else (1024 if name == "float32" and not quick else 256)
+            n = 4096 if device != "cpu" else (1024 if name == "float32" else 256)
             try:
                 a = torch.randn(n, n, device=device, dtype=dtype)
                 b = torch.randn(n, n, device=device, dtype=dtype)
@@ -281,7 +342,7 @@ def measure_ceilings(device: str, threads: int, quick: bool = False) -> Ceilings
             t = measure(functools.partial(torch.matmul, a, b), settings, f"matmul {name}")
             if t.median:
                 peaks[name] = 2 * n**3 / t.median
-        elements = (256 if device != "cpu" else (8 if quick else 32)) * 2**20
+        elements = (256 if device != "cpu" else 32) * 2**20  # (8M floats fit a large L3: twice the bandwidth)
         src = torch.empty(elements, device=device, dtype=torch.float32)
         dst = torch.empty_like(src)
         t = measure(lambda: dst.copy_(src), settings, "copy")
@@ -290,23 +351,31 @@ def measure_ceilings(device: str, threads: int, quick: bool = False) -> Ceilings
         t = measure(lambda: tiny.add_(1), settings, "launch")
         launch = t.median or float("nan")
     return Ceilings(device, device_name(device, threads), peaks, bandwidth, launch, time.time(), torch.__version__,
-                    threads, load_before, max_run_time=shortened(settings.max_run_time))
+                    threads, load_before,
+                    max_run_time=shortened(QUICK_RUN) or QUICK_RUN if quick else shortened(settings.max_run_time))
 
 
-def get_ceilings(device: str, refresh: bool = False, threads: int | None = None) -> tuple[Ceilings, bool]:
+def get_ceilings(device: str, refresh: bool = False, threads: int | None = None,
+                 quick: bool = False) -> tuple[Ceilings, bool]:
     """Cached ceilings of this device at this thread count (measured and cached when missing, measured under
-    load, or when asked to refresh), and whether they came from the cache."""
-    import torch
-
-    count = threads or torch.get_num_threads()
+    load, or when asked to refresh), and whether they came from the cache. With `quick` (a prediction: it never
+    waits for the full protocol), any cached figures (`load_cached(quick=True)`), else the quick ones measured
+    now. Imports no torch on a CPU where they are cached."""
+    count = threads or default_threads()
     if not refresh:
-        cached = load_cached(device, count)
+        cached = load_cached(device, count, quick) or (_QUICK.get((device, count)) if quick else None)
         if cached is not None:
             return cached, True
-    ceilings = measure_ceilings(device, count)
+    ceilings = measure_ceilings(device, count, quick)
     if save(ceilings) is None:  # not written (said on stderr): the report must not claim it is cached
         ceilings = replace(ceilings, extra={"not_cached": True})
+        if quick:  # (nor measured again by the next prediction of this run)
+            _QUICK[(device, count)] = ceilings
     return ceilings, False
+
+
+#: quick ceilings measured in this run that the cache could not keep, by (device, threads)
+_QUICK: dict[tuple[str, int], Ceilings] = {}
 
 
 def age(seconds: float) -> str:

@@ -1,5 +1,8 @@
 """What predicts a latency: this device's calibration (`measure.calibrate`) where one is cached for the dtype,
-memory format and runtime, else the textbook roofline of its ceilings - and says which it used."""
+memory format and runtime, else a quick estimate - the textbook roofline of its ceilings (cached, or measured in a
+few seconds the first time) - and says which it used and how to get the calibrated one. A prediction never waits
+for a calibration (only `dscalc device --calibrate` makes one), and predicting from cached figures on a CPU imports
+no torch."""
 
 from __future__ import annotations
 
@@ -61,21 +64,32 @@ class Predictor:
         return "calibrated" if self.calibration(dtype) is not None else "roofline"
 
     def describe(self, dtype: str) -> str:
-        """One line: what the predictions come from."""
+        """One line: what the predictions come from - and, for a quick estimate, how to get the calibrated one."""
         cal = self.calibration(dtype)
         if cal is None:
-            return (f"predicted: roofline of the device's ceilings (not calibrated for {dtype}"
-                    + (", channels-last" if self.settings.channels_last else "")
-                    + (f", {self.settings.runtime}" if self.settings.runtime != "eager" else "")
-                    + "; dscalc device --calibrate)")
+            s = self.settings
+            what = ", ".join(([dtype] if dtype != "float32" else []) + (["channels-last"] if s.channels_last else [])
+                             + ([s.runtime] if s.runtime != "eager" else []))
+            return ("predicted: quick estimate from the device's ceilings (not calibrated"
+                    f"{' for ' + what if what else ''}: run `{self.calibrate_command(dtype)}` once, ~2 min)")
         return (f"predicted: calibrated model of this device ({len(cal.models)} kernel kinds, "
                 f"{age(time.time() - cal.measured_at)})")
 
+    def calibrate_command(self, dtype: str) -> str:
+        """The command that calibrates this device for these predictions."""
+        s = self.settings
+        return " ".join(["dscalc device --calibrate"] + ([f"--device {s.device}"] if s.device != "cpu" else [])
+                        + ([f"--threads {s.threads}"] if s.threads else [])
+                        + ([f"--dtype {dtype}"] if dtype != "float32" else [])
+                        + (["--channels-last"] if s.channels_last else [])
+                        + ([f"--runtime {s.runtime}"] if s.runtime != "eager" else []))
+
 
 def predictor_for(settings: Settings | None, device: str = "cpu") -> Predictor:
-    """The predictor for these timing settings (or the default settings on `device`)."""
+    """The predictor for these timing settings (or the default settings on `device`): never waits for a
+    calibration, and takes the device's ceilings as they are cached (or measures the quick ones)."""
     base = settings if settings is not None else Settings(device=device)
-    ceilings = get_ceilings(base.device, threads=base.threads)[0]
+    ceilings = get_ceilings(base.device, threads=base.threads, quick=True)[0]
     return Predictor(ceilings, base)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -103,11 +104,21 @@ def describe(settings: Settings) -> dict[str, Any]:
 
 
 def device_name(device: str, threads: int | None = None) -> str:
-    """`NVIDIA H100 80GB HBM3`, or the CPU's model name with the thread count timing uses."""
-    import torch
-
+    """`NVIDIA H100 80GB HBM3`, or the CPU's model name with the thread count timing uses (given, a CPU's name
+    needs no torch: `ceilings.default_threads` knows the default count without it once it has been recorded)."""
     if device.startswith("cuda"):
+        import torch
+
         return torch.cuda.get_device_name(torch.device(device))
+    if threads is None:
+        import torch
+
+        threads = torch.get_num_threads()
+    return f"{cpu_model()} ({threads} thread{'s' if threads != 1 else ''})"
+
+
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo), else what `platform` says."""
     import platform
 
     name = platform.processor() or platform.machine()
@@ -115,9 +126,33 @@ def device_name(device: str, threads: int | None = None) -> str:
         with open("/proc/cpuinfo") as f:
             for line in f:
                 if line.startswith("model name"):
-                    name = line.split(":", 1)[1].strip()
-                    break
+                    return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    count = threads or torch.get_num_threads()
-    return f"{name} ({count} thread{'s' if count != 1 else ''})"
+    return name
+
+
+# ------------------------------------------------------------------- what torch would say, without importing it
+
+def torch_version() -> str:
+    """`torch.__version__` without importing torch: read from the `torch/version.py` its build writes (the
+    package metadata drops the local label: '2.14.1', not '2.14.1+cu130', and the cache keys have the full one).
+    Imports torch only where that file cannot be read."""
+    if "torch" in sys.modules:
+        return str(sys.modules["torch"].__version__)
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec("torch")
+        folders = list(spec.submodule_search_locations or []) if spec is not None else []
+        for folder in folders:
+            with open(os.path.join(folder, "version.py"), encoding="utf-8") as f:
+                match = re.search(r"^__version__(?:\s*:\s*str)?\s*=\s*['\"]([^'\"\n]{1,64})['\"]", f.read(),
+                                  re.MULTILINE)
+            if match:
+                return match.group(1)
+    except (OSError, ImportError, ValueError, UnicodeDecodeError):
+        pass
+    import torch
+
+    return str(torch.__version__)

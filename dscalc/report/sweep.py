@@ -28,14 +28,19 @@ def draw(study: SweepStudy) -> Report:
     return report
 
 
+#: what a sweep's predictions come from, by their model's name (a quick estimate says how to get the calibrated one)
+_PREDICTED = {"calibrated": "calibrated model of this device",
+              "roofline": "quick estimate from the device's ceilings (not calibrated: run `dscalc device --calibrate` "
+                          "once, ~2 min)"}
+
+
 def table(rows: list[SweepRow], context: dict[str, Any]) -> Report:
+    model = rows[0].pair.original.predicted.model if rows and rows[0].pair.original.predicted else "roofline"
     grid = Grid(title=f"separable vs standard on {context['device']}",
                 columns=[name("cin->cout"), Column("k"), Column("size"), Column("batch"), Column("dtype", "left"),
                          Column("MACs"), Column("predicted"), Column("measured"), text("winner")],
                 caption="speedup = standard time / separable time (> 1: separable is faster); MACs: theory; "
-                        "predicted: " + (rows[0].pair.original.predicted.model if rows and
-                                         rows[0].pair.original.predicted else "roofline")
-                        + " model of this device")
+                        "predicted: " + _PREDICTED.get(model, f"{model} model of this device"))
     right = measured_rows = 0
     for r in rows:
         d = r.to_dict()
@@ -54,7 +59,6 @@ def table(rows: list[SweepRow], context: dict[str, Any]) -> Report:
                  r.dtype + (" cl" if r.channels_last else ""), speedup(d["mac_speedup"]),
                  speedup(d["predicted_speedup"]), speedup(d["measured_speedup"]), winner)
     if measured_rows:
-        model = rows[0].pair.original.predicted.model if rows[0].pair.original.predicted else "roofline"
         grid.notes.append(f"the {model} prediction picked the winner in {right} of {measured_rows} configs "
                           f"((!) marks a miss); MACs alone always pick separable")
     records = [r.to_dict() for r in rows]

@@ -117,7 +117,7 @@ def compare(target: Any = None, cin: int | None = None, cout: int | None = None,
     check_device(device)  # compare always predicts, from this device's calibration (or ceilings)
     runs = O.runtimes(runtime, settings, time)
     train = O.training(training, optimizer, memory_limit, runs, given)
-    O.calibrated(settings, device, progress)
+    O.estimated(settings, device, progress)
     from dscalc.trace.source import looks_like_model
 
     if target is None:

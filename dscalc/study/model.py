@@ -172,7 +172,7 @@ def profile(model: Any, input: Any = None, depth: int | None = None, check: str 
         O.source_trains(source)
         O.dtype_trains(dtype)
     if time or predict:
-        O.calibrated(settings, device, progress)
+        O.estimated(settings, device, progress)
     with progress.spinner("tracing" + (" and timing the model and its layers" if time else "")):
         found = study(source, shapes, depth=depth, check=check, settings=settings, runs=runs, train=train,
                       dtype=dtype, predict=predict, device=device)

@@ -131,26 +131,29 @@ def dtype_trains(dtype: str) -> None:
 
 
 def predicting(time: bool, predict: bool, settings: Settings | None, device: str, progress: Progress) -> None:
-    """--predict needs torch; a prediction (with --time or --predict) needs this device's calibration."""
+    """--predict needs torch (a first prediction measures the device's ceilings); a prediction (with --time or
+    --predict) is made ready by `estimated`, never by calibrating."""
     if predict:
         need("torch", "torch", "--predict")
     if time or predict:
-        calibrated(settings, device, progress)
+        estimated(settings, device, progress)
 
 
-def calibrated(settings: Settings | None, device: str = "cpu", progress: Progress = QUIET) -> None:
-    """Predictions need this device's calibration: the first time (float32, torch eager, the default memory
-    format), measure it now, with a progress bar (about two minutes on a CPU; `dscalc device --calibrate` does it
-    ahead, and for other dtypes, formats and runtimes). Elsewhere the roofline predicts, and says so."""
-    from dscalc.measure.calibrate import calibrate, load_cached, probe_count
+def estimated(settings: Settings | None, device: str = "cpu", progress: Progress = QUIET) -> None:
+    """Predictions never wait for a calibration - only `dscalc device --calibrate` makes one (about two minutes,
+    with its progress bar), with --time too: a measurement takes seconds (`compare --time` of one layer: ~6 s of
+    CPU on a 2-core CPU), and the prediction beside it is not worth 15 times that unasked. They come from this
+    device's cached calibration, else from a quick estimate, the roofline of its ceilings: cached, or the first
+    time measured now (a few seconds, behind a spinner), and the report says which and how to calibrate."""
+    from dscalc.measure.ceilings import default_threads, get_ceilings, load_cached
     from dscalc.measure.settings import Settings
 
     base = settings if settings is not None else Settings(device=device)
-    if base.dtype != "float32" or base.channels_last or base.runtime != "eager" or load_cached(base) is not None:
-        return
-    probes = probe_count(base.dtype)
-    with progress.bar(f"calibrating {base.device} for predictions (once; {probes} measurements)", probes) as advance:
-        calibrate(base, advance)
+    threads = base.threads or default_threads()
+    if load_cached(base.device, threads, quick=True) is None:  # (cached: read, no torch on a CPU)
+        with progress.spinner(f"measuring {base.device} ceilings for a quick estimate (not calibrated; a few "
+                              "seconds)"):
+            get_ceilings(base.device, refresh=True, threads=threads, quick=True)
 
 
 def source_trains(source: Any) -> None:

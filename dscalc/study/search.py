@@ -55,7 +55,7 @@ def search(space: str, max_latency: str | None = None, max_params: str | None = 
     settings = O.timing(time, device, "float32", False, threads, False)
     if predicting:
         O.need("torch", "torch", "predicting latency")
-        O.calibrated(settings, device, progress)
+        O.estimated(settings, device, progress)
     if plot is not None:
         O.need("matplotlib", "plot", "--plot")
     from dscalc.measure.search import run_search

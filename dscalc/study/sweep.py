@@ -64,7 +64,7 @@ def sweep(cin: str | list[int] = "32:512:x2", cout: str | list[int] | None = Non
     assert settings is not None
     runs = O.runtimes(runtime, settings, time, channels_last=True in formats)
     train = O.training(training, optimizer, None, runs, given)
-    O.calibrated(settings, progress=progress)  # a sweep always predicts
+    O.estimated(settings, progress=progress)  # a sweep always predicts
     with progress.bar("sweeping") as advance:
         return study(cin=_values(cin), cout=_values(cout) if cout is not None else None, k=_values(k),
                      size=_values(size), batch=_values(batch), dtypes=dtypes, formats=formats, settings=settings,
