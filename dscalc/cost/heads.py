@@ -11,7 +11,7 @@ A pure function on the spec's layer list (the other `--as` rewrites live in `cos
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from dscalc.cost.records import LayerCost
@@ -99,7 +99,7 @@ def activation_bytes(rows: list[LayerCost]) -> int:
     return sum(r.itemsize * math.prod(r.output_shape) for r in rows)
 
 
-def model_lines(as_: str, stacks: list[tuple[tuple[str, ...], tuple[int, ...]]],
+def model_lines(as_: str, stacks: Sequence[tuple[tuple[str, ...], tuple[int, ...]]],
                 per_pixel: tuple[str, ...] = ()) -> tuple[tuple[str, ...], int]:
     """A model's head rewrite, one line per stack (its fully connected layers and the (C, H, W) map they
     flattened) and per layer already applied per position; and how many layers were replaced."""

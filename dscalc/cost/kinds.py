@@ -8,7 +8,6 @@ No torch is imported here: a kind's `module` builder is handed `torch.nn` by the
 from __future__ import annotations
 
 import math
-
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any

@@ -143,8 +143,8 @@ def rewrite(keras: Any, model: Any, shapes: list[tuple[int, ...]], as_: str, fou
     return keras.Model(inputs if len(inputs) > 1 else inputs[0], outputs, name=f"{model.name}_{as_}")
 
 
-def compare(source: Any, shapes: list[tuple[int, ...]], as_: str) -> tuple[ProfileResult, ProfileResult, tuple[str, ...],
-                                                                          int]:
+def compare(source: Any, shapes: list[tuple[int, ...]],
+            as_: str) -> tuple[ProfileResult, ProfileResult, tuple[str, ...], int]:
     """The original's and the rewritten model's profiles, the lines naming what changed, and how many Dense layers
     were replaced. Bad input (one line) when the model has no Flatten -> Dense head."""
     model = source.load()

@@ -115,7 +115,7 @@ def find(model: Any) -> tuple[list[_Stack], list[str], list[str]]:
         if x[2] * x[3] == 1:
             pooled += names[:1]
         else:
-            stacks.append(_Stack(node, x, linears, names))  # type: ignore[arg-type]
+            stacks.append(_Stack(node, (x[0], x[1], x[2], x[3]), linears, names))
     return stacks, per_pixel, pooled
 
 
