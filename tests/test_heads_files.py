@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import warnings
 
 import pytest
@@ -93,6 +94,34 @@ def test_keras_dense_on_a_map_is_kept_and_named(cli, tmp_path):
     assert (data["original"]["params"], data["original"]["macs"]) == (model.count_params(), 6_422_528 + 125_440)
     assert (data["variant"]["params"], data["variant"]["macs"]) == (twin.count_params(), 6_422_528 + 125_440)
     assert any("already a pointwise convolution" in line for line in data["changed"])
+
+
+@pytest.mark.parametrize("head", HEADS)
+def test_keras_head_with_batchnorm_between(cli, tmp_path, head):
+    """Flatten -> Dense 32 -> BatchNormalization -> ReLU -> Dense 10 on a 6x6x8 map: the BN is rebuilt on the map
+    (pointwise-head) and its 64 trainable params kept. MACs by hand: conv 36·3·8·9 = 7,776; head 288·32 + 32·10 =
+    9,536; as 1x1 convs 36·(8·32 + 32·10) = 20,736; after GAP 8·32 + 32·10 = 576."""
+    keras = _keras()
+    L = keras.layers
+
+    def build(twin=None):
+        x = inputs = keras.Input((8, 8, 3))
+        x = L.Conv2D(8, 3)(x)
+        if twin == "pointwise-head":
+            x = L.GlobalAveragePooling2D()(L.Conv2D(10, 1)(L.ReLU()(L.BatchNormalization()(L.Conv2D(32, 1)(x)))))
+        else:
+            x = L.GlobalAveragePooling2D()(x) if twin == "gap-head" else L.Flatten()(x)
+            x = L.Dense(10)(L.ReLU()(L.BatchNormalization()(L.Dense(32)(x))))
+        return keras.Model(inputs, x)
+
+    model, path = build(), tmp_path / "bn.keras"
+    model.save(path)
+    data = _compare(cli, path, head)
+    trainable = sum(math.prod(w.shape) for w in build(head).trainable_weights)  # params: BN's moving stats aside
+    assert trainable == build(head).count_params() - 64
+    macs = 7_776 + (20_736 if head == "pointwise-head" else 576)
+    assert (data["variant"]["params"], data["variant"]["macs"]) == (trainable, macs)
+    assert data["original"]["macs"] == 7_776 + 9_536
 
 
 def test_keras_without_a_head_is_one_line(cli, tmp_path):

@@ -34,14 +34,15 @@ _BETWEEN = frozenset({"Activation", "ReLU", "LeakyReLU", "PReLU", "ELU", "Softma
 
 @dataclass(frozen=True)
 class KerasHeads:
-    """The Flatten -> Dense stacks found: (flatten layer, dense layers, the (C, H, W) map, its data format)."""
+    """The Flatten -> Dense stacks found: (flatten layer, dense layers, the (C, H, W) map, its data format, the
+    shape-keeping layers between the dense ones)."""
 
-    stacks: tuple[tuple[Any, tuple[Any, ...], tuple[int, int, int], str], ...]
+    stacks: tuple[tuple[Any, tuple[Any, ...], tuple[int, int, int], str, tuple[Any, ...]], ...]
     per_pixel: tuple[str, ...]
     pooled: tuple[str, ...]
 
     def lines(self, as_: str) -> tuple[tuple[str, ...], int]:
-        found = [(tuple(d.name for d in dense), spatial) for _, dense, spatial, _ in self.stacks]
+        found = [(tuple(d.name for d in dense), spatial) for _, dense, spatial, _, _ in self.stacks]
         return heads.model_lines(as_, found, self.per_pixel)
 
 
@@ -89,6 +90,7 @@ def find(keras: Any, model: Any, shapes: list[tuple[int, ...]]) -> KerasHeads:
         fmt = getattr(layer, "data_format", None) or keras.config.image_data_format()
         c, h, w = (x[1], x[2], x[3]) if fmt == "channels_first" else (x[3], x[1], x[2])
         dense: list[Any] = []
+        between: list[Any] = []
         width = y[1]
         j = i
         while j < len(calls):
@@ -96,7 +98,9 @@ def find(keras: Any, model: Any, shapes: list[tuple[int, ...]]) -> KerasHeads:
             if isinstance(nxt, dense_cls) and len(xi) == 2 and xi[1] == width:
                 dense.append(nxt)
                 width = nxt.units
-            elif not (type(nxt).__name__ in _BETWEEN and xi == yi and dense):
+            elif type(nxt).__name__ in _BETWEEN and xi == yi and dense:
+                between.append(nxt)
+            else:
                 break
             j += 1
         if not dense:
@@ -104,7 +108,9 @@ def find(keras: Any, model: Any, shapes: list[tuple[int, ...]]) -> KerasHeads:
         if h * w == 1:
             pooled += [d.name for d in dense[:1]]
         else:
-            stacks.append((layer, tuple(dense), (c, h, w), fmt))
+            last = max(k for k, (lyr, _, _) in enumerate(calls) if lyr is dense[-1])
+            kept = tuple(b for b in between if any(lyr is b for lyr, _, _ in calls[i:last]))
+            stacks.append((layer, tuple(dense), (c, h, w), fmt, kept))
         i = j
     return KerasHeads(tuple(stacks), tuple(per_pixel), tuple(pooled))
 
@@ -113,7 +119,7 @@ def rewrite(keras: Any, model: Any, shapes: list[tuple[int, ...]], as_: str, fou
     """A functional copy of `model` with every stack of `found` rewritten (new layers only for those)."""
     layers = keras.layers
     replace: dict[int, Any] = {}
-    for flatten, dense, _, fmt in found.stacks:
+    for flatten, dense, _, fmt, between in found.stacks:
         if as_ == "gap-head":
             gap = layers.GlobalAveragePooling2D(data_format=fmt, name=flatten.name)
             replace[id(flatten)] = lambda args, kwargs, gap=gap: gap(args[0])
@@ -121,6 +127,12 @@ def rewrite(keras: Any, model: Any, shapes: list[tuple[int, ...]], as_: str, fou
             replace[id(dense[0])] = lambda args, kwargs, first=first: first(*args, **kwargs)
             continue
         replace[id(flatten)] = lambda args, kwargs: args[0]  # the map itself: no Flatten
+        for b in between:  # built anew on the map (a BatchNormalization built for (N, units) refuses it)
+            config = b.get_config()
+            if fmt == "channels_first" and config.get("axis") in (-1, [-1]):
+                config["axis"] = 1
+            fresh = type(b).from_config(config)
+            replace[id(b)] = lambda args, kwargs, fresh=fresh: fresh(*args, **kwargs)
         for k, d in enumerate(dense):
             conv = layers.Conv2D(d.units, 1, data_format=fmt, activation=d.activation, use_bias=d.use_bias,
                                  name=d.name)
