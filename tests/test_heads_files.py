@@ -198,6 +198,23 @@ def test_onnx_heads_equal_their_torch_twins(cli, tmp_path, head, dynamo):
     assert data["changed"][0].startswith("head.1")
 
 
+def test_onnx_head_with_batchnorm_between(cli, tmp_path):
+    """Flatten -> Gemm -> BatchNormalization -> Relu -> Gemm (BN kept as its own node: exported in training mode):
+    the BN runs on the map's channels (axis 1) after the rewrite, as nn.BatchNorm2d does in the torch twin."""
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.Flatten(), nn.Linear(288, 32), nn.BatchNorm1d(32), nn.ReLU(),
+                          nn.Linear(32, 10))
+    twin = nn.Sequential(nn.Conv2d(3, 8, 3), nn.Conv2d(8, 32, 1), nn.BatchNorm2d(32), nn.ReLU(), nn.Conv2d(32, 10, 1),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    x = torch.zeros(2, 3, 8, 8)
+    path = tmp_path / "bn.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model.eval(), (x,), str(path), dynamo=False, training=torch.onnx.TrainingMode.TRAINING)
+    data = _compare(cli, path, "pointwise-head")
+    assert (data["variant"]["params"], data["variant"]["macs"]) == (n_params(twin), torch_macs(twin.eval(), x)[0])
+    assert data["replaced"] == 2
+
+
 def test_onnx_without_a_head_is_one_line(cli, tmp_path):
     path = tmp_path / "pooled.onnx"
     _export(Pooled(), path)

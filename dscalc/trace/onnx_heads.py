@@ -29,7 +29,7 @@ from dscalc.trace.records import ProfileResult
 
 #: ops that may sit between the linear layers of a head (one data input, the shape kept)
 _BETWEEN = frozenset({"Relu", "LeakyRelu", "Sigmoid", "Tanh", "Clip", "Dropout", "Identity", "Gelu", "Elu",
-                      "Selu", "HardSigmoid", "HardSwish", "Softplus"})
+                      "Selu", "HardSigmoid", "HardSwish", "Softplus", "BatchNormalization"})  # (BN: channels on axis 1)
 
 
 @dataclass
