@@ -196,6 +196,10 @@ def test_onnx_heads_equal_their_torch_twins(cli, tmp_path, head, dynamo):
     assert data["variant"]["macs"] == VGG_LIKE_MACS[head]  # the same network as the Keras one: the same closed form
     assert data["replaced"] == (3 if head == "pointwise-head" else 1)
     assert data["changed"][0].startswith("head.1")
+    import jsonschema
+    from test_schema import SCHEMA
+
+    jsonschema.validate(data, SCHEMA)
 
 
 def test_onnx_head_with_batchnorm_between(cli, tmp_path):
