@@ -71,7 +71,9 @@ CoutOpt = Annotated[int | None, typer.Option(help="Output channels (N); a depthw
                                              "depth-multiplier.", show_default=False, rich_help_panel=LAYER)]
 KOpt = Annotated[str | None, typer.Option("--k", help="Kernel size D_K: 3, or one per dimension: 3x5.", metavar="K",
                                           show_default=False, rich_help_panel=LAYER)]
-SizeOpt = Annotated[str | None, typer.Option(help="Input spatial size D_F: 56, or 28x56 (default 56).",
+SizeOpt = Annotated[str | None, typer.Option(help="Input spatial size D_F: 56, or 28x56 (default 56). With --kind "
+                                             "linear: the channels-last map it is applied to per position (as a 1x1 "
+                                             "conv).",
                                              metavar="SIZE", show_default=False, rich_help_panel=LAYER)]
 HeightOpt = Annotated[int | None, typer.Option(help="Input height (2D; with --width).", show_default=False,
                                                rich_help_panel=LAYER)]

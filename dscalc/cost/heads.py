@@ -11,7 +11,7 @@ A pure function on the spec's layer list (the other `--as` rewrites live in `cos
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from dscalc.cost.records import LayerCost
@@ -97,3 +97,28 @@ def changed_rows(original: list[LayerCost], variant: list[LayerCost]) -> tuple[s
 def activation_bytes(rows: list[LayerCost]) -> int:
     """Every layer's output, written once (bytes at the rows' dtype)."""
     return sum(r.itemsize * math.prod(r.output_shape) for r in rows)
+
+
+def model_lines(as_: str, stacks: Sequence[tuple[tuple[str, ...], tuple[int, ...]]],
+                per_pixel: tuple[str, ...] = ()) -> tuple[tuple[str, ...], int]:
+    """A model's head rewrite, one line per stack (its fully connected layers and the (C, H, W) map they
+    flattened) and per layer already applied per position; and how many layers were replaced."""
+    if as_ == "pointwise-head":  # every layer of a stack becomes a 1x1 conv
+        lines = [f"{', '.join(paths)}: on the {'x'.join(map(str, spatial))} map as 1x1 convs, then global "
+                 "average pool" for paths, spatial in stacks]
+        replaced = sum(len(paths) for paths, _ in stacks)
+    else:  # the first layer of a stack is fed the pooled C features; the others are unchanged
+        lines = [f"{paths[0]}: after a global average pool of the {'x'.join(map(str, spatial))} map: fed "
+                 f"{spatial[0]:,} features, not {math.prod(spatial):,}" for paths, spatial in stacks]
+        replaced = len(stacks)
+    lines += [f"{p}: already a pointwise convolution (applied per pixel): same cost" for p in per_pixel]
+    return tuple(lines), replaced
+
+
+def no_model_head(dense: str, pooled: tuple[str, ...], per_pixel: tuple[str, ...]) -> BadInput:
+    """A model with no Flatten -> `dense` stack on a spatial map: one line, saying what its `dense` layers are."""
+    already = "".join([
+        f"; {', '.join(pooled[:3])} already follow(s) a global pool (a 1x1 map)" if pooled else "",
+        f"; its {len(per_pixel)} {dense} layer(s) already act per position (pixel, token): already a "
+        "pointwise convolution, same cost" if per_pixel else ""])
+    return BadInput(f"the model has no fully connected head (no Flatten -> {dense} on a spatial map){already}", "as")

@@ -7,6 +7,7 @@ No torch is imported here: a kind's `module` builder is handed `torch.nn` by the
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -191,8 +192,12 @@ def _transposed(a: LayerArgs) -> list[LayerCost]:
 
 
 def _linear(a: LayerArgs) -> list[LayerCost]:
+    """A dense layer on `batch` vectors of cin features, or (a `size` map) on every position of each sample's
+    channels-last map (a tuple `size`, which only `spec.LayerSpec` passes): batch x H x W rows - what a 1x1 conv
+    costs. A network's dense layer (the default, untupled size) is fed flat vectors."""
     assert a.cout is not None
-    return [L.linear(a.cin, a.cout, batch=a.batch, bias=a.bias, dtype=a.dtype, name=a.name)]
+    rows = a.batch * (math.prod(a.size) if isinstance(a.size, tuple) else 1)
+    return [L.linear(a.cin, a.cout, batch=rows, bias=a.bias, dtype=a.dtype, name=a.name)]
 
 
 _WINDOW = frozenset({"k", "size", "stride", "padding", "dilation", "dims"})
@@ -220,8 +225,8 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
          _WINDOW | {"cout", "groups", "output_padding", "bias"}, _transposed, _transposed_formula,
          module=_transposed_module),
     Kind("linear", "a dense layer: cin -> cout features", "fc", "Fully connected", "dense",
-         frozenset({"units", "bias", "scale", "name"}), frozenset({"cout", "bias"}), _linear, _linear_formula,
-         module=_linear_module, note="a linear layer maps cin to cout features"),
+         frozenset({"units", "bias", "scale", "name"}), frozenset({"cout", "bias", "size"}), _linear, _linear_formula,
+         module=_linear_module, note="a linear layer maps cin to cout features, per position of a --size map"),
 )}
 
 #: kinds of the rows that carry weights and MACs (every kind but the composite `separable`)

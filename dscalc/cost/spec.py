@@ -4,6 +4,7 @@ assumed. `LayerSpec.build()` costs it and its depthwise-separable counterpart.""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection
 from dataclasses import dataclass
 
@@ -76,7 +77,8 @@ class LayerSpec:
         if chosen == "linear":
             if cout is None:
                 raise BadInput("is required", "cout")
-            return cls(chosen, LayerArgs(cin, cout, bias=bias, batch=batch, dtype=dtype), padding)
+            spatial = () if size_val is None else size_val if isinstance(size_val, tuple) else (size_val,) * 2
+            return cls(chosen, LayerArgs(cin, cout, size=spatial, bias=bias, batch=batch, dtype=dtype), padding)
         if k_val is None:
             raise BadInput(f"is required for --kind {chosen}", "k")
         if cout is None and chosen != "depthwise":
@@ -106,6 +108,12 @@ class LayerSpec:
         bias = "bias" if a.bias else "no bias"
         if self.kind == "linear":
             assumptions = [f"batch {a.batch}, {a.dtype}, {bias}"]
+            if a.size:  # per position of a channels-last map: a 1x1 conv, unlike the same map flattened first
+                positions, shown = math.prod(a.size), "x".join(map(str, a.size))
+                assumptions.append(f"applied per position of a {shown} map (channels last): {a.batch * positions:,} "
+                                   f"rows of {a.cin:,} features - a 1x1 conv's params and MACs (--kind pointwise "
+                                   f"--size {shown}); flattened first it is --cin {a.cin * positions:,}: the same "
+                                   f"MACs, {positions:,}x the weights")
         else:
             assumptions = [f"default --size {DEFAULT_SIZE}"] if self.assumed_size else []
             assumptions.append(f"padding {self.padding_text}, batch {a.batch}, {a.dtype}, {bias}"

@@ -4,7 +4,6 @@ trained."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -227,16 +226,8 @@ def _variant(model: Any, shapes: list[tuple[int, ...]], as_: str) -> tuple[Any, 
     if as_ not in heads.HEADS:
         return (*separable_copy(model), ())
     clone, found = head_copy(model, shapes, as_)
-    if as_ == "pointwise-head":  # every Linear of a stack becomes a 1x1 conv
-        lines = [f"{', '.join(paths)}: on the {'x'.join(map(str, spatial))} map as 1x1 convs, then global "
-                 "average pool" for paths, spatial in found.stacks]
-        replaced = found.replaced
-    else:  # the first Linear of a stack is fed the pooled C features; the others are unchanged
-        lines = [f"{paths[0]}: after a global average pool of the {'x'.join(map(str, spatial))} map: fed "
-                 f"{spatial[0]:,} features, not {math.prod(spatial):,}" for paths, spatial in found.stacks]
-        replaced = len(found.stacks)
-    lines += [f"{p}: already a pointwise convolution (applied per pixel): same cost" for p in found.per_pixel]
-    return clone, replaced, tuple(lines)
+    lines, replaced = heads.model_lines(as_, list(found.stacks), found.per_pixel)
+    return clone, replaced, lines
 
 
 def model_study(source: Any, shapes: list[tuple[int, ...]], settings: Settings | None,
@@ -250,6 +241,8 @@ def model_study(source: Any, shapes: list[tuple[int, ...]], settings: Settings |
     from dscalc.measure.settings import configured
     from dscalc.trace.profile import profile_model
 
+    if as_ in heads.HEADS and source.format in _GRAPH_HEADS:
+        return _graph_heads(source, shapes, settings, runs, as_)
     source.check_convertible()
     original = source.load("cpu" if settings is not None or runs else "meta")
     converted, replaced, changed = _variant(original, shapes, as_)
@@ -276,6 +269,35 @@ def model_study(source: Any, shapes: list[tuple[int, ...]], settings: Settings |
     return CompareStudy("model", original=first, variant=second, target=source.target, replaced=replaced,
                         contexts=tuple(contexts), training=trained, as_=as_ if as_ in heads.HEADS else None,
                         changed=changed)
+
+
+#: graph formats whose fully connected head `--as pointwise-head | gap-head` rewrites (`trace.keras_heads`,
+#: `trace.onnx_heads`): the module and its name for a Dense layer
+_GRAPH_HEADS = {"keras": "keras_heads", "keras_python": "keras_heads", "onnx": "onnx_heads"}
+
+
+def _graph_heads(source: Any, shapes: list[tuple[int, ...]], settings: Settings | None, runs: tuple[Settings, ...],
+                 as_: str) -> CompareStudy:
+    """A Keras or ONNX model and its head rewritten, both counted from their graphs (never run: no --time)."""
+    import importlib
+
+    if settings is not None or runs:
+        raise BadInput(f"{source.target} is {source.spec.noun} graph: dscalc counts its head rewrite, it does not "
+                       "run it (compare the .py that builds it as a PyTorch model to time it)", "time")
+    module = importlib.import_module(f"dscalc.trace.{_GRAPH_HEADS[source.format]}")
+    a, b, changed, replaced = module.compare(source, shapes, as_)
+    first = Side(source.target, dict(a.totals), kind="model")
+    second = Side(as_, dict(b.totals), kind="model")
+    activations = (_written(a), _written(b))
+    return CompareStudy("model", original=first, variant=second, target=source.target, replaced=replaced,
+                        as_=as_, changed=changed, activations=activations)
+
+
+def _written(result: Any) -> int:
+    """Bytes of every counted op's output, each written once (the graph profilers record the elements)."""
+    from dscalc.cost.dtypes import itemsize
+
+    return result.memory.get("activations") or sum(op.elements for op in result.ops) * itemsize(result.dtype)
 
 
 def _model_training(source: Any, shapes: list[tuple[int, ...]], opts: TrainingOptions,

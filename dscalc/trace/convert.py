@@ -14,9 +14,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from dscalc.cost.heads import no_model_head
 from dscalc.cost.kinds import has_separable
 from dscalc.cost.layers import conv_kind
-from dscalc.errors import BadInput, DscalcError, RuntimeFailure, first_line
+from dscalc.errors import DscalcError, RuntimeFailure, first_line
 
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
@@ -184,12 +185,7 @@ def head_copy(model: nn.Module, shapes: list[tuple[int, ...]], as_: str) -> tupl
     widths (the first one fed C features, not C·H·W). Raises BadInput when there is no such stack."""
     found = find_heads(model, shapes)
     if not found.stacks:
-        already = "".join([
-            f"; {', '.join(found.pooled[:3])} already follow(s) a global pool (a 1x1 map)" if found.pooled else "",
-            f"; its {len(found.per_pixel)} Linear layer(s) already act per position (pixel, token): already a "
-            "pointwise convolution, same cost" if found.per_pixel else ""])
-        raise BadInput(f"the model has no fully connected head (no Flatten -> Linear on a spatial map){already}",
-                       "as")
+        raise no_model_head("Linear", found.pooled, found.per_pixel)
     clone = copy.deepcopy(model)
 
     def put(path: str, module: nn.Module) -> None:

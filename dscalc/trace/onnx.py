@@ -508,7 +508,14 @@ def _parameters(g: Graph, model: Any, modules: list[str], stored: set[str]) -> t
 def profile(source: ModelSource, shapes: list[tuple[int, ...]], depth: int | None = None) -> ProfileResult:
     """Rows, totals and totals by op kind of an ONNX model at the given input shapes."""
     loaded: OnnxModel = source.load()
-    model = _static(loaded.proto, shapes)
+    return profile_proto(loaded.proto, {i.name for i in loaded.proto.graph.initializer}, shapes, depth)
+
+
+def profile_proto(proto: Any, stored: set[str], shapes: list[tuple[int, ...]], depth: int | None,
+                  static: bool = False) -> ProfileResult:
+    """`profile` of a checked ModelProto (`static`: already `_static` at these shapes); `stored`: the initializers
+    that are weights (not constants the folding made)."""
+    model = proto if static else _static(proto, shapes)
     g = Graph(model)
     records: list[OpRecord] = []
     uncounted: dict[str, int] = {}
@@ -538,7 +545,7 @@ def profile(source: ModelSource, shapes: list[tuple[int, ...]], depth: int | Non
                            "model") from None
         for op_kind, macs, layer in costs:
             records.append(OpRecord(row, node.op_type, op_kind, macs, g.elements(node), layer))
-    per_row, params, buffers = _parameters(g, model, rows, {i.name for i in loaded.proto.graph.initializer})
+    per_row, params, buffers = _parameters(g, model, rows, stored)
     outputs = [_full(g.shapes.get(o.name)) or () for o in model.graph.output]
     trace = Trace(records, uncounted, types, per_row, params, list(shapes), [tuple(o) for o in outputs])
     result = summarize(trace, depth)
