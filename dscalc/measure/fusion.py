@@ -173,8 +173,11 @@ def units(ops: Sequence[OpRecord], runtime: str = "eager", dtype: str = "float32
         elif op.kind == "conv" and op.layer is not None:
             members = [i]
             out_elements = op.elements
-            if i + 1 < n and ops[i + 1].kind == "batchnorm" and ops[i + 1].elements == out_elements:
-                members.append(i + 1)
+            j = i + 1
+            while j < n and ops[j].kind == "elementwise" and ops[j].elements <= 1:  # a norm's step counter (training)
+                j += 1
+            if j < n and ops[j].kind == "batchnorm" and ops[j].elements == out_elements:
+                members += range(i + 1, j + 1)
             nxt = members[-1] + 1
             if nxt < n and _is_act(ops[nxt]) and ops[nxt].elements == out_elements:
                 members.append(nxt)
