@@ -178,11 +178,31 @@ def test_unit_factors_round_trip_the_cache_and_a_bad_one_is_rejected():
             checked({**entry, "units": bad})
 
 
-def test_each_calibration_chain_is_units_of_its_own_pattern():
-    # calibrate_units takes a chain's time as evidence for its pattern only when it traces into those units
+def test_each_calibration_chain_is_units_of_its_own_pattern_and_its_ops_are_the_tracers():
+    # calibrate_units takes a chain's time as evidence for its pattern only when it groups into those units; its
+    # ops are written from the chain's shapes (measure cannot import the tracer): the tracer's records of the same
+    # module are the oracle, field by field
+    from torch import nn
+
+    from dscalc.measure.predictor import op_kernel
+    from dscalc.trace.profile import profile_model
+
+    def fields(op):
+        return (op.module, op.op, op.kind, op.macs, op.elements, op.reads.elements, op.writes.elements, op.io,
+                op.layer.kind if op.layer is not None else None)
+
     for chain in fusion.chains():
-        ops, found = fusion.chain_units(chain, "eager", "float32")
+        found = fusion.chain_units(chain, "eager", "float32")
         assert [u.pattern for u in found] == [chain.pattern] * 2, chain.name
+        traced = profile_model(chain.build(nn), chain.input_shapes).ops
+        assert [fields(op) for op in chain.ops] == [fields(op) for op in traced], chain.name
         if chain.pattern != "shuffle":
-            _covers(found, len(ops))
+            _covers(found, len(chain.ops))
+        for op, k in zip(traced, fusion.op_kernels(traced, "float32")):
+            if fusion.base(op.op) not in ("add", "mul"):  # (op_kernel takes every elementwise op as activation)
+                nbytes = op.reads.bytes("float32") + op.writes.bytes("float32")
+                assert k == op_kernel(op.op, op.kind, op.macs, op.elements, nbytes,
+                                      op.layer.kind if op.layer is not None else None)
+            else:
+                assert k.kind == "add"
     assert {c.pattern for c in fusion.chains()} == set(fusion.LEARNED)

@@ -30,15 +30,48 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from functools import partial
+from typing import TYPE_CHECKING, Any, Protocol
 
 from dscalc.cost.dtypes import itemsize
+from dscalc.cost.layers import conv
+from dscalc.cost.opkinds import NORM_KINDS
+from dscalc.cost.records import LayerCost
 from dscalc.measure.predict import Kernel
 
 if TYPE_CHECKING:
     from dscalc.measure.predict import Calibration
     from dscalc.measure.settings import Settings
-    from dscalc.trace.records import OpRecord
+
+
+class _Sized(Protocol):
+    @property
+    def elements(self) -> int: ...
+
+    def bytes(self, dtype: str) -> int: ...
+
+
+class Op(Protocol):
+    """What the grouping reads of an op: a traced `trace.records.OpRecord`, or a calibration chain's `ChainOp`."""
+
+    @property
+    def module(self) -> str: ...
+    @property
+    def op(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def macs(self) -> int: ...
+    @property
+    def elements(self) -> int: ...
+    @property
+    def layer(self) -> LayerCost | None: ...
+    @property
+    def reads(self) -> _Sized: ...
+    @property
+    def writes(self) -> _Sized: ...
+    @property
+    def io(self) -> tuple[tuple[int, ...], ...]: ...
 
 #: the unit patterns, `other` last (its factor is the calibration's in-network one)
 PATTERNS = ("conv", "depthwise", "se", "shuffle", "residual", "other")
@@ -77,27 +110,27 @@ def base(op: str) -> str:
     return (parts[1] if len(parts) > 2 and parts[0] in ("aten", "quantized", "prims") else parts[0]).rstrip("_")
 
 
-def _is_act(op: OpRecord) -> bool:
+def _is_act(op: Op) -> bool:
     return op.kind == "elementwise" and base(op.op) in ACTIVATIONS
 
 
-def _is_residual(op: OpRecord) -> bool:
+def _is_residual(op: Op) -> bool:
     """An add of two tensors of the output's size (a skip connection), not a bias or a scalar."""
     return op.kind == "elementwise" and base(op.op) == "add" and op.reads.elements >= 2 * op.elements > 0
 
 
-def _is_global_pool(op: OpRecord) -> bool:
+def _is_global_pool(op: Op) -> bool:
     if op.kind != "pooling" or not op.io or len(op.io) < 2:
         return False
     out = op.io[1]
     return len(out) >= 2 and all(d == 1 for d in out[2:]) and op.elements < (math.prod(op.io[0]) or 1)
 
 
-def _is_product(op: OpRecord) -> bool:
+def _is_product(op: Op) -> bool:
     return op.kind in ("conv", "linear", "matmul")
 
 
-def _se_end(ops: Sequence[OpRecord], i: int) -> int | None:
+def _se_end(ops: Sequence[Op], i: int) -> int | None:
     """The index of the mul that closes a squeeze-excite block starting at the global pool ops[i], else None."""
     if not _is_global_pool(ops[i]):
         return None
@@ -121,7 +154,7 @@ def _se_end(ops: Sequence[OpRecord], i: int) -> int | None:
     return None
 
 
-def _runs(pattern: str, members: Sequence[int], ops: Sequence[OpRecord], runtime: str) -> tuple[int, ...]:
+def _runs(pattern: str, members: Sequence[int], ops: Sequence[Op], runtime: str) -> tuple[int, ...]:
     """The members whose kernels `runtime` runs (the rest are folded or fused away)."""
     if runtime == "compile":  # inductor: each run of pointwise ops (norms, elementwise) is one kernel
         kept: list[int] = []
@@ -142,7 +175,7 @@ def _under(module: str, parent: str) -> bool:
     return module == parent or module.startswith(parent + ".")
 
 
-def _shuffle_blocks(ops: Sequence[OpRecord]) -> dict[str, int]:
+def _shuffle_blocks(ops: Sequence[Op]) -> dict[str, int]:
     """ShuffleNet v2 blocks: module path -> the index of the last op of its `branch2` (where the block's output
     is concatenated and shuffled)."""
     last: dict[str, int] = {}
@@ -153,7 +186,7 @@ def _shuffle_blocks(ops: Sequence[OpRecord]) -> dict[str, int]:
     return last
 
 
-def units(ops: Sequence[OpRecord], runtime: str = "eager", dtype: str = "float32") -> list[Unit]:
+def units(ops: Sequence[Op], runtime: str = "eager", dtype: str = "float32") -> list[Unit]:
     """A traced model's ops grouped into the units `runtime` runs, in order (every op in exactly one unit; a
     shuffle unit has no traced op, only its copies)."""
     out: list[Unit] = []
@@ -209,12 +242,36 @@ def counts(found: Iterable[Unit]) -> dict[str, int]:
     return out
 
 
-def op_kernels(ops: Sequence[OpRecord], dtype: str) -> list[Kernel]:
-    """Each traced op as the kernel the calibrated model knows (`measure.predictor.op_kernel`)."""
-    from dscalc.measure.predictor import op_kernel
+# -------------------------------------------------------------------------------------------- kernels
 
-    return [op_kernel(op.op, op.kind, op.macs, op.elements, op.reads.bytes(dtype) + op.writes.bytes(dtype),
-                      op.layer.kind if op.layer is not None else None) for op in ops]
+#: a traced op's kind -> the calibrated kernel kind that models it (a conv takes its layer's kind)
+_OP_KINDS = {"linear": "linear", "matmul": "linear", "attention": "linear", "recurrent": "linear",
+             "pooling": "pooling", **{norm: "batchnorm" for norm in NORM_KINDS}}
+_BINARY = ("add", "sub", "mul", "div", "where", "maximum", "minimum")
+
+
+def kernel_of_op(op: Op, dtype: str) -> Kernel:
+    """A traced op (`trace.records.OpRecord`, or a chain's `ChainOp`) as a kernel the calibrated model knows:
+    convolutions by their layer's kind, matrix products as `linear`, norms and pooling as themselves, a
+    two-operand elementwise op as `add`, any other as `activation` (as `measure.predictor.op_kernel` maps them,
+    except that it reads the base name of an aten op at the wrong place and takes every elementwise op as an
+    activation; kept apart here because measure.calibrate, which calls `calibrate_units`, cannot import it)."""
+    layer_kind = op.layer.kind if op.layer is not None else None
+    if op.kind == "conv" and layer_kind:
+        target = layer_kind
+    elif op.kind in _OP_KINDS:
+        target = _OP_KINDS[op.kind]
+    elif op.kind == "elementwise" and base(op.op) in _BINARY:
+        target = "add"
+    else:
+        target = "activation"
+    return Kernel(op.op, target, 2 * op.macs if op.macs else op.elements,
+                  op.reads.bytes(dtype) + op.writes.bytes(dtype))
+
+
+def op_kernels(ops: Sequence[Op], dtype: str) -> list[Kernel]:
+    """Each op as the kernel the calibrated model predicts it by (`kernel_of_op`)."""
+    return [kernel_of_op(op, dtype) for op in ops]
 
 
 def unit_seconds(unit: Unit, kernels: Sequence[Kernel], seconds: Callable[[Kernel], float | None]) -> float | None:
@@ -228,7 +285,7 @@ def unit_seconds(unit: Unit, kernels: Sequence[Kernel], seconds: Callable[[Kerne
     return total
 
 
-def predict(ops: Sequence[OpRecord], dtype: str, runtime: str, seconds: Callable[[Kernel], float | None],
+def predict(ops: Sequence[Op], dtype: str, runtime: str, seconds: Callable[[Kernel], float | None],
             factors: dict[str, float], fallback: float) -> float | None:
     """A whole forward: each unit's kernels that run, summed, times its pattern's factor (`fallback`, the
     in-network factor, for `other` and for a pattern without one); None where a kernel cannot be predicted."""
@@ -255,13 +312,97 @@ def fit_factors(pairs: Iterable[tuple[str, float, float]]) -> dict[str, float]:
 # ------------------------------------------------------------------------------------------------- chains
 
 @dataclass(frozen=True)
+class Elements:
+    """A tensor size in floating elements (the part of `trace.records.Size` a chain needs)."""
+
+    elements: int
+
+    def bytes(self, dtype: str) -> int:
+        return self.elements * itemsize(dtype)
+
+
+@dataclass(frozen=True)
+class ChainOp:
+    """One op of a calibration chain with the fields `units` and `kernel_of_op` read of a traced op, written
+    from the chain's shapes (tests/test_fusion.py checks them against the tracer's records of the same module)."""
+
+    module: str
+    op: str
+    kind: str
+    macs: int
+    elements: int
+    reads: Elements
+    writes: Elements
+    io: tuple[tuple[int, ...], ...]
+    layer: LayerCost | None = None
+
+
+def _conv_op(module: str, cin: int, cout: int, k: int, s: int, groups: int, bias: bool) -> ChainOp:
+    layer = conv(cin, cout, k, s, padding=k // 2, groups=groups, bias=bias, name=module)
+    weights = cout * (cin // groups) * k * k + (cout if bias else 0)
+    return ChainOp(module, "aten.convolution.default", "conv", layer.macs, cout * s * s,
+                   Elements(cin * s * s + weights), Elements(cout * s * s), ((1, cin, s, s), (1, cout, s, s)), layer)
+
+
+def _unary(module: str, name: str, c: int, s: int, inplace: bool = True) -> ChainOp:
+    n = c * s * s
+    return ChainOp(module, f"aten.{name}{'_' if inplace else ''}.default", "elementwise", 0, n, Elements(n),
+                   Elements(n), ((1, c, s, s), (1, c, s, s)))
+
+
+#: the aten op each activation module of a chain issues
+_ATEN = {"relu": "relu", "relu6": "hardtanh", "hardswish": "hardswish", "silu": "silu"}
+
+
+def _conv_ops(c: int, s: int, k: int, act: str, groups: int) -> list[ChainOp]:
+    """_conv_chain's ops: twice conv (no bias) + batch norm (reads its input and 4 per-channel vectors, writes its
+    output and the 2 saved statistics) + the activation, in place."""
+    ops: list[ChainOp] = []
+    n = c * s * s
+    for i in range(2):
+        ops += [_conv_op(str(3 * i), c, c, k, s, groups, False),
+                ChainOp(str(3 * i + 1), "aten.native_batch_norm.default", "batchnorm", 0, n, Elements(n + 4 * c),
+                        Elements(n + 2 * c), ((1, c, s, s), (1, c, s, s))),
+                _unary(str(3 * i + 2), _ATEN[act], c, s)]
+    return ops
+
+
+def _se_ops(c: int, s: int, gate: str) -> list[ChainOp]:
+    """_se_chain's ops: twice mean -> 1x1 conv -> relu -> 1x1 conv -> gate -> x * gate."""
+    r, n = max(8, c // 4), c * s * s
+    ops: list[ChainOp] = []
+    for i in range(2):
+        ops += [ChainOp(f"{i}.pool", "aten.mean.dim", "pooling", 0, c, Elements(n), Elements(c),
+                        ((1, c, s, s), (1, c, 1, 1))),
+                _conv_op(f"{i}.fc1", c, r, 1, 1, 1, True), _unary(f"{i}.act", "relu", r, 1, inplace=False),
+                _conv_op(f"{i}.fc2", r, c, 1, 1, 1, True), _unary(f"{i}.gate", gate, c, 1, inplace=False),
+                ChainOp(str(i), "aten.mul.Tensor", "elementwise", 0, n, Elements(n + c), Elements(n),
+                        ((1, c, s, s), (1, c, s, s)))]
+    return ops
+
+
+def _residual_ops(c: int, s: int, relu: bool) -> list[ChainOp]:
+    """_residual_chain's ops: twice an add of two tensors (and a relu)."""
+    n = c * s * s
+    ops: list[ChainOp] = []
+    for _ in range(2):
+        ops.append(ChainOp("", "aten.add.Tensor", "elementwise", 0, n, Elements(2 * n), Elements(n),
+                           ((1, c, s, s), (1, c, s, s))))
+        if relu:
+            ops.append(_unary("", "relu", c, s, inplace=False))
+    return ops
+
+
+@dataclass(frozen=True)
 class Chain:
-    """A short chain of units of one pattern, timed whole: how to build it (torch.nn -> module), its inputs."""
+    """A short chain of units of one pattern, timed whole: how to build it (torch.nn -> module), its inputs, and
+    its ops as the tracer records them (a shuffle chain: none, its copies are the units' own kernels)."""
 
     pattern: str
     name: str
     input_shapes: list[tuple[int, ...]]
     build: Callable[[Any], Any]
+    ops: list[ChainOp]
 
 
 def _conv_chain(nn: Any, c: int, k: int, act: str, groups: int) -> Any:
@@ -322,34 +463,31 @@ def chains() -> list[Chain]:
     benchmark checks."""
     out: list[Chain] = []
     for c, s, k, act in [(16, 112, 1, "relu"), (32, 56, 3, "relu6"), (64, 28, 1, "hardswish"), (128, 14, 3, "relu")]:
-        out.append(Chain("conv", f"conv k{k} {c}x{s}² {act}", [(1, c, s, s)],
-                         lambda nn, c=c, k=k, act=act: _conv_chain(nn, c, k, act, 1)))
+        out.append(Chain("conv", f"conv k{k} {c}x{s}² {act}", [(1, c, s, s)], partial(_conv_chain, c=c, k=k, act=act,
+                                                                                       groups=1),
+                         _conv_ops(c, s, k, act, 1)))
     for c, s, k, act in [(32, 112, 3, "relu"), (72, 56, 5, "relu"), (120, 28, 3, "hardswish"),
                          (480, 14, 5, "silu")]:
         out.append(Chain("depthwise", f"dw k{k} {c}x{s}² {act}", [(1, c, s, s)],
-                         lambda nn, c=c, k=k, act=act: _conv_chain(nn, c, k, act, c)))
+                         partial(_conv_chain, c=c, k=k, act=act, groups=c), _conv_ops(c, s, k, act, c)))
     for c, s, gate in [(16, 56, "hardsigmoid"), (72, 28, "sigmoid"), (240, 14, "hardsigmoid"), (576, 7, "sigmoid")]:
-        out.append(Chain("se", f"se {c}x{s}² {gate}", [(1, c, s, s)], lambda nn, c=c, gate=gate: _se_chain(nn, c, gate)))
-    for c, s, act in [(24, 56, True), (64, 56, False), (128, 28, True), (256, 14, True)]:
-        out.append(Chain("residual", f"add {c}x{s}²{' relu' if act else ''}", [(1, c, s, s)] * 2,
-                         lambda nn, act=act: _residual_chain(nn, act)))
+        out.append(Chain("se", f"se {c}x{s}² {gate}", [(1, c, s, s)], partial(_se_chain, c=c, gate=gate),
+                         _se_ops(c, s, gate)))
+    for c, s, relu in [(24, 56, True), (64, 56, False), (128, 28, True), (256, 14, True)]:
+        out.append(Chain("residual", f"add {c}x{s}²{' relu' if relu else ''}", [(1, c, s, s)] * 2,
+                         partial(_residual_chain, act=relu), _residual_ops(c, s, relu)))
     for c, s in [(48, 28), (116, 28), (96, 14), (464, 7)]:
-        out.append(Chain("shuffle", f"shuffle {c}x{s}²", [(1, c, s, s)], _shuffle_chain))
+        out.append(Chain("shuffle", f"shuffle {c}x{s}²", [(1, c, s, s)], _shuffle_chain, []))
     return out
 
 
-def chain_units(chain: Chain, runtime: str, dtype: str) -> tuple[list[OpRecord], list[Unit]]:
-    """A chain's traced ops and its units (a shuffle chain: its copies, which the trace does not record)."""
-    from torch import nn
-
-    from dscalc.trace.profile import profile_model
-
+def chain_units(chain: Chain, runtime: str, dtype: str) -> list[Unit]:
+    """A chain's units on `runtime` (a shuffle chain: its copies, which the trace does not record)."""
     if chain.pattern == "shuffle":
         elements = math.prod(chain.input_shapes[0])
         copy = Kernel(f"{chain.name}: copy", "activation", elements, 2 * elements * itemsize(dtype))
-        return [], [Unit("shuffle", chain.name, (), (), (copy, copy))] * 2
-    result = profile_model(chain.build(nn), chain.input_shapes, dtype=dtype)
-    return result.ops, units(result.ops, runtime, dtype)
+        return [Unit("shuffle", chain.name, (), (), (copy, copy))] * 2
+    return units(chain.ops, runtime, dtype)
 
 
 def calibrate_units(calibration: Calibration, settings: Settings,
@@ -365,8 +503,8 @@ def calibrate_units(calibration: Calibration, settings: Settings,
         if progress is not None:
             progress()
         try:
-            ops, found = chain_units(chain, settings.runtime, settings.dtype)
-            kernels = op_kernels(ops, settings.dtype)
+            found = chain_units(chain, settings.runtime, settings.dtype)
+            kernels = op_kernels(chain.ops, settings.dtype)
             parts = [unit_seconds(u, kernels, lambda k: calibration.predict(k).seconds) for u in found]
         except KeyError:  # a kind the design did not calibrate
             continue
