@@ -206,3 +206,30 @@ def test_each_calibration_chain_is_units_of_its_own_pattern_and_its_ops_are_the_
             else:
                 assert k.kind == "add"
     assert {c.pattern for c in fusion.chains()} == set(fusion.LEARNED)
+
+
+def test_profile_says_how_the_whole_forward_was_predicted(cli, fixed_ceilings, tmp_path):
+    # conftest's fixed calibration has no unit factors: the one-factor sum (in-network factor 1.0); with a conv
+    # factor of 2 in the cache, the conv + relu unit: 2 x (conv 20 µs + 15,552 / 50e9 + relu 5 µs + 2,304 / 10e9)
+    from dscalc.measure import calibrate
+    from dscalc.measure.ceilings import write_cache
+
+    (tmp_path / "m.py").write_text("from torch import nn\n\ndef net():\n    return nn.Sequential(nn.Conv2d(3, 8, 3), "
+                                   "nn.ReLU())\n")
+    alone = 20e-6 + 15_552 / 50e9 + 5e-6 + 2_304 / 10e9
+
+    def timing():
+        r = cli("profile", str(tmp_path / "m.py"), "-i", "1x3x8x8", "--predict", "-f", "json")
+        assert r.code == 0, r.stderr
+        return json.loads(r.stdout)["timing"]
+
+    before = timing()
+    assert before["whole_model"] == "kernels' sum" and before["predicted_end_to_end_s"] == pytest.approx(alone)
+    data = calibrate._read()
+    for entry in data.values():
+        if isinstance(entry, dict):  # (beside the entries, the cache's version)
+            entry["units"] = {"conv": 2.0}
+    write_cache(calibrate.cache_path(), data)
+    after = timing()
+    assert after["whole_model"] == "fused units" and after["predicted_end_to_end_s"] == pytest.approx(2 * alone)
+    assert "1 conv x2.00" in after["prediction"]
