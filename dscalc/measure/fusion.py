@@ -138,10 +138,8 @@ def _se_end(ops: Sequence[Op], i: int) -> int | None:
     if j >= n or not _is_product(ops[j]):
         return None
     j += 1
-    if j < n and _is_act(ops[j]) and base(ops[j].op) not in GATES:
+    if j < n and _is_act(ops[j]):  # the middle activation (optional; any, a sigmoid included)
         j += 1
-    elif j < n and _is_act(ops[j]) and j + 1 < n and _is_product(ops[j + 1]):
-        j += 1  # a gate-named activation in the middle (rare): still the middle one
     if j >= n or not _is_product(ops[j]):
         return None
     j += 1
@@ -169,10 +167,6 @@ def _runs(pattern: str, members: Sequence[int], ops: Sequence[Op], runtime: str)
         return tuple(i for i in members if ops[i].kind == "conv"
                      or (ops[i].kind == "elementwise" and base(ops[i].op) not in acts))
     return tuple(members)
-
-
-def _under(module: str, parent: str) -> bool:
-    return module == parent or module.startswith(parent + ".")
 
 
 def _shuffle_blocks(ops: Sequence[Op]) -> dict[str, int]:
@@ -225,12 +219,12 @@ def units(ops: Sequence[Op], runtime: str = "eager", dtype: str = "float32") -> 
         else:
             add("other", [i])
             i += 1
-        ended = [b for e, b in shuffles.items() if start <= e < i]
-        for block in ended:  # the block's output: branch2's last output, concatenated with as much again
-            elements = 2 * ops[max(e for e, b in shuffles.items() if b == block)].elements
-            copy = Kernel(f"{block}: channel shuffle copy", "activation", elements,
-                          2 * elements * itemsize(dtype))
-            out.append(Unit("shuffle", block, (), (), (copy, copy)))
+        for end in range(start, i):  # a block's output: branch2's last output and as much again, concatenated
+            block = shuffles.get(end)
+            if block is not None:
+                elements = 2 * ops[end].elements
+                copy = Kernel(f"{block}: channel shuffle copy", "activation", elements, 2 * elements * itemsize(dtype))
+                out.append(Unit("shuffle", block, (), (), (copy, copy)))
     return out
 
 
