@@ -81,6 +81,8 @@ def main() -> int:
     lines.append(f"calibration: {calibrate.probe_count()} measurements, {time.perf_counter() - started:.0f} s")
     lines.append(f"  in-network factor: {cal.in_network:.2f}; unit factors (measured / the running kernels' sum): "
                  + ", ".join(f"{p} {cal.units[p]:.2f}" for p in fusion.LEARNED if p in cal.units))
+    fits = ", ".join(f"{k} {100 * m.error:.0f}%" for k, m in sorted(cal.models.items()))
+    lines.append(f"  kernel fits' median error: {fits} (grown large, the load moved: no figure below means much)")
     lines += ["", "| model | measured ms | fused units ms | err | kernels' sum ms | err | units |",
               "|---|---:|---:|---:|---:|---:|---|"]
     errs: dict[str, list[float]] = {"fused units": [], "kernels' sum": []}
