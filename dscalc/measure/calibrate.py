@@ -213,11 +213,14 @@ def calibrate(settings: Settings, progress: Callable[[], Any] | None = None) -> 
 
 
 def _with_units(cal: Calibration, settings: Settings, progress: Callable[[], Any] | None) -> Calibration:
-    """The calibration with its fused-unit factors (`measure.fusion`), learned from short chains timed whole."""
+    """The calibration with its fused-unit factors (`measure.fusion`), learned from short chains timed whole (their
+    time counted in the calibration's)."""
     from dscalc.measure.fusion import calibrate_units
 
+    start = time.time()
     with configured(settings):
-        return replace(cal, units=calibrate_units(cal, settings, progress))
+        units = calibrate_units(cal, settings, progress)
+    return replace(cal, units=units, seconds=cal.seconds + time.time() - start)
 
 
 def probe_count(dtype: str = "float32") -> int:
