@@ -208,13 +208,27 @@ def calibrate(settings: Settings, progress: Callable[[], Any] | None = None) -> 
     factor = math.exp(sum(math.log(r) for r in ratios) / len(ratios)) if ratios else 1.0
     cal = replace(cal, seconds=time.time() - start, in_network=factor,
                   tf32=settings.tf32 and settings.device.startswith("cuda"), max_run_time=shortened(MAX_RUN))
+    cal = _with_units(cal, quick, progress)
     save(cal)
     return cal
 
 
+def _with_units(cal: Calibration, settings: Settings, progress: Callable[[], Any] | None) -> Calibration:
+    """The calibration with its fused-unit factors (`measure.fusion`), learned from short chains timed whole (their
+    time counted in the calibration's)."""
+    from dscalc.measure.fusion import calibrate_units
+
+    start = time.time()
+    with configured(settings):
+        units = calibrate_units(cal, settings, progress)
+    return replace(cal, units=units, seconds=cal.seconds + time.time() - start)
+
+
 def probe_count(dtype: str = "float32") -> int:
     """How many measurements a calibration makes (its progress bar's length)."""
-    return len(design(dtype)) + len(chains(dtype))
+    from dscalc.measure.fusion import chain_count
+
+    return len(design(dtype)) + len(chains(dtype)) + chain_count()
 
 
 # ---------------------------------------------------------------------------------------------------- cache
@@ -257,6 +271,7 @@ def checked(entry: Any) -> Calibration:
     number(entry, "load", low=0.0, hi=1e6, optional=True)
     number(entry, "in_network", hi=1e3, optional=True)
     number(entry, "max_run_time", optional=True)
+    _checked_units(entry.get("units", {}))
     models = entry.get("models")
     if not isinstance(models, dict) or len(models) > 64:
         raise BadEntry("models: expected an object of kernel kinds")
@@ -277,6 +292,21 @@ def checked(entry: Any) -> Calibration:
         return Calibration.from_dict(entry)
     except (KeyError, TypeError, ValueError, ZeroDivisionError, OverflowError) as e:
         raise BadEntry(f"{type(e).__name__}: {e}") from None
+
+
+def _checked_units(units: Any) -> None:
+    """The fused-unit factors: an object of known patterns, each a finite factor in (0, 1000]."""
+    from dscalc.measure.fusion import LEARNED
+
+    if not isinstance(units, dict):
+        raise BadEntry("units: expected an object of unit patterns")
+    for pattern in units:
+        if pattern not in LEARNED:
+            raise BadEntry(f"units: unknown pattern {str(pattern)[:24]!r}")
+        try:
+            number(units, pattern, hi=1e3)
+        except BadEntry as e:
+            raise BadEntry(f"units.{e}") from None
 
 
 def load_cached(settings: Settings) -> Calibration | None:

@@ -121,6 +121,9 @@ class Calibration:
     #: the cap $DSCALC_MAX_RUN_TIME put on each measurement (None: the full design's budget); a shortened
     #: calibration is cached under its own key and shown as shortened
     max_run_time: float | None = None
+    #: measured / predicted time of short chains of each fused-unit pattern (`measure.fusion`: conv, depthwise,
+    #: se, shuffle, residual) on this runtime; a whole model's units are scaled by their pattern's factor
+    units: dict[str, float] = field(default_factory=dict)
 
     def predict(self, k: Kernel) -> Prediction:
         model = self.models.get(k.kind) or self.models.get(_FALLBACK.get(k.kind, ""))
@@ -138,7 +141,8 @@ class Calibration:
                 "measured_at": self.measured_at, "seconds": self.seconds, "peak_flops": self.peak_flops,
                 "load": self.load, "in_network": self.in_network, "tf32": self.tf32,
                 "models": {k: m.to_dict() for k, m in self.models.items()},
-                **({"max_run_time": self.max_run_time} if self.max_run_time is not None else {})}
+                **({"max_run_time": self.max_run_time} if self.max_run_time is not None else {}),
+                **({"units": dict(self.units)} if self.units else {})}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Calibration:
@@ -147,7 +151,8 @@ class Calibration:
                    None if d.get("peak_flops") is None else float(d["peak_flops"]),
                    {k: KernelModel.from_dict(m) for k, m in d["models"].items()},
                    None if d.get("load") is None else float(d["load"]), float(d.get("in_network", 1.0)),
-                   bool(d.get("tf32", False)), None if d.get("max_run_time") is None else float(d["max_run_time"]))
+                   bool(d.get("tf32", False)), None if d.get("max_run_time") is None else float(d["max_run_time"]),
+                   {str(k): float(v) for k, v in (d.get("units") or {}).items()})
 
 
 #: a kind with too few samples borrows the model of its nearest relative

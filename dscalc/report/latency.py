@@ -162,7 +162,8 @@ def layers_grid(per_layer: list[Latency], context: dict[str, Any], end_to_end: T
     grid.add("sum of the layers", "", seconds(predicted), "", seconds(measured), "",
              f"{measured / predicted:.2f}" if measured and predicted else "", "", *blank, end_section=True)
     if end_to_end is not None:
-        grid.add("end to end (whole forward)", "", seconds(whole) if whole else "", "", measured_cell(end_to_end),
+        how = f"; predicted as {context['whole_model']}" if whole and context.get("whole_model") else ""
+        grid.add(f"end to end (whole forward{how})", "", seconds(whole) if whole else "", "", measured_cell(end_to_end),
                  "" if end_to_end.error else seconds(end_to_end.iqr),
                  f"{end_to_end.median / whole:.2f}" if whole and end_to_end.median else "",
                  quality_cell(end_to_end), *blank)

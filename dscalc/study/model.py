@@ -233,12 +233,12 @@ def _run(source: Any, result: ProfileResult, shapes: list[tuple[int, ...]], sett
     context = {**(describe(settings) if settings else {"device": predictor.name, "dtype": dtype, "threads": 0,
                                                        "tf32": False}),
                "prediction": predictor.describe(dtype)}
-    whole = whole_model(result, predictor)
-    cal = predictor.calibration(dtype)
-    if whole is not None and cal is not None:
-        context["prediction"] += (f"; end to end: the kernels' sum x{cal.in_network:.2f}, as measured inside "
-                                  "networks here")
-    return Run(context, tuple(per_layer), end_to_end=end_to_end, measured=settings is not None, whole=whole)
+    whole = whole_prediction(result, predictor)
+    if whole is not None:
+        context["prediction"] += f"; end to end: {whole.detail}"
+        context["whole_model"] = whole.method
+    return Run(context, tuple(per_layer), end_to_end=end_to_end, measured=settings is not None,
+               whole=whole.seconds if whole is not None else None)
 
 
 def _runtime_runs(source: Any, model: Any, result: ProfileResult, shapes: list[tuple[int, ...]],
@@ -279,10 +279,55 @@ def _tflite_runs(source: Any, runs: Sequence[Settings]) -> tuple[Run, ...]:
     return tuple(out)
 
 
+@dataclass(frozen=True)
+class WholePrediction:
+    """A whole forward's predicted latency, and how it was predicted (the profile's end-to-end row says)."""
+
+    seconds: float
+    method: str  # fused units | kernels' sum
+    detail: str  # one line: what it multiplied
+
+
+def whole_prediction(result: ProfileResult, predictor: Predictor) -> WholePrediction | None:
+    """The predicted latency of the whole forward, fusion-aware where the calibration learned its unit factors
+    (`measure.fusion`): the traced ops grouped into the units the settings' runtime runs (conv + batch norm +
+    activation, squeeze-excite, channel shuffle, residual add), each unit's running kernels predicted alone,
+    summed and scaled by its pattern's factor (the in-network factor for any other op). Without unit factors
+    (an older calibration): `summed_model`. None without a calibration."""
+    from dscalc.measure import fusion
+
+    cal = predictor.calibration(result.dtype)
+    if cal is None:
+        return None
+    if not cal.units:
+        seconds = summed_model(result, predictor)
+        return None if seconds is None else WholePrediction(
+            seconds, "kernels' sum", f"the kernels' sum x{cal.in_network:.2f}, as measured inside networks here")
+
+    def alone(k: Any) -> float | None:
+        p = predictor.kernel(k, result.dtype)
+        return None if p is None else p.seconds
+
+    runtime = predictor.settings.runtime
+    seconds = fusion.predict(result.ops, result.dtype, runtime, alone, cal.units, cal.in_network)
+    if seconds is None:
+        return None
+    found = fusion.counts(fusion.units(result.ops, runtime, result.dtype))
+    shown = ", ".join(f"{found[p]} {p} x{cal.units[p]:.2f}" for p in fusion.LEARNED if found[p] and p in cal.units)
+    return WholePrediction(seconds, "fused units",
+                           f"the units {runtime} runs ({shown or 'none'}; other ops x{cal.in_network:.2f})")
+
+
 def whole_model(result: ProfileResult, predictor: Predictor) -> float | None:
-    """The predicted latency of the whole forward: every op the trace recorded (convolutions, matrix products,
-    norms, pooling, elementwise), each by the calibrated model of its kind, times the calibration's in-network
-    factor (kernels run slower inside a network than alone); None without a calibration."""
+    """The predicted latency of the whole forward (`whole_prediction`); None without a calibration."""
+    found = whole_prediction(result, predictor)
+    return None if found is None else found.seconds
+
+
+def summed_model(result: ProfileResult, predictor: Predictor) -> float | None:
+    """The one-factor prediction: every op the trace recorded (convolutions, matrix products, norms, pooling,
+    elementwise), each by the calibrated model of its kind, times the calibration's in-network factor (kernels run
+    slower inside a network than alone); None without a calibration."""
     from dscalc.measure.predictor import op_kernel
 
     total = 0.0

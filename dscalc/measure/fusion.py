@@ -1,0 +1,515 @@
+"""Fusion-aware whole-model prediction: a traced model's ops grouped into the units a runtime actually runs, and
+one factor per unit pattern and runtime, learned from short chains of such units measured whole (issue 31).
+
+A unit is one of these patterns, recognised from the trace's op sequence and module paths:
+
+- `conv`:      a convolution (standard, pointwise, grouped, transposed) + its batch norm + its activation
+- `depthwise`: a depthwise convolution + batch norm + activation
+- `se`:        squeeze-excite: global pool -> 1x1 conv/linear -> activation -> 1x1 conv/linear -> gate -> mul
+- `shuffle`:   a ShuffleNet channel shuffle (cat + view/transpose/contiguous/view). Those are shape ops the trace
+               does not record: the unit is recognised by the block's structure (a module whose ops come from
+               children named `branch1`/`branch2`, ShuffleNet v2's), and its kernels are the two copies eager runs
+               (the cat and the contiguous transpose) of the block's output
+- `residual`:  an add of two full tensors (a skip connection) + its activation
+- `other`:     any other op, alone (its factor is the calibration's `in_network`)
+
+Which kernels of a unit a runtime runs (`runs`): torch eager runs every op alone (an inplace activation is still
+a kernel of its own; eager does not fold batch norm in eval mode). ONNX Runtime folds BatchNorm into the preceding
+Conv ("Conv BatchNorm Fusion", a basic optimization) and fuses Conv + Relu/Clip/Sigmoid/Tanh/LeakyRelu/HardSigmoid
+("Conv Activation Fusion", extended, CPU) - HardSwish and SiLU stay nodes of their own; LiteRT folds batch norm at
+conversion and XNNPACK fuses clamps (ReLU, ReLU6) into the conv; torch.compile (inductor, no freezing) calls the
+conv as an external kernel and fuses each run of pointwise ops (batch norm + activation, add + activation) into
+one kernel. Whatever else a runtime does (the residual add that ONNX Runtime's NCHWc layout folds into a conv,
+cache effects inside a network) is left to the learned factor of the unit's pattern.
+
+Pure Python, no torch, except `calibrate_units`, which builds and times the chains.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import TYPE_CHECKING, Any, Protocol
+
+from dscalc.cost.dtypes import itemsize
+from dscalc.cost.layers import conv
+from dscalc.cost.opkinds import NORM_KINDS
+from dscalc.cost.records import LayerCost
+from dscalc.measure.predict import Kernel
+
+if TYPE_CHECKING:
+    from dscalc.measure.predict import Calibration
+    from dscalc.measure.settings import Settings
+
+
+class _Sized(Protocol):
+    @property
+    def elements(self) -> int: ...
+
+    def bytes(self, dtype: str) -> int: ...
+
+
+class Op(Protocol):
+    """What the grouping reads of an op: a traced `trace.records.OpRecord`, or a calibration chain's `ChainOp`."""
+
+    @property
+    def module(self) -> str: ...
+    @property
+    def op(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def macs(self) -> int: ...
+    @property
+    def elements(self) -> int: ...
+    @property
+    def layer(self) -> LayerCost | None: ...
+    @property
+    def reads(self) -> _Sized: ...
+    @property
+    def writes(self) -> _Sized: ...
+    @property
+    def io(self) -> tuple[tuple[int, ...], ...]: ...
+
+#: the unit patterns, `other` last (its factor is the calibration's in-network one)
+PATTERNS = ("conv", "depthwise", "se", "shuffle", "residual", "other")
+#: the patterns a calibration learns a factor for
+LEARNED = PATTERNS[:-1]
+
+#: single-input activations (aten base names, without a trailing underscore)
+ACTIVATIONS = {"relu", "relu6", "hardtanh", "clamp", "clamp_min", "sigmoid", "hardsigmoid", "hardswish", "silu",
+               "gelu", "tanh", "leaky_relu", "elu", "mish", "softplus"}
+GATES = {"sigmoid", "hardsigmoid"}
+#: per runtime, the activations it fuses into the preceding conv (None: none; eager fuses nothing)
+_CONV_ACTS: dict[str, set[str]] = {
+    "onnxruntime": {"relu", "relu6", "hardtanh", "clamp", "clamp_min", "sigmoid", "tanh", "leaky_relu",
+                    "hardsigmoid"},
+    "litert": {"relu", "relu6", "hardtanh", "clamp", "clamp_min"},
+}
+#: the runtimes that fold a batch norm into the preceding conv
+_FOLDS_BN = {"onnxruntime", "litert"}
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One unit a runtime runs: its pattern, the module it belongs to, the indices of its traced ops, those whose
+    kernels the runtime runs, and kernels it runs that the trace does not record (a shuffle's copies)."""
+
+    pattern: str
+    module: str
+    ops: tuple[int, ...]
+    runs: tuple[int, ...]
+    extra: tuple[Kernel, ...] = ()
+
+
+def base(op: str) -> str:
+    """aten.hardswish_.default -> hardswish."""
+    parts = op.split(".")
+    return (parts[1] if len(parts) > 2 and parts[0] in ("aten", "quantized", "prims") else parts[0]).rstrip("_")
+
+
+def _is_act(op: Op) -> bool:
+    return op.kind == "elementwise" and base(op.op) in ACTIVATIONS
+
+
+def _is_residual(op: Op) -> bool:
+    """An add of two tensors of the output's size (a skip connection), not a bias or a scalar."""
+    return op.kind == "elementwise" and base(op.op) == "add" and op.reads.elements >= 2 * op.elements > 0
+
+
+def _is_global_pool(op: Op) -> bool:
+    if op.kind != "pooling" or not op.io or len(op.io) < 2:
+        return False
+    out = op.io[1]
+    return len(out) >= 2 and all(d == 1 for d in out[2:]) and op.elements < (math.prod(op.io[0]) or 1)
+
+
+def _is_product(op: Op) -> bool:
+    return op.kind in ("conv", "linear", "matmul")
+
+
+def _se_end(ops: Sequence[Op], i: int) -> int | None:
+    """The index of the mul that closes a squeeze-excite block starting at the global pool ops[i], else None."""
+    if not _is_global_pool(ops[i]):
+        return None
+    j, n = i + 1, len(ops)
+    if j >= n or not _is_product(ops[j]):
+        return None
+    j += 1
+    if j < n and _is_act(ops[j]):  # the middle activation (optional; any, a sigmoid included)
+        j += 1
+    if j >= n or not _is_product(ops[j]):
+        return None
+    j += 1
+    if j >= n or not (_is_act(ops[j]) and base(ops[j].op) in GATES):
+        return None
+    j += 1
+    pooled = math.prod(ops[i].io[0]) if ops[i].io else 0
+    if j < n and ops[j].kind == "elementwise" and base(ops[j].op) == "mul" and ops[j].elements == pooled:
+        return j
+    return None
+
+
+def _runs(pattern: str, members: Sequence[int], ops: Sequence[Op], runtime: str) -> tuple[int, ...]:
+    """The members whose kernels `runtime` runs (the rest are folded or fused away)."""
+    if runtime == "compile":  # inductor: each run of pointwise ops (norms, elementwise) is one kernel
+        kept: list[int] = []
+        for prev, i in zip((None, *members), members):
+            pointwise = ops[i].kind in ("batchnorm", "elementwise")
+            if pointwise and prev is not None and ops[prev].kind in ("batchnorm", "elementwise"):
+                continue
+            kept.append(i)
+        return tuple(kept)
+    if pattern in ("conv", "depthwise") and runtime in _FOLDS_BN:
+        acts = _CONV_ACTS.get(runtime, set())
+        return tuple(i for i in members if ops[i].kind == "conv"
+                     or (ops[i].kind == "elementwise" and base(ops[i].op) not in acts))
+    return tuple(members)
+
+
+def _shuffle_blocks(ops: Sequence[Op]) -> dict[str, int]:
+    """ShuffleNet v2 blocks: module path -> the index of the last op of its `branch2` (where the block's output
+    is concatenated and shuffled)."""
+    last: dict[str, int] = {}
+    for i, op in enumerate(ops):
+        parts = op.module.split(".")
+        if "branch2" in parts:
+            last[".".join(parts[:parts.index("branch2")])] = i
+    return last
+
+
+def units(ops: Sequence[Op], runtime: str = "eager", dtype: str = "float32") -> list[Unit]:
+    """A traced model's ops grouped into the units `runtime` runs, in order (every op in exactly one unit; a
+    shuffle unit has no traced op, only its copies)."""
+    out: list[Unit] = []
+    shuffles = {end: block for block, end in _shuffle_blocks(ops).items()}
+    i, n = 0, len(ops)
+
+    def add(pattern: str, members: list[int]) -> None:
+        out.append(Unit(pattern, ops[members[0]].module, tuple(members), _runs(pattern, members, ops, runtime)))
+
+    while i < n:
+        op = ops[i]
+        start = i
+        se = _se_end(ops, i)
+        if se is not None:
+            add("se", list(range(i, se + 1)))
+            i = se + 1
+        elif op.kind == "conv" and op.layer is not None:
+            members = [i]
+            out_elements = op.elements
+            j = i + 1
+            while j < n and ops[j].kind == "elementwise" and ops[j].elements <= 1:  # a norm's step counter (training)
+                j += 1
+            if j < n and ops[j].kind == "batchnorm" and ops[j].elements == out_elements:
+                members += range(i + 1, j + 1)
+            nxt = members[-1] + 1
+            if nxt < n and _is_act(ops[nxt]) and ops[nxt].elements == out_elements:
+                members.append(nxt)
+            add("depthwise" if op.layer.kind == "depthwise" else "conv", members)
+            i = members[-1] + 1
+        elif _is_residual(op):
+            members = [i]
+            if i + 1 < n and _is_act(ops[i + 1]) and ops[i + 1].elements == op.elements:
+                members.append(i + 1)
+            add("residual", members)
+            i = members[-1] + 1
+        else:
+            add("other", [i])
+            i += 1
+        for end in range(start, i):  # a block's output: branch2's last output and as much again, concatenated
+            block = shuffles.get(end)
+            if block is not None:
+                elements = 2 * ops[end].elements
+                copy = Kernel(f"{block}: channel shuffle copy", "activation", elements, 2 * elements * itemsize(dtype))
+                out.append(Unit("shuffle", block, (), (), (copy, copy)))
+    return out
+
+
+def counts(found: Iterable[Unit]) -> dict[str, int]:
+    """How many units of each pattern."""
+    out = dict.fromkeys(PATTERNS, 0)
+    for u in found:
+        out[u.pattern] += 1
+    return out
+
+
+# -------------------------------------------------------------------------------------------- kernels
+
+#: a traced op's kind -> the calibrated kernel kind that models it (a conv takes its layer's kind)
+_OP_KINDS = {"linear": "linear", "matmul": "linear", "attention": "linear", "recurrent": "linear",
+             "pooling": "pooling", **{norm: "batchnorm" for norm in NORM_KINDS}}
+_BINARY = ("add", "sub", "mul", "div", "where", "maximum", "minimum")
+
+
+def kernel_of_op(op: Op, dtype: str) -> Kernel:
+    """A traced op (`trace.records.OpRecord`, or a chain's `ChainOp`) as a kernel the calibrated model knows:
+    convolutions by their layer's kind, matrix products as `linear`, norms and pooling as themselves, a
+    two-operand elementwise op as `add`, any other as `activation` (as `measure.predictor.op_kernel` maps them,
+    except that it reads the base name of an aten op at the wrong place and takes every elementwise op as an
+    activation; kept apart here because measure.calibrate, which calls `calibrate_units`, cannot import it)."""
+    layer_kind = op.layer.kind if op.layer is not None else None
+    if op.kind == "conv" and layer_kind:
+        target = layer_kind
+    elif op.kind in _OP_KINDS:
+        target = _OP_KINDS[op.kind]
+    elif op.kind == "elementwise" and base(op.op) in _BINARY:
+        target = "add"
+    else:
+        target = "activation"
+    return Kernel(op.op, target, 2 * op.macs if op.macs else op.elements,
+                  op.reads.bytes(dtype) + op.writes.bytes(dtype))
+
+
+def op_kernels(ops: Sequence[Op], dtype: str) -> list[Kernel]:
+    """Each op as the kernel the calibrated model predicts it by (`kernel_of_op`)."""
+    return [kernel_of_op(op, dtype) for op in ops]
+
+
+def unit_seconds(unit: Unit, kernels: Sequence[Kernel], seconds: Callable[[Kernel], float | None]) -> float | None:
+    """The sum of the unit's kernels that run, each predicted alone (None where one cannot be predicted)."""
+    total = 0.0
+    for k in [*(kernels[i] for i in unit.runs), *unit.extra]:
+        s = seconds(k)
+        if s is None:
+            return None
+        total += s
+    return total
+
+
+def predict(ops: Sequence[Op], dtype: str, runtime: str, seconds: Callable[[Kernel], float | None],
+            factors: dict[str, float], fallback: float) -> float | None:
+    """A whole forward: each unit's kernels that run, summed, times its pattern's factor (`fallback`, the
+    in-network factor, for `other` and for a pattern without one); None where a kernel cannot be predicted."""
+    kernels = op_kernels(ops, dtype)
+    total = 0.0
+    for unit in units(ops, runtime, dtype):
+        s = unit_seconds(unit, kernels, seconds)
+        if s is None:
+            return None
+        total += s * factors.get(unit.pattern, fallback)
+    return total
+
+
+def fit_factors(pairs: Iterable[tuple[str, float, float]]) -> dict[str, float]:
+    """(pattern, measured s, predicted s) -> per pattern, the geometric mean of measured / predicted (pairs
+    with a non-positive time are left out)."""
+    logs: dict[str, list[float]] = {}
+    for pattern, measured, predicted in pairs:
+        if measured > 0 and predicted > 0 and math.isfinite(measured) and math.isfinite(predicted):
+            logs.setdefault(pattern, []).append(math.log(measured / predicted))
+    return {p: math.exp(sum(v) / len(v)) for p, v in logs.items()}
+
+
+# ------------------------------------------------------------------------------------------------- chains
+
+@dataclass(frozen=True)
+class Elements:
+    """A tensor size in floating elements (the part of `trace.records.Size` a chain needs)."""
+
+    elements: int
+
+    def bytes(self, dtype: str) -> int:
+        return self.elements * itemsize(dtype)
+
+
+@dataclass(frozen=True)
+class ChainOp:
+    """One op of a calibration chain with the fields `units` and `kernel_of_op` read of a traced op, written
+    from the chain's shapes (tests/test_fusion.py checks them against the tracer's records of the same module)."""
+
+    module: str
+    op: str
+    kind: str
+    macs: int
+    elements: int
+    reads: Elements
+    writes: Elements
+    io: tuple[tuple[int, ...], ...]
+    layer: LayerCost | None = None
+
+
+def _conv_op(module: str, cin: int, cout: int, k: int, s: int, groups: int, bias: bool) -> ChainOp:
+    layer = conv(cin, cout, k, s, padding=k // 2, groups=groups, bias=bias, name=module)
+    weights = cout * (cin // groups) * k * k + (cout if bias else 0)
+    return ChainOp(module, "aten.convolution.default", "conv", layer.macs, cout * s * s,
+                   Elements(cin * s * s + weights), Elements(cout * s * s), ((1, cin, s, s), (1, cout, s, s)), layer)
+
+
+def _unary(module: str, name: str, c: int, s: int, inplace: bool = True) -> ChainOp:
+    n = c * s * s
+    return ChainOp(module, f"aten.{name}{'_' if inplace else ''}.default", "elementwise", 0, n, Elements(n),
+                   Elements(n), ((1, c, s, s), (1, c, s, s)))
+
+
+#: the aten op each activation module of a chain issues
+_ATEN = {"relu": "relu", "relu6": "hardtanh", "hardswish": "hardswish", "silu": "silu"}
+
+
+def _conv_ops(c: int, s: int, k: int, act: str, groups: int) -> list[ChainOp]:
+    """_conv_chain's ops: twice conv (no bias) + batch norm (reads its input and 4 per-channel vectors, writes its
+    output and the 2 saved statistics) + the activation, in place."""
+    ops: list[ChainOp] = []
+    n = c * s * s
+    for i in range(2):
+        ops += [_conv_op(str(3 * i), c, c, k, s, groups, False),
+                ChainOp(str(3 * i + 1), "aten.native_batch_norm.default", "batchnorm", 0, n, Elements(n + 4 * c),
+                        Elements(n + 2 * c), ((1, c, s, s), (1, c, s, s))),
+                _unary(str(3 * i + 2), _ATEN[act], c, s)]
+    return ops
+
+
+def _se_ops(c: int, s: int, gate: str) -> list[ChainOp]:
+    """_se_chain's ops: twice mean -> 1x1 conv -> relu -> 1x1 conv -> gate -> x * gate."""
+    r, n = max(8, c // 4), c * s * s
+    ops: list[ChainOp] = []
+    for i in range(2):
+        ops += [ChainOp(f"{i}.pool", "aten.mean.dim", "pooling", 0, c, Elements(n), Elements(c),
+                        ((1, c, s, s), (1, c, 1, 1))),
+                _conv_op(f"{i}.fc1", c, r, 1, 1, 1, True), _unary(f"{i}.act", "relu", r, 1, inplace=False),
+                _conv_op(f"{i}.fc2", r, c, 1, 1, 1, True), _unary(f"{i}.gate", gate, c, 1, inplace=False),
+                ChainOp(str(i), "aten.mul.Tensor", "elementwise", 0, n, Elements(n + c), Elements(n),
+                        ((1, c, s, s), (1, c, s, s)))]
+    return ops
+
+
+def _residual_ops(c: int, s: int, relu: bool) -> list[ChainOp]:
+    """_residual_chain's ops: twice an add of two tensors (and a relu)."""
+    n = c * s * s
+    ops: list[ChainOp] = []
+    for _ in range(2):
+        ops.append(ChainOp("", "aten.add.Tensor", "elementwise", 0, n, Elements(2 * n), Elements(n),
+                           ((1, c, s, s), (1, c, s, s))))
+        if relu:
+            ops.append(_unary("", "relu", c, s, inplace=False))
+    return ops
+
+
+@dataclass(frozen=True)
+class Chain:
+    """A short chain of units of one pattern, timed whole: how to build it (torch.nn -> module), its inputs, and
+    its ops as the tracer records them (a shuffle chain: none, its copies are the units' own kernels)."""
+
+    pattern: str
+    name: str
+    input_shapes: list[tuple[int, ...]]
+    build: Callable[[Any], Any]
+    ops: list[ChainOp]
+
+
+def _conv_chain(nn: Any, c: int, k: int, act: str, groups: int) -> Any:
+    acts = {"relu": nn.ReLU, "relu6": nn.ReLU6, "hardswish": nn.Hardswish, "silu": nn.SiLU}
+    layers = []
+    for _ in range(2):
+        layers += [nn.Conv2d(c, c, k, padding=k // 2, groups=groups, bias=False), nn.BatchNorm2d(c),
+                   acts[act](inplace=True)]
+    return nn.Sequential(*layers).eval()
+
+
+def _se_chain(nn: Any, c: int, gate: str) -> Any:
+    class SE(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.pool = nn.AdaptiveAvgPool2d(1)
+            self.fc1, self.act = nn.Conv2d(c, max(8, c // 4), 1), nn.ReLU()
+            self.fc2 = nn.Conv2d(max(8, c // 4), c, 1)
+            self.gate = nn.Hardsigmoid() if gate == "hardsigmoid" else nn.Sigmoid()
+
+        def forward(self, x: Any) -> Any:
+            return x * self.gate(self.fc2(self.act(self.fc1(self.pool(x)))))
+
+    return nn.Sequential(SE(), SE()).eval()
+
+
+def _residual_chain(nn: Any, act: bool) -> Any:
+    class Residual(nn.Module):
+        def forward(self, x: Any, y: Any) -> Any:
+            z = x + y
+            z = z.relu() if act else z
+            z = z + y
+            return z.relu() if act else z
+
+    return Residual()
+
+
+def _shuffle_chain(nn: Any) -> Any:
+    import torch
+
+    class Shuffle(nn.Module):
+        """ShuffleNet v2's split, concatenation and channel shuffle, twice."""
+
+        def forward(self, x: Any) -> Any:
+            for _ in range(2):
+                a, b = x.chunk(2, dim=1)
+                x = torch.cat((a, b), dim=1)
+                n, c, h, w = x.shape
+                x = x.view(n, 2, c // 2, h, w).transpose(1, 2).contiguous().view(n, c, h, w)
+            return x
+
+    return Shuffle()
+
+
+def chains() -> list[Chain]:
+    """The chains a calibration measures: per pattern, four small modules over the maps a CNN meets, each two
+    units long (so a unit runs after another, as inside a network). Synthetic: disjoint from any model a
+    benchmark checks."""
+    out: list[Chain] = []
+    for c, s, k, act in [(16, 112, 1, "relu"), (32, 56, 3, "relu6"), (64, 28, 1, "hardswish"), (128, 14, 3, "relu")]:
+        out.append(Chain("conv", f"conv k{k} {c}x{s}² {act}", [(1, c, s, s)], partial(_conv_chain, c=c, k=k, act=act,
+                                                                                       groups=1),
+                         _conv_ops(c, s, k, act, 1)))
+    for c, s, k, act in [(32, 112, 3, "relu"), (72, 56, 5, "relu"), (120, 28, 3, "hardswish"),
+                         (480, 14, 5, "silu")]:
+        out.append(Chain("depthwise", f"dw k{k} {c}x{s}² {act}", [(1, c, s, s)],
+                         partial(_conv_chain, c=c, k=k, act=act, groups=c), _conv_ops(c, s, k, act, c)))
+    for c, s, gate in [(16, 56, "hardsigmoid"), (72, 28, "sigmoid"), (240, 14, "hardsigmoid"), (576, 7, "sigmoid")]:
+        out.append(Chain("se", f"se {c}x{s}² {gate}", [(1, c, s, s)], partial(_se_chain, c=c, gate=gate),
+                         _se_ops(c, s, gate)))
+    for c, s, relu in [(24, 56, True), (64, 56, False), (128, 28, True), (256, 14, True)]:
+        out.append(Chain("residual", f"add {c}x{s}²{' relu' if relu else ''}", [(1, c, s, s)] * 2,
+                         partial(_residual_chain, act=relu), _residual_ops(c, s, relu)))
+    for c, s in [(48, 28), (116, 28), (96, 14), (464, 7)]:
+        out.append(Chain("shuffle", f"shuffle {c}x{s}²", [(1, c, s, s)], _shuffle_chain, []))
+    return out
+
+
+def chain_units(chain: Chain, runtime: str, dtype: str) -> list[Unit]:
+    """A chain's units on `runtime` (a shuffle chain: its copies, which the trace does not record)."""
+    if chain.pattern == "shuffle":
+        elements = math.prod(chain.input_shapes[0])
+        copy = Kernel(f"{chain.name}: copy", "activation", elements, 2 * elements * itemsize(dtype))
+        return [Unit("shuffle", chain.name, (), (), (copy, copy))] * 2
+    return units(chain.ops, runtime, dtype)
+
+
+def calibrate_units(calibration: Calibration, settings: Settings,
+                    progress: Callable[[], Any] | None = None) -> dict[str, float]:
+    """Per pattern, measured / predicted over its chains (geometric mean): each chain timed whole on the settings'
+    runtime, against the sum of its units' running kernels as the calibration predicts them alone."""
+    from torch import nn
+
+    from dscalc.measure.modules import time_module
+
+    pairs = []
+    for chain in chains():
+        if progress is not None:
+            progress()
+        try:
+            found = chain_units(chain, settings.runtime, settings.dtype)
+            kernels = op_kernels(chain.ops, settings.dtype)
+            parts = [unit_seconds(u, kernels, lambda k: calibration.predict(k).seconds) for u in found]
+        except KeyError:  # a kind the design did not calibrate
+            continue
+        if not found or any(u.pattern != chain.pattern for u in found) or any(p is None for p in parts):
+            continue  # not the units it was built to be (a runtime that traced it otherwise): no evidence
+        t = time_module(chain.build(nn), chain.input_shapes, settings, chain.name, own=True)
+        if t.median:
+            pairs.append((chain.pattern, t.median, sum(p for p in parts if p is not None)))
+    return fit_factors(pairs)
+
+
+def chain_count() -> int:
+    """How many measurements `calibrate_units` makes (for a progress bar)."""
+    return len(chains())
