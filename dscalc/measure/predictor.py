@@ -85,9 +85,13 @@ _OP_KINDS = {"linear": "linear", "matmul": "linear", "attention": "linear", "rec
 _BINARY = ("add", "sub", "mul", "div", "where", "maximum", "minimum")
 
 
-def op_kernel(op: str, kind: str, macs: int, elements: int, nbytes: int, layer_kind: str | None) -> Kernel:
+def op_kernel(op: str, kind: str, macs: int, elements: int, nbytes: int, layer_kind: str | None,
+              layer: LayerCost | None = None) -> Kernel:
     """A traced op as a kernel the calibrated model knows: convolutions by their layer's kind, matrix products as
-    `linear`, norms and pooling as themselves, a two-operand elementwise op as `add`, any other as `activation`."""
+    `linear`, norms and pooling as themselves, a two-operand elementwise op as `add`, any other as `activation`.
+    With the op's `layer` (a convolution's LayerCost), the kernel carries its shape (the learned model's features)."""
+    if kind == "conv" and layer is not None and layer.kind == (layer_kind or layer.kind):
+        return replace(kernel_of(layer), name=op, flops=2 * macs if macs else elements, bytes=nbytes)
     if kind == "conv" and layer_kind:
         target = layer_kind
     elif kind in _OP_KINDS:
