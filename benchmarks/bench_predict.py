@@ -159,6 +159,7 @@ def main() -> int:
     import torch
 
     from dscalc.measure import calibrate, roofline
+    from dscalc.measure import learned as learned_module
     from dscalc.measure.ceilings import get_ceilings, machine_load
     from dscalc.measure.modules import time_against, time_layer, time_module
     from dscalc.measure.predict import kernel_of
@@ -176,9 +177,10 @@ def main() -> int:
     started = time.perf_counter()
     cal = calibrate.calibrate(settings, budget=args.budget)
     took = time.perf_counter() - started
+    none = "none (too few kernels per kind)" if learned_module.available() else "none (scikit-learn missing)"
     lines.append(f"calibration: {len(cal.samples)} kernels measured ({cal.adaptive} of them by adaptive sampling), "
                  f"{took:.0f} s (budget {args.budget:.0f} s); learned models: "
-                 f"{', '.join(sorted(cal.learned)) or 'none (scikit-learn missing)'}; "
+                 f"{', '.join(sorted(cal.learned)) or none}; "
                  f"load per CPU after: {machine_load():.2f}")
     lines.append(f"  in-network factor (2 reference chains, measured / the kernels' predicted sum): "
                  f"{cal.in_network:.2f}")

@@ -140,12 +140,15 @@ def test_device_calibrate_measures_once_then_uses_the_cache(cli, tmp_path, monke
     chain = [calibrate._layer_probe(conv(4, 4, 3, 8, padding="same", name="c")),
              calibrate._layer_probe(depthwise(4, 3, 8, padding="same", name="d"))]
     monkeypatch.setattr(calibrate, "chains", lambda dtype="float32": {"tiny": chain})
-    first = cli("device", "--calibrate", "--threads", "1", "-f", "json")
+    monkeypatch.setattr(calibrate, "candidates", lambda *a, **k: [])  # no adaptive samples (tests/test_learned.py)
+    first = cli("device", "--calibrate", "--threads", "1", "--budget", "30", "-f", "json")
     assert first.code == 0, first.stderr
     data = json.loads(first.stdout)
     assert data["cached"] is False and set(data["calibration"]["models"]) == {"standard", "depthwise"}
     assert all(m["samples"] == 3 for m in data["calibration"]["models"].values())
     assert data["calibration"]["in_network"] > 0  # the tiny chain, measured / predicted
+    assert data["calibration"]["budget"] == 30 and data["calibration"]["adaptive"] == 0
+    assert data["calibration"]["samples"] == 6  # the six kernels of the design (the cache keeps them, shaped)
     again = json.loads(cli("device", "--calibrate", "--threads", "1", "-f", "json").stdout)
     assert again["cached"] is True and again["calibration"] == data["calibration"]
     table = cli("device", "--calibrate", "--threads", "1").stdout
