@@ -269,3 +269,18 @@ def test_kernel_of_a_layer_carries_its_shape():
     assert (k.batch, k.cin, k.cout, k.size_in, k.size_out, k.taps, k.stride, k.groups) == (4, 24, 40, 196, 49, 9, 2,
                                                                                           1)
     assert learned.features(k, 1e-3)[2:4] == [3.0, 3.0]  # 24 = 8 x 3, 40 = 8 x 5: 2^3 divides both
+
+
+def test_a_prediction_is_drawn_with_its_interval():
+    from dscalc.report.latency import predicted_cell
+
+    # 1.2 ms predicted, 0.9-1.5 ms interval; a point interval (the linear model fitted exactly) draws no range
+    assert predicted_cell(Prediction(1.2e-3, "compute", 0, 1.2e-3, 0, None, "learned", 0.9e-3, 1.5e-3)) == \
+        "1.2 ms (900 µs-1.5 ms)"
+    assert predicted_cell(Prediction(1.2e-3, "compute", 0, 1.2e-3, 0, None, "calibrated", 1.2e-3, 1.2e-3)) == "1.2 ms"
+    assert predicted_cell(None) == "-"
+
+
+def test_a_budget_that_is_not_a_duration_is_bad_input(cli):
+    r = cli("device", "--calibrate", "--budget", "0")
+    assert r.code == 2 and r.stderr.startswith("dscalc: error: --budget") and "Traceback" not in r.stderr
