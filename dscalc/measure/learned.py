@@ -236,14 +236,17 @@ def fit_kind(kind: str, samples: Sequence[Sample], linear: Any, seed: int = SEED
     residuals = [t - p for t, p in zip(y, oob) if math.isfinite(p)]
     if residuals:
         residual = (quantile(residuals, LOW_Q), quantile(residuals, HIGH_Q))
-        error = quantile([abs(math.exp(r) - 1) for r in residuals], 0.5)
+        error = quantile([abs(math.exp(-r) - 1) for r in residuals], 0.5)  # |predicted / measured - 1|
     else:
         residual, error = (0.0, 0.0), 0.0
     return export(kind, model, len(y), residual, error)
 
 
-def fit_learned(samples: Sequence[Sample], linear: dict[str, Any], seed: int = SEED) -> dict[str, Forest]:
-    """A Forest per kind that has a linear model and enough shaped samples (needs scikit-learn)."""
+def fit_learned(samples: Sequence[Sample], linear: dict[str, Any], seed: int = SEED,
+                guard: bool = True) -> dict[str, Forest]:
+    """A Forest per kind that has a linear model and enough shaped samples (needs scikit-learn); with `guard`,
+    only where the forest's out-of-bag median error is below the linear model's own (in-sample, so optimistic)
+    median error - on noisy measurements trees fit the noise, and the line stays the better guess."""
     by_kind: dict[str, list[Sample]] = {}
     for s in samples:
         by_kind.setdefault(s.kernel.kind, []).append(s)
@@ -251,6 +254,6 @@ def fit_learned(samples: Sequence[Sample], linear: dict[str, Any], seed: int = S
     for kind, group in by_kind.items():
         if kind in linear:
             forest = fit_kind(kind, group, linear[kind], seed)
-            if forest is not None:
+            if forest is not None and (not guard or forest.error < linear[kind].error):
                 out[kind] = forest
     return out
