@@ -215,6 +215,7 @@ def fake_device(monkeypatch, tmp_path):
     from dscalc.measure.timer import Timing
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("DSCALC_MAX_RUN_TIME", raising=False)  # the budget as given (a cap would shrink it)
     monkeypatch.setattr(calibrate, "measure_probe", lambda p, s: Timing(truth(p.kernel), 0.0, 10, 1))
     monkeypatch.setattr(calibrate, "measure_chain",
                         lambda probes, s: Timing(sum(truth(p.kernel) for p in probes), 0.0, 10, 1))

@@ -257,16 +257,17 @@ def _round_robin(probes: list[Probe]) -> list[Probe]:
 
 
 class _Ticks:
-    """A time-based progress bar: one tick per elapsed second, ending at the budget."""
+    """A time-based progress bar: `total` ticks spread over `seconds`, ending at the budget."""
 
-    def __init__(self, progress: Callable[[], Any] | None, total: int) -> None:
+    def __init__(self, progress: Callable[[], Any] | None, total: int, seconds: float) -> None:
         self.progress, self.total, self.done, self.start = progress, total, 0, time.perf_counter()
+        self.per_tick = seconds / total
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.start
 
     def __call__(self, to: float | None = None) -> None:
-        due = self.total if to is None else min(int(to), self.total)
+        due = self.total if to is None else min(int(to / self.per_tick), self.total)
         while self.progress is not None and self.done < due:
             self.progress()
             self.done += 1
@@ -302,16 +303,21 @@ def _pick(pool: list[Probe], models: dict[str, Any], forests: dict[str, learned.
 def calibrate(settings: Settings, progress: Callable[[], Any] | None = None, budget: float = BUDGET,
               *, seed: int = POOL_SEED) -> Calibration:
     """Measure the initial design on this device under `settings`, then (with scikit-learn) adaptive samples
-    until `budget` seconds have passed, fit the linear and learned models, and cache them. `progress` is called
-    once per elapsed second of the budget (probe_count(budget) calls in all)."""
+    until `budget` seconds have passed (shortened as much as $DSCALC_MAX_RUN_TIME shortens each measurement), fit
+    the linear and learned models, and cache them. `progress` is called once per elapsed second of the budget
+    (probe_count(budget) calls in all)."""
     import torch
 
+    ticks = _Ticks(progress, probe_count(settings.dtype, budget), budget)
+    cap = shortened(MAX_RUN)
+    if cap is not None:  # $DSCALC_MAX_RUN_TIME shortens every measurement: the budget shrinks as much
+        budget = budget * cap / MAX_RUN
+        ticks.per_tick *= cap / MAX_RUN
     quick = replace(settings, min_run_time=MIN_RUN, max_run_time=MAX_RUN)
     threads = settings.threads or torch.get_num_threads()
     ceilings = get_ceilings(settings.device, threads=threads)[0]
     load = machine_load()
     start = time.time()
-    ticks = _Ticks(progress, probe_count(settings.dtype, budget))
     samples: list[Sample] = []
     can_learn = learned.available()
     if not can_learn:
