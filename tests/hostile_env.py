@@ -32,9 +32,12 @@ def _fixed_ceilings(device_name, threads: int, torch_version: str) -> dict:
 def _cache(root: Path, device: dict | str | None = None, calibration: dict | str | None = None) -> dict[str, str]:
     """A cache folder holding these files (a dict is written as JSON, a str as it is), as XDG_CACHE_HOME."""
     (root / "dscalc").mkdir(parents=True, exist_ok=True)
-    for name, content in (("device.json", device), ("calibration.json", calibration)):
+    from dscalc.measure import calibrate, ceilings
+
+    for name, content, version in (("device.json", device, ceilings.CACHE_VERSION),
+                                   ("calibration.json", calibration, calibrate.CACHE_VERSION)):
         if content is not None:
-            text = content if isinstance(content, str) else json.dumps({"version": 2, **content})
+            text = content if isinstance(content, str) else json.dumps({"version": version, **content})
             (root / "dscalc" / name).write_text(text)
     return {"XDG_CACHE_HOME": str(root)}
 

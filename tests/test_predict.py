@@ -3,6 +3,8 @@ non-negative, names the bound, and the cache round-trips."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from dscalc.measure.predict import Calibration, Kernel, KernelModel, Sample, fit, fit_all, pair, relative_error
@@ -140,12 +142,18 @@ def test_device_calibrate_measures_once_then_uses_the_cache(cli, tmp_path, monke
     chain = [calibrate._layer_probe(conv(4, 4, 3, 8, padding="same", name="c")),
              calibrate._layer_probe(depthwise(4, 3, 8, padding="same", name="d"))]
     monkeypatch.setattr(calibrate, "chains", lambda dtype="float32": {"tiny": chain})
-    first = cli("device", "--calibrate", "--threads", "1", "-f", "json")
+    monkeypatch.setattr(calibrate, "candidates", lambda *a, **k: [])  # no adaptive samples (tests/test_learned.py)
+    first = cli("device", "--calibrate", "--threads", "1", "--budget", "30", "-f", "json")
     assert first.code == 0, first.stderr
     data = json.loads(first.stdout)
     assert data["cached"] is False and set(data["calibration"]["models"]) == {"standard", "depthwise"}
     assert all(m["samples"] == 3 for m in data["calibration"]["models"].values())
     assert data["calibration"]["in_network"] > 0  # the tiny chain, measured / predicted
+    # the budget asked for, shrunk as much as the tests' $DSCALC_MAX_RUN_TIME shortens each measurement (0.4 s)
+    cap = float(os.environ.get("DSCALC_MAX_RUN_TIME") or 0.4)
+    assert data["calibration"]["budget"] == pytest.approx(30 * min(cap, 0.4) / 0.4)
+    assert data["calibration"]["adaptive"] == 0
+    assert data["calibration"]["samples"] == 6  # the six kernels of the design (the cache keeps them, shaped)
     again = json.loads(cli("device", "--calibrate", "--threads", "1", "-f", "json").stdout)
     assert again["cached"] is True and again["calibration"] == data["calibration"]
     table = cli("device", "--calibrate", "--threads", "1").stdout

@@ -118,7 +118,8 @@ def profile(
 def device_cmd(
     ctx: typer.Context, device: O.DeviceNameOpt = "cpu", refresh: O.RefreshOpt = False, threads: O.ThreadsOpt = None,
     runtime: O.DeviceRuntimeOpt = "eager", calibrate: O.CalibrateOpt = False, dtype: O.CalibrateDtypeOpt = "float32",
-    channels_last: O.ChannelsLastOpt = False, fmt: O.FormatOpt = Format.table, output: O.OutputOpt = None,
+    channels_last: O.ChannelsLastOpt = False, budget: O.CalibrateBudgetOpt = None, fmt: O.FormatOpt = Format.table,
+    output: O.OutputOpt = None,
 ) -> None:
     """Measured ceilings of this CPU/GPU: peak matmul FLOP/s per dtype, copy bandwidth, launch floor (cached);
     with --calibrate, the fitted latency model of every kernel kind."""

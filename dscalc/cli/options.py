@@ -210,6 +210,10 @@ CalibrateOpt = Annotated[bool, typer.Option("--calibrate", help="Measure a desig
                                             "and fit the latency model predictions use (cached; --refresh "
                                             "measures again).")]
 CalibrateDtypeOpt = Annotated[str, typer.Option(help=f"With --calibrate: the dtype ({', '.join(TIMED)}).")]
+CalibrateBudgetOpt = Annotated[float | None, typer.Option(
+    "--budget", metavar="SECONDS", help="With --calibrate: the time budget (default 120 s); with scikit-learn "
+    "(pip install 'dscalc\\[learn]'), adaptive sampling measures the kernels the learned model is least sure of "
+    "until it is spent.", show_default=False)]
 TargetArg = Annotated[str | None, typer.Argument(
     metavar="TARGET", help="Nothing (a layer from the options), a network (built-in or .yaml) or a model "
     "(.py, .pt, .pt2, torchvision:NAME).", show_default=False)]

@@ -3,13 +3,17 @@ depth multiplier), pointwise, standard, grouped, transposed, linear, and the mem
 (batch norm, activation, add, pooling) - across channels, spatial sizes and batches, fit one `KernelModel` per
 kind (`measure.predict`) and cache the result per device, threads, dtype, memory format, runtime and torch version.
 
-The design is fixed (the same kernels every time, chosen to span the space, ~2 minutes on a 2-core CPU at most);
-`benchmarks/bench_predict.py` checks the fit on held-out configs drawn from a seeded generator, disjoint from it.
+The initial design is fixed (the same kernels every time, chosen to span the space); where scikit-learn is
+installed, adaptive sampling (as nn-Meter's) then adds kernels from a seeded candidate pool where the learned
+ensemble (`measure.learned`) is least sure - the largest spread of its per-tree predictions - measures them,
+refits, and stops at the time budget (default 2 minutes). `benchmarks/bench_predict.py` checks the fit on held-out
+configs drawn from a seeded generator, disjoint from every kernel the calibration measured.
 """
 
 from __future__ import annotations
 
 import math
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -18,6 +22,8 @@ from typing import Any
 from dscalc.cost.dtypes import itemsize
 from dscalc.cost.layers import conv, depthwise, linear
 from dscalc.cost.records import LayerCost
+from dscalc.errors import say
+from dscalc.measure import learned
 from dscalc.measure.ceilings import (
     INVALID,
     MAX_RATE,
@@ -37,13 +43,19 @@ from dscalc.measure.ceilings import (
     write_cache,
 )
 from dscalc.measure.modules import module_for, time_module
-from dscalc.measure.predict import Calibration, Kernel, Sample, fit_all, kernel_of
+from dscalc.measure.predict import MEMORY_KINDS, Calibration, Kernel, Sample, fit_all, kernel_of
 from dscalc.measure.settings import Settings, configured, device_name, torch_version
 from dscalc.measure.timer import Timing
 
-CACHE_VERSION = 2  # 2: small convs in the design, the in-network factor
+CACHE_VERSION = 3  # 2: small convs in the design, the in-network factor; 3: shaped samples, learned models
 #: each calibration kernel is timed for this long at least, at most (the one timing protocol, shortened)
 MIN_RUN, MAX_RUN = 0.05, 0.4
+#: the default time budget of a calibration (seconds), the share of it the initial design may take (it is cut
+#: beyond, keeping MIN_PER_KIND kernels of every kind), the time kept for the reference and fused-unit chains (at
+#: most a share of the budget), and how many kernels adaptive sampling measures between refits (of the SCAN
+#: candidates it scores each round)
+BUDGET, INITIAL_SHARE, MIN_PER_KIND, CHAIN_RESERVE, RESERVE_SHARE, BATCH, SCAN = 120.0, 0.7, 3, 15.0, 0.15, 8, 240
+POOL_SEED, POOL_SIZE, POOL_MACS, POOL_BYTES = 2021, 800, 150_000_000, 48 << 20
 
 
 @dataclass(frozen=True)
@@ -77,15 +89,18 @@ def memory_probe(kind: str, batch: int, channels: int, size: int, dtype: str) ->
     item = itemsize(dtype)
     shape = (batch, channels, size, size)
     name = f"{kind} {channels}x{size}² b{batch}"
+    same = (batch, channels, channels, size * size, size * size, 1, 1, 1)
     if kind == "batchnorm":
-        return Probe(Kernel(name, kind, 2 * n, item * (2 * n + 4 * channels)), [shape],
+        return Probe(Kernel(name, kind, 2 * n, item * (2 * n + 4 * channels), *same), [shape],
                      lambda nn: nn.BatchNorm2d(channels).eval())
     if kind == "activation":
-        return Probe(Kernel(name, kind, n, item * 2 * n), [shape], lambda nn: nn.ReLU())
+        return Probe(Kernel(name, kind, n, item * 2 * n, *same), [shape], lambda nn: nn.ReLU())
     if kind == "add":
-        return Probe(Kernel(name, kind, n, item * 3 * n), [shape, shape], _Add.build)
-    out = batch * channels * ((size + 1) // 2) ** 2  # MaxPool2d(3, 2, padding=1)
-    return Probe(Kernel(name, "pooling", 9 * out, item * (n + out)), [shape], lambda nn: nn.MaxPool2d(3, 2, 1))
+        return Probe(Kernel(name, kind, n, item * 3 * n, *same), [shape, shape], _Add.build)
+    half = (size + 1) // 2
+    out = batch * channels * half**2  # MaxPool2d(3, 2, padding=1)
+    return Probe(Kernel(name, "pooling", 9 * out, item * (n + out), batch, channels, channels, size * size, half**2,
+                        9, 2, 1), [shape], lambda nn: nn.MaxPool2d(3, 2, 1))
 
 
 #: (channels, spatial size) pairs a CNN meets, from early wide maps to late narrow ones
@@ -174,41 +189,196 @@ def measure_probe(probe: Probe, settings: Settings) -> Timing:
     return time_module(probe.build(nn), probe.input_shapes, settings, probe.kernel.name, own=True)
 
 
-def calibrate(settings: Settings, progress: Callable[[], Any] | None = None) -> Calibration:
-    """Measure the design on this device under `settings` and fit the models (and cache them)."""
+#: channels, spatial sizes and batches of the candidate pool: the widths mobile and residual networks use, many
+#: not a multiple of the vector width (where oneDNN's blocking changes a kernel's efficiency)
+_POOL_CHANNELS = [3, 8, 12, 16, 20, 24, 32, 40, 48, 56, 64, 72, 80, 96, 112, 120, 128, 144, 160, 192, 240, 256,
+                  320, 384, 480, 512, 576, 672, 768, 960, 1024]
+_POOL_SIZES = [7, 8, 10, 14, 16, 20, 28, 32, 40, 56, 64, 80, 112]
+_POOL_BATCHES = [1, 1, 1, 2, 4, 8, 16]
+#: how often each kind is drawn: the convolutions a separable comparison decides on most
+_POOL_KINDS = ["depthwise"] * 3 + ["pointwise"] * 3 + ["standard"] * 3 + ["grouped", "transposed", "linear",
+                                                                             *MEMORY_KINDS]
+
+
+def candidates(dtype: str = "float32", seed: int = POOL_SEED, n: int = POOL_SIZE) -> list[Probe]:
+    """The pool adaptive sampling draws from: n distinct kernels of every kind from a seeded generator, each
+    small enough to time in a fraction of a second (at most POOL_MACS MACs and POOL_BYTES bytes)."""
+    rng = random.Random(seed)
+    probes: list[Probe] = []
+    seen: set[str] = set()
+    while len(probes) < n:
+        kind = rng.choice(_POOL_KINDS)
+        cin, cout = rng.choice(_POOL_CHANNELS), rng.choice(_POOL_CHANNELS)
+        s, b = rng.choice(_POOL_SIZES), rng.choice(_POOL_BATCHES)
+        k, stride = rng.choice((3, 3, 5, 7)), rng.choice((1, 1, 2))
+        if kind == "depthwise":
+            dm = rng.choice((1, 1, 1, 2))
+            layer = depthwise(cin, k, s, depth_multiplier=dm, stride=stride, padding=k // 2, batch=b, dtype=dtype,
+                              name=f"dw k{k}/s{stride}/dm{dm} {cin}x{s}² b{b}")
+        elif kind == "pointwise":
+            layer = conv(cin, cout, 1, s, stride=stride, batch=b, dtype=dtype,
+                         name=f"pw{'/s2' if stride == 2 else ''} {cin}->{cout} {s}² b{b}")
+        elif kind == "standard":
+            layer = conv(cin, cout, k, s, stride=stride, padding=k // 2, batch=b, dtype=dtype,
+                         name=f"conv k{k}/s{stride} {cin}->{cout} {s}² b{b}")
+        elif kind == "grouped":
+            g = rng.choice((2, 4, 8, 16))
+            if cin % g or cout % g or cin == g:
+                continue
+            layer = conv(cin, cout, 3, s, groups=g, stride=stride, padding=1, batch=b, dtype=dtype,
+                         name=f"gconv g{g}/s{stride} {cin}->{cout} {s}² b{b}")
+        elif kind == "transposed":
+            layer = conv(cin, cout, (2, 4)[stride - 1] if k == 3 else 4, min(s, 56), stride=2, padding=1,
+                         transposed=True, batch=b, dtype=dtype, name=f"tconv s2 {cin}->{cout} {min(s, 56)}² b{b}")
+        elif kind == "linear":
+            rows = rng.choice((1, 1, 4, 8, 16, 64, 197, 256))
+            layer = linear(cin, cout, batch=rows, bias=False, dtype=dtype, name=f"linear {cin}->{cout} x{rows}")
+        else:
+            probe = memory_probe(kind, b, cin, s, dtype)
+            if probe.kernel.name not in seen and probe.kernel.bytes <= POOL_BYTES:
+                seen.add(probe.kernel.name)
+                probes.append(probe)
+            continue
+        if layer.name in seen or layer.macs > POOL_MACS or layer.bytes > POOL_BYTES or layer.macs == 0:
+            continue
+        seen.add(layer.name)
+        probes.append(_layer_probe(layer))
+    return probes
+
+
+def _round_robin(probes: list[Probe]) -> list[Probe]:
+    """The design in an order that covers every kind early (it is cut there when the budget is short)."""
+    by_kind: dict[str, list[Probe]] = {}
+    for p in probes:
+        by_kind.setdefault(p.kernel.kind, []).append(p)
+    queues = list(by_kind.values())
+    out = []
+    for i in range(max(map(len, queues), default=0)):
+        out += [q[i] for q in queues if i < len(q)]
+    return out
+
+
+class _Ticks:
+    """A time-based progress bar: `total` ticks spread over `seconds`, ending at the budget."""
+
+    def __init__(self, progress: Callable[[], Any] | None, total: int, seconds: float) -> None:
+        self.progress, self.total, self.done, self.start = progress, total, 0, time.perf_counter()
+        self.per_tick = seconds / total
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+    def __call__(self, to: float | None = None) -> None:
+        due = self.total if to is None else min(int(to / self.per_tick), self.total)
+        while self.progress is not None and self.done < due:
+            self.progress()
+            self.done += 1
+
+    def tick(self) -> None:
+        self(self.elapsed())
+
+
+_SAID: set[str] = set()
+
+
+def _note_once(text: str) -> None:
+    if text not in _SAID:
+        _SAID.add(text)
+        say(f"dscalc: note: {text}")
+
+
+def _pick(pool: list[Probe], models: dict[str, Any], forests: dict[str, learned.Forest], n: int) -> list[Probe]:
+    """The n candidates the ensemble is least sure of: a kind without a learned model first (it needs samples),
+    then the largest spread of the per-tree predictions."""
+    scored = []
+    for i, p in enumerate(pool):
+        model, forest = models.get(p.kernel.kind), forests.get(p.kernel.kind)
+        if model is None or forest is None:
+            score = math.inf
+        else:
+            score = forest.spread(p.kernel, max(sum(model.terms(p.kernel)), 1e-9))
+        scored.append((-score, i))
+    scored.sort()
+    return [pool[i] for _, i in scored[:n]]
+
+
+def calibrate(settings: Settings, progress: Callable[[], Any] | None = None, budget: float = BUDGET,
+              *, seed: int = POOL_SEED) -> Calibration:
+    """Measure the initial design on this device under `settings`, then (with scikit-learn) adaptive samples
+    until `budget` seconds have passed (shortened as much as $DSCALC_MAX_RUN_TIME shortens each measurement), fit
+    the linear and learned models, and cache them. `progress` is called once per elapsed second of the budget
+    (probe_count(budget) calls in all)."""
     import torch
 
+    ticks = _Ticks(progress, probe_count(settings.dtype, budget), budget)
+    cap = shortened(MAX_RUN)
+    if cap is not None:  # $DSCALC_MAX_RUN_TIME shortens every measurement: the budget shrinks as much
+        budget = budget * cap / MAX_RUN
+        ticks.per_tick *= cap / MAX_RUN
     quick = replace(settings, min_run_time=MIN_RUN, max_run_time=MAX_RUN)
     threads = settings.threads or torch.get_num_threads()
     ceilings = get_ceilings(settings.device, threads=threads)[0]
     load = machine_load()
     start = time.time()
-    samples = []
+    samples: list[Sample] = []
+    can_learn = learned.available()
+    if not can_learn:
+        _note_once(f"scikit-learn is not installed: calibrating the linear model only ({learned.INSTALL})")
+
+    def measure(probe: Probe) -> None:
+        t = measure_probe(probe, quick)
+        if t.median:
+            samples.append(Sample(probe.kernel, t.median))
+        ticks.tick()
+
+    reserve = min(CHAIN_RESERVE, RESERVE_SHARE * budget)  # for the chains, timed after the sampling
+    initial = _round_robin(design(settings.dtype))
+    minimum = MIN_PER_KIND * len({p.kernel.kind for p in initial})
+    adaptive = 0
     with configured(quick):
-        for probe in design(settings.dtype):
-            t = measure_probe(probe, quick)
-            if t.median:
-                samples.append(Sample(probe.kernel, t.median))
-            if progress is not None:
-                progress()
+        for i, probe in enumerate(initial):
+            if i >= minimum and ticks.elapsed() > budget * INITIAL_SHARE:
+                break
+            measure(probe)
+        models = fit_all(samples)
+        forests = learned.fit_learned(samples, models, seed) if can_learn else {}
+        if can_learn:
+            measured = {p.kernel.name for p in initial}
+            pool = [p for p in candidates(settings.dtype, seed) if p.kernel.name not in measured]
+            rng = random.Random(seed)
+            while pool and ticks.elapsed() < budget - reserve:
+                # score a seeded sample of the pool (scoring all of it in pure Python costs more than measuring)
+                scan = rng.sample(pool, min(len(pool), SCAN))
+                changed = set()
+                for probe in _pick(scan, models, forests, BATCH):
+                    pool.remove(probe)
+                    if ticks.elapsed() >= budget - reserve:
+                        break
+                    measure(probe)
+                    changed.add(probe.kernel.kind)
+                    adaptive += 1
+                models = fit_all(samples)
+                forests.update(learned.fit_learned([s for s in samples if s.kernel.kind in changed], models, seed))
         cal = Calibration(settings.device, device_name(settings.device, threads), threads, settings.dtype,
                           settings.channels_last, settings.runtime, torch.__version__, start,
-                          0.0, ceilings.peak_flops.get(settings.dtype), fit_all(samples), load)
+                          0.0, ceilings.peak_flops.get(settings.dtype), models, load, learned=forests,
+                          samples=tuple(samples), budget=budget, adaptive=adaptive)
         ratios = []
         for probes in chains(settings.dtype).values():
-            if progress is not None:
-                progress()
             try:
                 predicted = sum(cal.predict(p.kernel).seconds for p in probes)
             except KeyError:  # a kind the design did not calibrate
                 continue
             t = measure_chain(probes, quick)
+            ticks.tick()
             if t.median and predicted > 0:
                 ratios.append(t.median / predicted)
     factor = math.exp(sum(math.log(r) for r in ratios) / len(ratios)) if ratios else 1.0
-    cal = replace(cal, seconds=time.time() - start, in_network=factor,
-                  tf32=settings.tf32 and settings.device.startswith("cuda"), max_run_time=shortened(MAX_RUN))
-    cal = _with_units(cal, quick, progress)
+    cal = replace(cal, in_network=factor, tf32=settings.tf32 and settings.device.startswith("cuda"),
+                  max_run_time=shortened(MAX_RUN))
+    cal = _with_units(cal, quick, ticks.tick)  # the fused units' chains, in the time kept for chains
+    ticks()
+    cal = replace(cal, seconds=time.time() - start)
     save(cal)
     return cal
 
@@ -218,17 +388,13 @@ def _with_units(cal: Calibration, settings: Settings, progress: Callable[[], Any
     time counted in the calibration's)."""
     from dscalc.measure.fusion import calibrate_units
 
-    start = time.time()
     with configured(settings):
-        units = calibrate_units(cal, settings, progress)
-    return replace(cal, units=units, seconds=cal.seconds + time.time() - start)
+        return replace(cal, units=calibrate_units(cal, settings, progress))
 
 
-def probe_count(dtype: str = "float32") -> int:
-    """How many measurements a calibration makes (its progress bar's length)."""
-    from dscalc.measure.fusion import chain_count
-
-    return len(design(dtype)) + len(chains(dtype)) + chain_count()
+def probe_count(dtype: str = "float32", budget: float = BUDGET) -> int:
+    """The length of a calibration's progress bar: one tick per second of its time budget."""
+    return max(int(budget), 1)
 
 
 # ---------------------------------------------------------------------------------------------------- cache
@@ -286,8 +452,24 @@ def checked(entry: Any) -> Calibration:
             number(m, "byte_per_s", hi=MAX_RATE, optional=True)
             integer(m, "samples", 0, 1 << 20) if "samples" in m else None
             number(m, "median_error", low=0.0, hi=1e6, optional=True)
+            number(m, "ratio_q10", hi=1e6, optional=True)
+            number(m, "ratio_q90", hi=1e6, optional=True)
         except BadEntry as e:
             raise BadEntry(f"models.{kind}.{e}") from None
+    number(entry, "budget", hi=1e7, optional=True)
+    if "adaptive" in entry:
+        integer(entry, "adaptive", 0, 1 << 20)
+    forests = entry.get("learned", {})
+    if not isinstance(forests, dict) or len(forests) > 64:
+        raise BadEntry("learned: expected an object of kernel kinds")
+    for kind, f in forests.items():
+        try:
+            if learned.Forest.from_dict(f).kind != kind:
+                raise BadEntry(f"learned.{kind}: kind: expected {kind!r}")
+        except learned.BadForest as e:
+            raise BadEntry(f"learned.{kind}: {e}") from None
+    if not isinstance(entry.get("samples", []), list) or len(entry.get("samples", [])) > 1 << 16:
+        raise BadEntry("samples: expected a list of measured kernels")
     try:
         return Calibration.from_dict(entry)
     except (KeyError, TypeError, ValueError, ZeroDivisionError, OverflowError) as e:
@@ -331,11 +513,12 @@ def load_cached(settings: Settings) -> Calibration | None:
     return None
 
 
-def get_calibration(settings: Settings, refresh: bool = False,
-                    progress: Callable[[], Any] | None = None) -> tuple[Calibration, bool]:
-    """The cached calibration for these settings, or a new one (measured now); and whether it was cached."""
+def get_calibration(settings: Settings, refresh: bool = False, progress: Callable[[], Any] | None = None,
+                    budget: float = BUDGET) -> tuple[Calibration, bool]:
+    """The cached calibration for these settings, or a new one (measured now, in about `budget` seconds); and
+    whether it was cached."""
     if not refresh:
         cached = load_cached(settings)
         if cached is not None:
             return cached, True
-    return calibrate(settings, progress), False
+    return calibrate(settings, progress, budget), False

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -37,7 +37,7 @@ from dscalc.cost.dtypes import itemsize
 from dscalc.cost.layers import conv
 from dscalc.cost.opkinds import NORM_KINDS
 from dscalc.cost.records import LayerCost
-from dscalc.measure.predict import Kernel
+from dscalc.measure.predict import Kernel, kernel_of
 
 if TYPE_CHECKING:
     from dscalc.measure.predict import Calibration
@@ -246,21 +246,19 @@ _BINARY = ("add", "sub", "mul", "div", "where", "maximum", "minimum")
 
 def kernel_of_op(op: Op, dtype: str) -> Kernel:
     """A traced op (`trace.records.OpRecord`, or a chain's `ChainOp`) as a kernel the calibrated model knows:
-    convolutions by their layer's kind, matrix products as `linear`, norms and pooling as themselves, a
-    two-operand elementwise op as `add`, any other as `activation` (as `measure.predictor.op_kernel` maps them,
-    except that it reads the base name of an aten op at the wrong place and takes every elementwise op as an
-    activation; kept apart here because measure.calibrate, which calls `calibrate_units`, cannot import it)."""
-    layer_kind = op.layer.kind if op.layer is not None else None
-    if op.kind == "conv" and layer_kind:
-        target = layer_kind
-    elif op.kind in _OP_KINDS:
+    convolutions by their layer's kind (with the layer's shape, the learned model's features), matrix products as
+    `linear`, norms and pooling as themselves, a two-operand elementwise op (add, mul, ...) as `add`, any other as
+    `activation`. The one mapping: whole models, their fused units and the benchmarks all read ops through it."""
+    flops, nbytes = 2 * op.macs if op.macs else op.elements, op.reads.bytes(dtype) + op.writes.bytes(dtype)
+    if op.kind == "conv" and op.layer is not None:
+        return replace(kernel_of(op.layer), name=op.op, flops=flops, bytes=nbytes)
+    if op.kind in _OP_KINDS:
         target = _OP_KINDS[op.kind]
     elif op.kind == "elementwise" and base(op.op) in _BINARY:
         target = "add"
     else:
         target = "activation"
-    return Kernel(op.op, target, 2 * op.macs if op.macs else op.elements,
-                  op.reads.bytes(dtype) + op.writes.bytes(dtype))
+    return Kernel(op.op, target, flops, nbytes)
 
 
 def op_kernels(ops: Sequence[Op], dtype: str) -> list[Kernel]:

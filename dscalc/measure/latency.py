@@ -12,7 +12,7 @@ from typing import Any
 from dscalc.cost.kinds import WEIGHTED, separable_of
 from dscalc.cost.records import LayerCost, SeparableComparison
 from dscalc.measure.modules import time_against, time_layer
-from dscalc.measure.predict import Prediction
+from dscalc.measure.predict import Prediction, speedup_interval
 from dscalc.measure.predictor import Predictor
 from dscalc.measure.settings import Settings, configured
 from dscalc.measure.timer import Ratio, Timing, overlap
@@ -66,6 +66,19 @@ class PairLatency:
         return None
 
     @property
+    def predicted_interval(self) -> tuple[float, float] | None:
+        """The predicted speedup's interval, from the predictions' intervals (None where they have none)."""
+        if self.original.predicted and self.pair.predicted:
+            return speedup_interval(self.original.predicted, self.pair.predicted)
+        return None
+
+    @property
+    def predicted_verdict(self) -> Verdict | None:
+        """Who is predicted to win: too close to call when the predicted speedup's interval straddles 1."""
+        interval = self.predicted_interval
+        return decide(self.predicted_speedup, interval is not None and interval[0] <= 1 <= interval[1])
+
+    @property
     def measured_speedup(self) -> float | None:
         if self.ratio is not None:
             return self.ratio.median
@@ -91,11 +104,19 @@ class PairLatency:
         return None if v is None else v.said(self.original.name)
 
     def speedups(self) -> dict[str, float | None]:
-        return {"macs": self.mac_speedup, "predicted": self.predicted_speedup, "measured": self.measured_speedup}
+        interval = self.predicted_interval
+        return {"macs": self.mac_speedup, "predicted": self.predicted_speedup, "measured": self.measured_speedup,
+                **({"predicted_low": interval[0], "predicted_high": interval[1]} if interval else {})}
+
+    @property
+    def predicted_verdict_text(self) -> str | None:
+        v = self.predicted_verdict
+        return None if v is None else v.said(self.original.name)
 
     def to_dict(self) -> dict[str, Any]:
         return {"rows": [r.to_dict() for r in (self.original, self.depthwise, self.pointwise, self.pair)],
                 "speedup": self.speedups(), "verdict": self.verdict_text,
+                "predicted_verdict": self.predicted_verdict_text,
                 "paired": self.ratio.to_dict() if self.ratio is not None else None}
 
 

@@ -21,6 +21,7 @@ from typing import Any
 
 from dscalc.cost.kinds import WEIGHTED
 from dscalc.cost.records import LayerCost
+from dscalc.measure.learned import Forest, quantile
 
 #: the kernel kinds a calibration measures (its design covers exactly these, tested): the weighted layer kinds of
 #: the engine and the memory-bound ops a model also runs
@@ -33,17 +34,41 @@ TERMS = ("fixed cost", "compute", "memory")
 
 @dataclass(frozen=True)
 class Kernel:
-    """What the model needs to know of one kernel: its kind and how much work it does."""
+    """What the model needs to know of one kernel: its kind and how much work it does; and, where known, its
+    shape (0 = unknown), which the learned model (`measure.learned`) reads the efficiency effects from: channels
+    and their divisibility by the vector width, spatial sizes (elements per channel), kernel taps, stride, groups,
+    batch."""
 
     name: str
     kind: str
     flops: int
     bytes: int
+    batch: int = 0
+    cin: int = 0
+    cout: int = 0
+    size_in: int = 0  # spatial elements per channel of the input (H*W), 1 for a linear layer
+    size_out: int = 0
+    taps: int = 0  # kernel elements (k*k)
+    stride: int = 0
+    groups: int = 0
+
+    @property
+    def shaped(self) -> bool:
+        return self.batch > 0
 
 
 def kernel_of(layer: LayerCost) -> Kernel:
-    """A costed layer as the model sees it."""
-    return Kernel(layer.name, layer.kind, layer.flops, layer.bytes)
+    """A costed layer as the model sees it (with its shape)."""
+    i, o = layer.input_shape, layer.output_shape
+    return Kernel(layer.name, layer.kind, layer.flops, layer.bytes, *shape_of(i, o),
+                  math.prod(layer.kernel) if layer.kernel else 1, max(layer.stride, default=1), layer.groups)
+
+
+def shape_of(i: Sequence[int], o: Sequence[int]) -> tuple[int, int, int, int, int]:
+    """batch, channels in and out, spatial elements in and out of an (N, C, *spatial) or (rows, features) op."""
+    if len(i) < 2 or len(o) < 2:
+        return 0, 0, 0, 0, 0
+    return i[0], i[1], o[1], math.prod(i[2:]), math.prod(o[2:])
 
 
 @dataclass(frozen=True)
@@ -64,6 +89,8 @@ class KernelModel:
     per_byte: float  # seconds per byte (1 / effective bandwidth)
     samples: int = 0
     error: float = 0.0
+    #: the fit's residuals, measured / predicted: their 10th and 90th percentiles (a prediction's interval)
+    spread: tuple[float, float] = (1.0, 1.0)
 
     def terms(self, k: Kernel) -> tuple[float, float, float]:
         return self.fixed, k.flops * self.per_flop, k.bytes * self.per_byte
@@ -71,13 +98,14 @@ class KernelModel:
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "fixed_s": self.fixed, "flop_per_s": 1 / self.per_flop if self.per_flop else None,
                 "byte_per_s": 1 / self.per_byte if self.per_byte else None, "samples": self.samples,
-                "median_error": self.error}
+                "median_error": self.error, "ratio_q10": self.spread[0], "ratio_q90": self.spread[1]}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> KernelModel:
         return cls(d["kind"], float(d["fixed_s"]), 1 / float(d["flop_per_s"]) if d.get("flop_per_s") else 0.0,
                    1 / float(d["byte_per_s"]) if d.get("byte_per_s") else 0.0, int(d.get("samples", 0)),
-                   float(d.get("median_error", 0.0)))
+                   float(d.get("median_error", 0.0)),
+                   (float(d.get("ratio_q10", 1.0)), float(d.get("ratio_q90", 1.0))))
 
 
 @dataclass(frozen=True)
@@ -90,12 +118,20 @@ class Prediction:
     compute_s: float
     memory_s: float
     efficiency: float | None = None  # FLOP/s achieved / the device's matmul peak (None where unknown)
-    model: str = "calibrated"  # calibrated | roofline
+    model: str = "calibrated"  # calibrated | learned | roofline
+    #: the interval the time likely lies in (seconds): the learned ensemble's spread widened by its held-out
+    #: residuals, or the linear fit's residuals; None where unknown (the roofline)
+    low: float | None = None
+    high: float | None = None
+
+    @property
+    def interval(self) -> tuple[float, float] | None:
+        return (self.low, self.high) if self.low is not None and self.high is not None else None
 
     def to_dict(self) -> dict[str, Any]:
         return {"predicted_s": self.seconds, "bound": self.bound, "fixed_s": self.fixed_s,
                 "compute_s": self.compute_s, "memory_s": self.memory_s, "efficiency": self.efficiency,
-                "model": self.model}
+                "model": self.model, "low_s": self.low, "high_s": self.high}
 
 
 @dataclass(frozen=True)
@@ -124,16 +160,35 @@ class Calibration:
     #: measured / predicted time of short chains of each fused-unit pattern (`measure.fusion`: conv, depthwise,
     #: se, shuffle, residual) on this runtime; a whole model's units are scaled by their pattern's factor
     units: dict[str, float] = field(default_factory=dict)
+    #: the learned per-kind models (`measure.learned`, fitted where scikit-learn was installed): a shaped kernel
+    #: of such a kind is predicted by its forest, every other one by the linear model
+    learned: dict[str, Forest] = field(default_factory=dict)
+    #: the kernels the calibration measured (design and adaptive samples): what a benchmark keeps disjoint from
+    samples: tuple[Sample, ...] = ()
+    #: the budget (seconds) the calibration was given, and how many kernels adaptive sampling added
+    budget: float | None = None
+    adaptive: int = 0
 
-    def predict(self, k: Kernel) -> Prediction:
+    def predict(self, k: Kernel, linear: bool = False) -> Prediction:
+        """The kernel's predicted time: learned where a forest of its kind was fitted and its shape is known
+        (unless `linear`), else the linear model; with its interval."""
         model = self.models.get(k.kind) or self.models.get(_FALLBACK.get(k.kind, ""))
         if model is None:
             raise KeyError(f"no calibrated model for {k.kind} kernels")
         fixed, compute, memory = model.terms(k)
         total = fixed + compute + memory
         bound = TERMS[max(range(3), key=lambda i: (fixed, compute, memory)[i])]
-        eff = (k.flops / total) / self.peak_flops if self.peak_flops and total > 0 and k.flops else None
-        return Prediction(total, bound, fixed, compute, memory, eff)
+        forest = None if linear or not k.shaped else self.learned.get(k.kind)
+        if forest is not None and total > 0:
+            seconds, low, high = forest.predict(k, total)
+            scale = seconds / total  # the terms keep their shares (the bound names the same term)
+            fixed, compute, memory = fixed * scale, compute * scale, memory * scale
+            name = "learned"
+        else:
+            seconds, low, high = total, total * min(model.spread[0], 1.0), total * max(model.spread[1], 1.0)
+            name = "calibrated"
+        eff = (k.flops / seconds) / self.peak_flops if self.peak_flops and seconds > 0 and k.flops else None
+        return Prediction(seconds, bound, fixed, compute, memory, eff, name, low, high)
 
     def to_dict(self) -> dict[str, Any]:
         return {"device": self.device, "name": self.name, "threads": self.threads, "dtype": self.dtype,
@@ -142,7 +197,10 @@ class Calibration:
                 "load": self.load, "in_network": self.in_network, "tf32": self.tf32,
                 "models": {k: m.to_dict() for k, m in self.models.items()},
                 **({"max_run_time": self.max_run_time} if self.max_run_time is not None else {}),
-                **({"units": dict(self.units)} if self.units else {})}
+                **({"units": dict(self.units)} if self.units else {}),
+                **({"learned": {k: f.to_dict() for k, f in self.learned.items()}} if self.learned else {}),
+                **({"samples": [sample_to_list(s) for s in self.samples]} if self.samples else {}),
+                **({"budget": self.budget, "adaptive": self.adaptive} if self.budget is not None else {})}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Calibration:
@@ -152,7 +210,29 @@ class Calibration:
                    {k: KernelModel.from_dict(m) for k, m in d["models"].items()},
                    None if d.get("load") is None else float(d["load"]), float(d.get("in_network", 1.0)),
                    bool(d.get("tf32", False)), None if d.get("max_run_time") is None else float(d["max_run_time"]),
-                   {str(k): float(v) for k, v in (d.get("units") or {}).items()})
+                   {str(k): float(v) for k, v in (d.get("units") or {}).items()},
+                   {k: Forest.from_dict(f) for k, f in d.get("learned", {}).items()},
+                   tuple(sample_from_list(s) for s in d.get("samples", [])),
+                   None if d.get("budget") is None else float(d["budget"]), int(d.get("adaptive", 0)))
+
+
+def sample_to_list(s: Sample) -> list[Any]:
+    """A measured kernel as one JSON row: name, kind, flops, bytes, the shape fields, seconds."""
+    k = s.kernel
+    return [k.name, k.kind, k.flops, k.bytes, k.batch, k.cin, k.cout, k.size_in, k.size_out, k.taps, k.stride,
+            k.groups, s.seconds]
+
+
+def sample_from_list(row: Any) -> Sample:
+    """The inverse of sample_to_list, checked (ValueError names what is wrong)."""
+    if not isinstance(row, list) or len(row) != 13:
+        raise ValueError("a sample: expected a row of 13 values")
+    name, kind, *counts, seconds = row
+    if not isinstance(name, str) or not isinstance(kind, str) or not all(type(c) is int and c >= 0 for c in counts):
+        raise ValueError("a sample: expected a name, a kind and counts")
+    if type(seconds) not in (int, float) or not 0 < seconds < 1e4:
+        raise ValueError("a sample: expected seconds")
+    return Sample(Kernel(name, kind, *counts), float(seconds))
 
 
 #: a kind with too few samples borrows the model of its nearest relative
@@ -160,9 +240,20 @@ _FALLBACK = {"grouped": "standard", "transposed": "standard", "linear": "pointwi
 
 
 def pair(first: Prediction, second: Prediction) -> Prediction:
-    """Two kernels run back to back (a separable pair): their times add; the bound is '2 kernels'."""
+    """Two kernels run back to back (a separable pair): their times add, and so do their intervals' ends (the
+    worst case: both kernels err the same way); the bound is '2 kernels'."""
+    both = first.interval is not None and second.interval is not None
     return Prediction(first.seconds + second.seconds, "2 kernels", first.fixed_s + second.fixed_s,
-                      first.compute_s + second.compute_s, first.memory_s + second.memory_s, None, first.model)
+                      first.compute_s + second.compute_s, first.memory_s + second.memory_s, None, first.model,
+                      (first.low or 0) + (second.low or 0) if both else None,
+                      (first.high or 0) + (second.high or 0) if both else None)
+
+
+def speedup_interval(original: Prediction, separable: Prediction) -> tuple[float, float] | None:
+    """The predicted speedup's interval (original / separable, each end against the other's opposite end)."""
+    if original.interval is None or separable.interval is None or not separable.low or not separable.high:
+        return None
+    return (original.low or 0) / separable.high, (original.high or 0) / separable.low
 
 
 # -------------------------------------------------------------------------------------------------- fitting
@@ -208,8 +299,11 @@ def fit(kind: str, samples: Sequence[Sample]) -> KernelModel:
         best = (0.0, [sorted(s.seconds for s in samples)[len(samples) // 2], 0.0, 0.0])
     fixed, per_flop, per_byte = best[1]
     model = KernelModel(kind, fixed, per_flop, per_byte, len(samples))
-    errors = sorted(abs(sum(model.terms(s.kernel)) / s.seconds - 1) for s in samples)
-    return KernelModel(kind, fixed, per_flop, per_byte, len(samples), errors[len(errors) // 2])
+    ratios = [s.seconds / max(sum(model.terms(s.kernel)), 1e-12) for s in samples]
+    errors = sorted(abs(1 / r - 1) for r in ratios)
+    return KernelModel(kind, fixed, per_flop, per_byte, len(samples), errors[len(errors) // 2],
+                       (quantile(ratios, 0.1), quantile(ratios, 0.9)))
+
 
 
 def fit_all(samples: Iterable[Sample]) -> dict[str, KernelModel]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field, replace
 
-from dscalc.cost.opkinds import NORM_KINDS
 from dscalc.cost.records import LayerCost, SeparableComparison
 from dscalc.measure import roofline
 from dscalc.measure.calibrate import load_cached
@@ -91,23 +90,3 @@ def predictor_for(settings: Settings | None, device: str = "cpu") -> Predictor:
     base = settings if settings is not None else Settings(device=device)
     ceilings = get_ceilings(base.device, threads=base.threads, quick=True)[0]
     return Predictor(ceilings, base)
-
-
-#: a traced op's kind -> the calibrated kernel kind that models it (a conv takes its layer's kind)
-_OP_KINDS = {"linear": "linear", "matmul": "linear", "attention": "linear", "recurrent": "linear",
-             "pooling": "pooling", **{norm: "batchnorm" for norm in NORM_KINDS}}
-_BINARY = ("add", "sub", "mul", "div", "where", "maximum", "minimum")
-
-
-def op_kernel(op: str, kind: str, macs: int, elements: int, nbytes: int, layer_kind: str | None) -> Kernel:
-    """A traced op as a kernel the calibrated model knows: convolutions by their layer's kind, matrix products as
-    `linear`, norms and pooling as themselves, a two-operand elementwise op as `add`, any other as `activation`."""
-    if kind == "conv" and layer_kind:
-        target = layer_kind
-    elif kind in _OP_KINDS:
-        target = _OP_KINDS[kind]
-    elif kind == "elementwise" and op.split(".")[0].rstrip("_") in _BINARY:
-        target = "add"
-    else:
-        target = "activation"
-    return Kernel(op, target, 2 * macs if macs else elements, nbytes)

@@ -81,6 +81,19 @@ def calibration(cal: Calibration, cached: bool) -> Report:
                          "calibrations)" if cal.max_run_time is not None else ""))
     grid.notes.append(f"inside a network kernels took {cal.in_network:.2f}x their time alone (two reference chains "
                       "timed whole); a whole model's prediction is scaled by it")
-    data = {"command": "device", "calibration": cal.to_dict(), "cached": cached}
+    if cal.learned:
+        grid.notes.append("learned models (trees over the line, from each kernel's shape): out-of-bag median error "
+                          + ", ".join(f"{kind} {100 * f.error:.0f}%" for kind, f in cal.learned.items()))
+    if cal.budget is not None:
+        grid.notes.append(f"{len(cal.samples)} kernels measured, {cal.adaptive} of them by adaptive sampling, "
+                          f"within a budget of {cal.budget:g} s")
+    # the report names what was fitted, not the fitted trees and every sample (they stay in the cache)
+    summary = cal.to_dict()
+    if cal.learned:
+        summary["learned"] = {kind: {"kind": kind, "trees": len(f.trees), "samples": f.samples,
+                                     "median_error": f.error} for kind, f in cal.learned.items()}
+    if cal.samples:
+        summary["samples"] = len(cal.samples)
+    data = {"command": "device", "calibration": summary, "cached": cached}
     records = [{"name": kind, "kind": "kernel model", **m.to_dict()} for kind, m in cal.models.items()]
     return Report("device", data, records, [grid])

@@ -12,6 +12,7 @@ from dscalc.report.model import Column, Grid, name, text
 
 if TYPE_CHECKING:
     from dscalc.measure.latency import Latency, PairLatency
+    from dscalc.measure.predict import Prediction
     from dscalc.measure.timer import Timing
 
 #: what an unreliable timing is, said once under every grid that marks one
@@ -25,6 +26,8 @@ def fields(lat: Latency) -> dict[str, Any]:
     if lat.predicted:
         out["predicted_s"], out["bound"] = lat.predicted.seconds, lat.predicted.bound
         out["efficiency"], out["prediction_model"] = lat.predicted.efficiency, lat.predicted.model
+        if lat.predicted.interval is not None:
+            out["predicted_low_s"], out["predicted_high_s"] = lat.predicted.interval
     if lat.timing is not None:
         out.update(lat.timing.to_dict())
         if lat.predicted and lat.timing.median:
@@ -64,8 +67,27 @@ def verdict_line(pair: PairLatency) -> str:
                                        else " - separable wins" if verdict is Verdict.SEPARABLE
                                        else " - separable LOSES")
     model = pair.original.predicted.model if pair.original.predicted else "predicted"
-    return (f"separable speedup: MACs {speedup(pair.mac_speedup)}, {model} {speedup(pair.predicted_speedup)}, "
-            f"measured {speedup(gain)}{said}")
+    return (f"separable speedup: MACs {speedup(pair.mac_speedup)}, {model} {speedup(pair.predicted_speedup)}"
+            f"{predicted_range(pair)}, measured {speedup(gain)}{said}")
+
+
+def predicted_range(pair: PairLatency) -> str:
+    """' (0.90-1.30x, too close to call)': the predicted speedup's interval, where the predictions have one, and
+    the predicted verdict when that interval straddles 1."""
+    interval = pair.predicted_interval
+    if interval is None or not interval[0] < interval[1]:
+        return ""
+    close = ", too close to call" if pair.predicted_verdict is Verdict.TOO_CLOSE else ""
+    return f" ({interval[0]:.2f}-{interval[1]:.2f}x{close})"
+
+
+def predicted_cell(p: Prediction | None) -> str:
+    """'1.2 ms (0.9 ms-1.5 ms)': a predicted time and its interval (where it has one that is not a point)."""
+    if p is None:
+        return "-"
+    if p.low is None or p.high is None or not p.low < p.high:
+        return seconds(p.seconds)
+    return f"{seconds(p.seconds)} ({seconds(p.low)}-{seconds(p.high)})"
 
 
 _REASON = {"fixed cost": "fixed-cost bound at this size", "memory": "memory-bound", "launch": "launch-bound"}
@@ -81,6 +103,9 @@ def explain(pair: PairLatency) -> str:
     faster = f"{predicted:.1f}x faster" if predicted >= 1 else f"{1 / predicted:.1f}x slower"
     measured = pair.measured_speedup
     said = f"separable is predicted {faster} here" + (f" (measured {speedup(measured)})" if measured else "")
+    if pair.predicted_verdict is Verdict.TOO_CLOSE:
+        low, high = pair.predicted_interval or (predicted, predicted)
+        said += f" - too close to call (the predicted speedup's interval {low:.2f}-{high:.2f}x spans 1)"
     if predicted >= 0.8 * macs:
         return f"{said}, close to the MAC ratio's {macs:.1f}x"
     main, which = (dw, "depthwise") if dw.seconds >= pw.seconds else (pw, "pointwise")
@@ -113,7 +138,7 @@ def layer_grid(rows: list[Latency], pair: PairLatency | None, context: dict[str,
                 else predicted_by + "; --time measures")
     for i, r in enumerate(rows):
         t = r.timing
-        grid.add(r.name, exact(r.macs), seconds(r.predicted.seconds) if r.predicted else "-",
+        grid.add(r.name, exact(r.macs), predicted_cell(r.predicted),
                  r.predicted.bound if r.predicted else "", efficiency_cell(r), measured_cell(t),
                  seconds(t.iqr) if t is not None and not t.error else "", str(t.runs) if t is not None else "",
                  ratio_cell(r), quality_cell(t), end_section=pair is not None and i in (0, 2))
@@ -149,7 +174,7 @@ def layers_grid(per_layer: list[Latency], context: dict[str, Any], end_to_end: T
                 + ("; end to end predicted over every op the trace records" if whole else ""))
     for lat in per_layer:
         t = lat.timing
-        cells = [lat.name, exact(lat.macs), seconds(lat.predicted.seconds) if lat.predicted else "-",
+        cells = [lat.name, exact(lat.macs), predicted_cell(lat.predicted),
                  lat.predicted.bound if lat.predicted else "", measured_cell(t),
                  "" if t is None or t.error else seconds(t.iqr), ratio_cell(lat), quality_cell(t)]
         if pairs:

@@ -65,7 +65,7 @@ def counts(rows: list[LayerCost], meta: dict[str, Any], all_layers: bool = False
                  exact(r.macs), f"{bar(share, 8):<8} {100 * share:4.1f}%" if r.macs else ""]
         if latency is not None:
             one = latency.get(r.name)
-            cells += ["", ""] if one is None else [seconds(one.predicted.seconds) if one.predicted else "-",
+            cells += ["", ""] if one is None else [lat.predicted_cell(one.predicted),
                                                    lat.measured_cell(one.timing)]
         grid.add(*cells)
 

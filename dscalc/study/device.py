@@ -34,7 +34,8 @@ class DeviceStudy(Study):
 
 def device(device: str = "cpu", refresh: bool = False, threads: int | None = None,
            runtime: str | list[str] = "eager", calibrate: bool = False, dtype: str = "float32",
-           channels_last: bool = False, *, progress: O.Progress = O.QUIET) -> DeviceStudy:
+           channels_last: bool = False, budget: float | None = None, *,
+           progress: O.Progress = O.QUIET) -> DeviceStudy:
     """Measured ceilings of this CPU/GPU: peak matmul FLOP/s per dtype, copy bandwidth, launch floor (cached);
     with `calibrate`, the fitted latency model of every kernel kind."""
     from dscalc.measure.runtimes import DEFAULT, check, parse
@@ -46,16 +47,19 @@ def device(device: str = "cpu", refresh: bool = False, threads: int | None = Non
     check_device(device)
     if calibrate:
         from dscalc.cost.dtypes import check as check_dtype
-        from dscalc.measure.calibrate import get_calibration, probe_count
+        from dscalc.measure.calibrate import BUDGET, get_calibration, probe_count
 
         if len(names) != 1:
             raise BadInput("--calibrate takes one runtime at a time", "runtime")
         base = Settings(device=device, dtype=check_dtype(dtype, timed=True).name, channels_last=channels_last,
                         threads=threads)
         one = check(names, base, channels_last)[0] if names != [DEFAULT] else base
-        count = probe_count(one.dtype)
-        with progress.bar(f"calibrating {device} ({count} measurements)", count) as advance:
-            cal, cached = get_calibration(one, refresh=refresh, progress=advance)
+        seconds = BUDGET if budget is None else budget
+        if not 0 < seconds <= 86400:
+            raise BadInput(f"--budget must be a number of seconds from 0 to 86400, got {budget}", "budget")
+        count = probe_count(one.dtype, seconds)
+        with progress.bar(f"calibrating {device} (up to {seconds:.0f} s)", count) as advance:
+            cal, cached = get_calibration(one, refresh=refresh, progress=advance, budget=seconds)
         return DeviceStudy(calibration=cal, cached=cached)
     runs = check(names, Settings(device=device, threads=threads)) if names != [DEFAULT] else None
     from dscalc.measure.ceilings import get_ceilings

@@ -328,13 +328,11 @@ def summed_model(result: ProfileResult, predictor: Predictor) -> float | None:
     """The one-factor prediction: every op the trace recorded (convolutions, matrix products, norms, pooling,
     elementwise), each by the calibrated model of its kind, times the calibration's in-network factor (kernels run
     slower inside a network than alone); None without a calibration."""
-    from dscalc.measure.predictor import op_kernel
+    from dscalc.measure.fusion import kernel_of_op
 
     total = 0.0
     for op in result.ops:
-        nbytes = op.reads.bytes(result.dtype) + op.writes.bytes(result.dtype)
-        k = op_kernel(op.op, op.kind, op.macs, op.elements, nbytes, op.layer.kind if op.layer is not None else None)
-        p = predictor.kernel(k, result.dtype)
+        p = predictor.kernel(kernel_of_op(op, result.dtype), result.dtype)
         if p is None:
             return None
         total += p.seconds
