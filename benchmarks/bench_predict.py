@@ -247,21 +247,26 @@ def main() -> int:
                   f"linear {preds['linear']:.2f}x, roofline {preds['roofline']:.2f}x, MACs {preds['MAC ratio']:.1f}x",
                   flush=True)
 
-        model_err: dict[str, list] = {n: [] for n in names}
-        model_lines = ["", "| model | measured | learned | linear | roofline | MACs at peak |",
-                       "|---|---|---|---|---|---|"]
+        model_names = (*names, "learned, kernels' sum", "linear, kernels' sum")
+        model_err: dict[str, list] = {n: [] for n in model_names}
+        model_lines = ["", "whole models: learned and linear as `profile --predict` predicts them (the ops grouped "
+                       "into the fused units the runtime runs, each unit's pattern factor); 'kernels' sum': every op "
+                       "alone x the in-network factor (the prediction before issue 31); MAC ratio: MACs at the "
+                       "matmul peak",
+                       "", "| model | measured | " + " | ".join(model_names) + " |",
+                       "|---|---|" + "---|" * len(model_names)]
         for name in [m for m in args.models.split(",") if m]:
             source = ModelSource.of(f"torchvision:{name}")
             result = profile_model(source.load("meta"), [(1, 3, 224, 224)], None, dtype="float32")
             ks = fusion.op_kernels(result.ops, "float32")  # the convolutions with their shapes (learned features)
 
-            def fused(linear: bool) -> float:
-                found = fusion.predict(result.ops, "float32", args.runtime,
-                                       lambda k: cal.predict(k, linear=linear).seconds, cal.units, cal.in_network)
+            def fused(ops: list, linear: bool) -> float:
+                found = fusion.predict(ops, "float32", args.runtime,
+                                       lambda kern: cal.predict(kern, linear=linear).seconds, cal.units, cal.in_network)
                 assert found is not None
                 return found
 
-            sums = {"learned": fused(False), "linear": fused(True),
+            sums = {"learned": fused(result.ops, False), "linear": fused(result.ops, True),
                     "roofline": sum(roofline.predict_work(k.flops, k.bytes, "float32", ceilings).seconds for k in ks),
                     "learned, kernels' sum": sum(cal.predict(k).seconds for k in ks) * cal.in_network,
                     "linear, kernels' sum": sum(cal.predict(k, linear=True).seconds for k in ks) * cal.in_network}
