@@ -7,10 +7,12 @@
 
     python benchmarks/bench_first_contact.py [--runs 7] [--note "taken under load"] [--output FILE]
 
-The cached calibration of (b) is written from fixed recorded values for this machine's key (what is timed is the
-path - reading, checking and predicting from an entry - not the figures), beside this machine's quick ceilings
-and its recorded thread count, as a first contact leaves them. Each command's CPU time (user + system of the
-child, from getrusage) and wall time; medians, and per-round ratios with their IQR (benchmarks/paired.py).
+The cached calibration of (b) is fitted from kernels recorded by a real calibration (tests/data/
+calibration_samples.json: linear models, a learned forest per kind and the samples, the size of a real entry)
+under this machine's key (what is timed is the path - reading, checking and predicting from an entry - not the
+figures), beside this machine's quick ceilings and its recorded thread count, as a first contact leaves them.
+Each command's CPU time (user + system of the child, from getrusage) and wall time; medians, and per-round
+ratios with their IQR (benchmarks/paired.py).
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ from pathlib import Path
 import paired
 
 ARGS = ["--k", "3", "--cin", "64", "--cout", "128"]
+#: the kernels a real calibration measured on this machine (tests/data): (b)'s entry is fitted from them, learned
+#: forests of every kind and the samples included, as large as `dscalc device --calibrate` writes it
+RECORDED = Path(__file__).resolve().parent.parent / "tests" / "data" / "calibration_samples.json"
 COMMANDS = {
     "(a) compare, empty cache": [sys.executable, "-m", "dscalc", "compare", *ARGS],
     "(b) compare, cached calibration": [sys.executable, "-m", "dscalc", "compare", *ARGS],
@@ -40,18 +45,23 @@ CLEAN = {k: v for k, v in os.environ.items()
 
 
 def cached_calibration(root: Path) -> None:
-    """A first contact into `root` (threads.json, the quick ceilings), then a calibration of fixed values for this
-    machine's key: every kernel kind, as `dscalc device --calibrate` would write it."""
+    """A first contact into `root` (threads.json, the quick ceilings), then a calibration fitted from the recorded
+    kernels under this machine's key, learned forests included, as `dscalc device --calibrate` would write it."""
     env = {**CLEAN, "XDG_CACHE_HOME": str(root)}
     subprocess.run(COMMANDS["(a) compare, empty cache"], env=env, check=True, stdout=subprocess.DEVNULL)
     code = (
-        "import time\nfrom dscalc.measure import calibrate\nfrom dscalc.measure.ceilings import default_threads\n"
-        "from dscalc.measure.predict import KINDS, Calibration, KernelModel\n"
+        "import json, time\nfrom dscalc.measure import calibrate, learned\n"
+        "from dscalc.measure.ceilings import default_threads\n"
+        "from dscalc.measure.predict import Calibration, fit_all, sample_from_list\n"
         "from dscalc.measure.settings import device_name, torch_version\n"
         "t = default_threads()\n"
-        "models = {k: KernelModel(k, 2e-5, 1 / 5e10, 1 / 1e10, 10, 0.2) for k in KINDS}\n"
+        f"rows = json.load(open({str(RECORDED)!r}))['samples']\n"
+        "samples = [sample_from_list(r) for r in rows]\n"
+        "models = fit_all(samples)\n"
+        "forests = learned.fit_learned(samples, models, guard=False)\n"
         "assert calibrate.save(Calibration('cpu', device_name('cpu', t), t, 'float32', False, 'eager',"
-        " torch_version(), time.time(), 90.0, 1e11, models, 0.1))\n")
+        " torch_version(), time.time(), 90.0, 1e11, models, 0.1, learned=forests, samples=tuple(samples),"
+        " budget=120.0, adaptive=len(samples) - 88))\n")
     subprocess.run([sys.executable, "-c", code], env=env, check=True)
 
 

@@ -290,3 +290,22 @@ def test_a_prediction_is_drawn_with_its_interval():
 def test_a_budget_that_is_not_a_duration_is_bad_input(cli):
     r = cli("device", "--calibrate", "--budget", "0")
     assert r.code == 2 and r.stderr.startswith("dscalc: error: --budget") and "Traceback" not in r.stderr
+
+
+def test_adaptive_picks_spread_over_kinds_and_follow_the_lines_residuals():
+    # a kind whose line fits badly (10th-90th percentile of measured/predicted 0.5-2.0) is less sure than one
+    # that fits well (0.9-1.1) and is picked first, but at most ceil(8 / 3) = 3 of a batch of 8 are of one kind;
+    # a kind with no model at all (never measured) comes before both
+    from dscalc.measure import calibrate
+    from dscalc.measure.predict import KINDS, KernelModel
+
+    pool = calibrate.candidates(seed=5, n=200)
+    bad, good = "depthwise", "pointwise"
+    models = {kind: KernelModel(kind, 1e-5, 1e-11, 1e-10, 10, 0.1, (0.9, 1.1)) for kind in KINDS}
+    models[bad] = KernelModel(bad, 1e-5, 1e-11, 1e-10, 10, 0.5, (0.5, 2.0))
+    picked = calibrate._pick(pool, models, {}, 8)
+    kinds = [p.kernel.kind for p in picked]
+    assert len(picked) == 8 and kinds.count(bad) == 3 and kinds[:3] == [bad] * 3
+    del models[good]
+    picked = calibrate._pick(pool, models, {}, 8)
+    assert [p.kernel.kind for p in picked][:3] == [good] * 3

@@ -55,7 +55,7 @@ MIN_RUN, MAX_RUN = 0.05, 0.4
 #: most a share of the budget), and how many kernels adaptive sampling measures between refits (of the SCAN
 #: candidates it scores each round)
 BUDGET, INITIAL_SHARE, MIN_PER_KIND, CHAIN_RESERVE, RESERVE_SHARE, BATCH, SCAN = 120.0, 0.7, 3, 15.0, 0.15, 8, 240
-POOL_SEED, POOL_SIZE, POOL_MACS, POOL_BYTES = 2021, 800, 150_000_000, 48 << 20
+POOL_SEED, POOL_SIZE, POOL_MACS, POOL_BYTES = 2021, 800, 1_500_000_000, 64 << 20
 
 
 @dataclass(frozen=True)
@@ -288,18 +288,30 @@ def _note_once(text: str) -> None:
 
 
 def _pick(pool: list[Probe], models: dict[str, Any], forests: dict[str, learned.Forest], n: int) -> list[Probe]:
-    """The n candidates the ensemble is least sure of: a kind without a learned model first (it needs samples),
-    then the largest spread of the per-tree predictions."""
+    """The n candidates the models are least sure of, at most a third of them of one kind (a kind the models are
+    unsure of everywhere must not starve the others): a kind without a linear model first (it needs samples), then
+    the largest spread in log time - the per-tree predictions' standard deviation where a forest was kept, else the
+    line's own residual spread (its 10th-90th percentile, as a standard deviation: / 2.56)."""
     scored = []
     for i, p in enumerate(pool):
         model, forest = models.get(p.kernel.kind), forests.get(p.kernel.kind)
-        if model is None or forest is None:
+        if model is None:
             score = math.inf
+        elif forest is None:
+            score = math.log(max(model.spread[1], 1.0) / min(model.spread[0], 1.0)) / 2.56
         else:
             score = forest.spread(p.kernel, max(sum(model.terms(p.kernel)), 1e-9))
         scored.append((-score, i))
     scored.sort()
-    return [pool[i] for _, i in scored[:n]]
+    cap, taken, out = max(1, -(-n // 3)), {}, []
+    for _, i in scored:
+        kind = pool[i].kernel.kind
+        if taken.get(kind, 0) < cap:
+            taken[kind] = taken.get(kind, 0) + 1
+            out.append(pool[i])
+            if len(out) == n:
+                break
+    return out
 
 
 def calibrate(settings: Settings, progress: Callable[[], Any] | None = None, budget: float = BUDGET,
