@@ -161,6 +161,10 @@ def _onnxruntime(module: Any, inputs: list[Any], settings: Settings) -> Built:
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3  # errors only
+    # no spinning: a session's intra-op threads spin after each run, and two sessions timed against each other
+    # (compare --time's interleaved blocks) then slowed each other 2-2.8x here (a 3x3 conv 0.80 ms alone, 1.67-2.22
+    # ms interleaved; 0.89 ms both ways without spinning; benchmarks/results/predict_onnxruntime.txt)
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     cuda = settings.device.startswith("cuda")
     device_id = int(settings.device.partition(":")[2] or 0) if cuda else 0
     providers: list[Any] = [("CUDAExecutionProvider", {"device_id": device_id})] if cuda else ["CPUExecutionProvider"]
@@ -184,7 +188,8 @@ def _onnxruntime(module: Any, inputs: list[Any], settings: Settings) -> Built:
                   "graph_optimization_level": str(used.graph_optimization_level).rpartition(".")[2],
                   "intra_op_num_threads": used.intra_op_num_threads,
                   "inter_op_num_threads": used.inter_op_num_threads,
-                  "execution_mode": str(used.execution_mode).rpartition(".")[2], "exporter": exporter})
+                  "execution_mode": str(used.execution_mode).rpartition(".")[2], "allow_spinning": False,
+                  "exporter": exporter})
 
 
 def _cuda_binding(session: Any, names: list[str], module: Any, inputs: list[Any],
