@@ -163,6 +163,8 @@ def test_onnxruntime_session_gets_the_thread_count(threads):
     _, _, built = _outputs(_pair(), [(1, 8, 9, 9)], "onnxruntime", threads=threads)
     assert built.settings["intra_op_num_threads"] == threads
     assert built.settings["inter_op_num_threads"] == 1
+    # no spinning threads (two sessions timed against each other slowed each other 2-2.8x with them)
+    assert built.settings["allow_spinning"] is False
 
 
 @needs_litert

@@ -43,7 +43,7 @@ from dscalc.measure.ceilings import (
     write_cache,
 )
 from dscalc.measure.modules import module_for, time_module
-from dscalc.measure.predict import MEMORY_KINDS, Calibration, Kernel, Sample, fit_all, kernel_of
+from dscalc.measure.predict import MEMORY_KINDS, UNIT_PATTERNS, Calibration, Kernel, Sample, fit_all, kernel_of
 from dscalc.measure.settings import Settings, configured, device_name, torch_version
 from dscalc.measure.timer import Timing
 
@@ -303,7 +303,7 @@ def _pick(pool: list[Probe], models: dict[str, Any], forests: dict[str, learned.
             score = forest.spread(p.kernel, max(sum(model.terms(p.kernel)), 1e-9))
         scored.append((-score, i))
     scored.sort()
-    cap, taken, out = max(1, -(-n // 3)), {}, []
+    cap, taken, out = max(1, -(-n // 3)), dict[str, int](), []
     for _, i in scored:
         kind = pool[i].kernel.kind
         if taken.get(kind, 0) < cap:
@@ -474,28 +474,28 @@ def checked(entry: Any) -> Calibration:
     forests = entry.get("learned", {})
     if not isinstance(forests, dict) or len(forests) > 64:
         raise BadEntry("learned: expected an object of kernel kinds")
+    built = {}  # built once, here (checking a forest is most of the time reading a cached calibration takes)
     for kind, f in forests.items():
         try:
-            if learned.Forest.from_dict(f).kind != kind:
-                raise BadEntry(f"learned.{kind}: kind: expected {kind!r}")
+            built[kind] = learned.Forest.from_dict(f)
         except learned.BadForest as e:
             raise BadEntry(f"learned.{kind}: {e}") from None
+        if built[kind].kind != kind:
+            raise BadEntry(f"learned.{kind}: kind: expected {kind!r}")
     if not isinstance(entry.get("samples", []), list) or len(entry.get("samples", [])) > 1 << 16:
         raise BadEntry("samples: expected a list of measured kernels")
     try:
-        return Calibration.from_dict(entry)
+        return Calibration.from_dict(entry, built)
     except (KeyError, TypeError, ValueError, ZeroDivisionError, OverflowError) as e:
         raise BadEntry(f"{type(e).__name__}: {e}") from None
 
 
 def _checked_units(units: Any) -> None:
     """The fused-unit factors: an object of known patterns, each a finite factor in (0, 1000]."""
-    from dscalc.measure.fusion import LEARNED
-
     if not isinstance(units, dict):
         raise BadEntry("units: expected an object of unit patterns")
     for pattern in units:
-        if pattern not in LEARNED:
+        if pattern not in UNIT_PATTERNS:
             raise BadEntry(f"units: unknown pattern {str(pattern)[:24]!r}")
         try:
             number(units, pattern, hi=1e3)

@@ -37,7 +37,7 @@ from dscalc.cost.dtypes import itemsize
 from dscalc.cost.layers import conv
 from dscalc.cost.opkinds import NORM_KINDS
 from dscalc.cost.records import LayerCost
-from dscalc.measure.predict import Kernel, kernel_of
+from dscalc.measure.predict import UNIT_PATTERNS, Kernel, kernel_of
 
 if TYPE_CHECKING:
     from dscalc.measure.predict import Calibration
@@ -73,10 +73,10 @@ class Op(Protocol):
     @property
     def io(self) -> tuple[tuple[int, ...], ...]: ...
 
-#: the unit patterns, `other` last (its factor is the calibration's in-network one)
-PATTERNS = ("conv", "depthwise", "se", "shuffle", "residual", "other")
-#: the patterns a calibration learns a factor for
-LEARNED = PATTERNS[:-1]
+#: the unit patterns, `other` last (its factor is the calibration's in-network one); the patterns a calibration
+#: learns a factor for are named beside the Calibration's field (`measure.predict.UNIT_PATTERNS`)
+LEARNED = UNIT_PATTERNS
+PATTERNS = (*LEARNED, "other")
 
 #: single-input activations (aten base names, without a trailing underscore)
 ACTIVATIONS = {"relu", "relu6", "hardtanh", "clamp", "clamp_min", "sigmoid", "hardsigmoid", "hardswish", "silu",

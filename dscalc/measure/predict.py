@@ -28,6 +28,8 @@ from dscalc.measure.learned import Forest, quantile
 CONV_KINDS = WEIGHTED
 MEMORY_KINDS = ("batchnorm", "activation", "add", "pooling")
 KINDS = CONV_KINDS + MEMORY_KINDS
+#: the fused-unit patterns a calibration learns a factor for (`Calibration.units`; recognised by `measure.fusion`)
+UNIT_PATTERNS = ("conv", "depthwise", "se", "shuffle", "residual")
 #: the names of the three terms, as a prediction's bound
 TERMS = ("fixed cost", "compute", "memory")
 
@@ -203,7 +205,10 @@ class Calibration:
                 **({"budget": self.budget, "adaptive": self.adaptive} if self.budget is not None else {})}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Calibration:
+    def from_dict(cls, d: dict[str, Any], forests: dict[str, Forest] | None = None) -> Calibration:
+        """The calibration of a cache entry (`forests`: its learned models, where the caller built them already)."""
+        if forests is None:
+            forests = {k: Forest.from_dict(f) for k, f in d.get("learned", {}).items()}
         return cls(d["device"], d["name"], int(d["threads"]), d["dtype"], bool(d["channels_last"]), d["runtime"],
                    d["torch"], float(d["measured_at"]), float(d["seconds"]),
                    None if d.get("peak_flops") is None else float(d["peak_flops"]),
@@ -211,7 +216,7 @@ class Calibration:
                    None if d.get("load") is None else float(d["load"]), float(d.get("in_network", 1.0)),
                    bool(d.get("tf32", False)), None if d.get("max_run_time") is None else float(d["max_run_time"]),
                    {str(k): float(v) for k, v in (d.get("units") or {}).items()},
-                   {k: Forest.from_dict(f) for k, f in d.get("learned", {}).items()},
+                   forests,
                    tuple(sample_from_list(s) for s in d.get("samples", [])),
                    None if d.get("budget") is None else float(d["budget"]), int(d.get("adaptive", 0)))
 

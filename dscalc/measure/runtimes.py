@@ -149,7 +149,8 @@ def export_onnx(module: Any, inputs: list[Any]) -> tuple[bytes, str]:
 
 def _onnxruntime(module: Any, inputs: list[Any], settings: Settings) -> Built:
     """An InferenceSession of the exported module: all graph optimisations, intra-op threads as --threads, one
-    inter-op thread, sequential execution; the CPU execution provider, or CUDA's on a CUDA device."""
+    inter-op thread, sequential execution, no spinning threads; the CPU execution provider, or CUDA's on a CUDA
+    device."""
     import numpy as np
     import onnxruntime as ort
 
@@ -163,7 +164,7 @@ def _onnxruntime(module: Any, inputs: list[Any], settings: Settings) -> Built:
     options.log_severity_level = 3  # errors only
     # no spinning: a session's intra-op threads spin after each run, and two sessions timed against each other
     # (compare --time's interleaved blocks) then slowed each other 2-2.8x here (a 3x3 conv 0.80 ms alone, 1.67-2.22
-    # ms interleaved; 0.89 ms both ways without spinning; benchmarks/results/predict_onnxruntime.txt)
+    # ms interleaved; 0.89 ms both ways without spinning; benchmarks/results/predict_onnxruntime_spinning.txt)
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     cuda = settings.device.startswith("cuda")
     device_id = int(settings.device.partition(":")[2] or 0) if cuda else 0
@@ -188,7 +189,8 @@ def _onnxruntime(module: Any, inputs: list[Any], settings: Settings) -> Built:
                   "graph_optimization_level": str(used.graph_optimization_level).rpartition(".")[2],
                   "intra_op_num_threads": used.intra_op_num_threads,
                   "inter_op_num_threads": used.inter_op_num_threads,
-                  "execution_mode": str(used.execution_mode).rpartition(".")[2], "allow_spinning": False,
+                  "execution_mode": str(used.execution_mode).rpartition(".")[2], "allow_spinning":
+                      used.get_session_config_entry("session.intra_op.allow_spinning") != "0",
                   "exporter": exporter})
 
 

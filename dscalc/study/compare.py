@@ -117,8 +117,6 @@ def compare(target: Any = None, cin: int | None = None, cout: int | None = None,
     runs = O.runtimes(runtime, settings, time)
     train = O.training(training, optimizer, memory_limit, runs, given)
     O.estimated(settings, device, progress)
-    from dscalc.trace.source import looks_like_model
-
     if target is None:
         O.reject(given & set(_MODEL_NAMES), "applies to a model TARGET, not to a layer")
         O.reject(given & set(_NETWORK_NAMES), "applies to a network TARGET, not to a layer")
@@ -133,6 +131,8 @@ def compare(target: Any = None, cin: int | None = None, cout: int | None = None,
         with progress.spinner("predicting and measuring"):
             one = layer_study.study(spec, settings, runs, train, command="compare", predict=True, device=device)
         return CompareStudy("layer", layer=one)
+    from dscalc.trace.source import looks_like_model  # (a layer's compare needs no model source)
+
     if not isinstance(target, str) or looks_like_model(target):
         O.reject(given & set(_LAYER_NAMES + ("batch", "alpha", "resolution")),
                  "does not apply to a model (its --input shape sets the batch and sizes)")
