@@ -309,3 +309,20 @@ def test_adaptive_picks_spread_over_kinds_and_follow_the_lines_residuals():
     del models[good]
     picked = calibrate._pick(pool, models, {}, 8)
     assert [p.kernel.kind for p in picked][:3] == [good] * 3
+
+
+def test_a_round_off_term_is_no_term_and_the_cache_accepts_the_fit():
+    # recorded: the 'add' kernels of a real ONNX Runtime calibration, whose fit once kept a FLOP term of 2.2e25
+    # FLOP/s (round-off: an add's time is its bytes) that the cache's own range check then refused, so the whole
+    # calibration was read as invalid; the term is dropped (rate None), and the entry passes the cache's checks
+    from dscalc.measure import calibrate
+    from dscalc.measure.ceilings import MAX_RATE
+    from dscalc.measure.predict import NO_RATE, fit, sample_from_list
+
+    assert NO_RATE == MAX_RATE
+    rows = json.loads((Path(__file__).parent / "data" / "ort_add_samples.json").read_text())["samples"]
+    model = fit("add", [sample_from_list(r) for r in rows])
+    d = model.to_dict()
+    assert d["flop_per_s"] is None and 1e9 < d["byte_per_s"] < MAX_RATE
+    cal = Calibration("cpu", "x", 2, "float32", False, "onnxruntime", "t", 0, 1.0, None, {"add": model})
+    assert calibrate.checked(cal.to_dict()).models["add"].per_flop == 0.0

@@ -30,6 +30,8 @@ MEMORY_KINDS = ("batchnorm", "activation", "add", "pooling")
 KINDS = CONV_KINDS + MEMORY_KINDS
 #: the fused-unit patterns a calibration learns a factor for (`Calibration.units`; recognised by `measure.fusion`)
 UNIT_PATTERNS = ("conv", "depthwise", "se", "shuffle", "residual")
+#: a rate (FLOP/s, byte/s) above this is none: `measure.ceilings.MAX_RATE`, the cache's check of a rate
+NO_RATE = 1e19
 #: the names of the three terms, as a prediction's bound
 TERMS = ("fixed cost", "compute", "memory")
 
@@ -302,7 +304,9 @@ def fit(kind: str, samples: Sequence[Sample]) -> KernelModel:
                 best = (loss, full)
     if best is None:  # nothing non-negative fits: the median time as a fixed cost
         best = (0.0, [sorted(s.seconds for s in samples)[len(samples) // 2], 0.0, 0.0])
-    fixed, per_flop, per_byte = best[1]
+    # a term whose rate would pass NO_RATE is no term (the fit's round-off: an ORT calibration fitted 'add' kernels
+    # at 2.2e25 FLOP/s, which its own cache check then rejected as out of range)
+    fixed, per_flop, per_byte = (c if c >= 1 / NO_RATE else 0.0 for c in best[1])
     model = KernelModel(kind, fixed, per_flop, per_byte, len(samples))
     ratios = [s.seconds / max(sum(model.terms(s.kernel)), 1e-12) for s in samples]
     errors = sorted(abs(1 / r - 1) for r in ratios)
