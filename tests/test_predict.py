@@ -229,3 +229,14 @@ def test_the_calibration_design_covers_every_kernel_kind():
     from dscalc.measure.predict import KINDS
 
     assert {p.kernel.kind for p in calibrate.design()} == set(KINDS) and set(WEIGHTED) < set(KINDS)
+
+
+def test_a_predict_only_profile_says_it_measured_nothing(cli, fixed_ceilings):
+    # `profile --predict` times nothing: its table must not read "measured on", "median of repeated runs" or
+    # "0 threads" (it did: the predict-only context carried threads 0); it names the thread count predicted for
+    result = cli("profile", "torchvision:resnet18", "--predict", "--threads", "1")
+    out = result.stdout
+    assert result.code == 0, result.stderr
+    assert "predicted on" in out and "measured on" not in out
+    assert "predicted, not measured" in out
+    assert "0 threads" not in out and "median of repeated runs" not in out

@@ -30,6 +30,13 @@ class Predictor:
     def name(self) -> str:
         return self.ceilings.name
 
+    @property
+    def threads(self) -> int:
+        """The thread count the predictions are for (--threads, else this machine's default; no torch import)."""
+        from dscalc.measure.ceilings import default_threads
+
+        return self.settings.threads or default_threads()
+
     def calibration(self, dtype: str) -> Calibration | None:
         if dtype not in self.calibrations:
             self.calibrations[dtype] = load_cached(replace(self.settings, dtype=dtype))

@@ -167,8 +167,11 @@ def layers_grid(per_layer: list[Latency], context: dict[str, Any], end_to_end: T
                Column("meas/pred"), text("")]
     if pairs:
         columns += [Column("as separable"), Column("speedup"), Column("(MACs)")]
-    grid = Grid(title=title or f"measured on {context['device']}", columns=columns,
-                caption=caption(context) + "; each layer run on its own"
+    measured_any = end_to_end is not None or any(lat.timing is not None for lat in per_layer)
+    grid = Grid(title=title or f"{'measured' if measured_any else 'predicted'} on {context['device']}",
+                columns=columns,
+                caption=(caption(context) if measured_any else "predicted, not measured (--time measures)")
+                + "; each layer run on its own"
                 + ("; as separable: its depthwise + pointwise pair, measured" if pairs else "")
                 + (f"; {context['prediction']}" if context.get("prediction") else "")
                 + ("; end to end predicted over every op the trace records" if whole else ""))

@@ -230,8 +230,8 @@ def _run(source: Any, result: ProfileResult, shapes: list[tuple[int, ...]], sett
     if settings is not None:
         with configured(settings):
             end_to_end = time_module(source.load("cpu"), shapes, settings, source.target)
-    context = {**(describe(settings) if settings else {"device": predictor.name, "dtype": dtype, "threads": 0,
-                                                       "tf32": False}),
+    context = {**(describe(settings) if settings else {"device": predictor.name, "dtype": dtype,
+                                                       "threads": predictor.threads, "tf32": False}),
                "prediction": predictor.describe(dtype)}
     whole = whole_prediction(result, predictor)
     if whole is not None:
