@@ -43,13 +43,8 @@ def model_title(study: CompareStudy) -> tuple[str, str]:
 
 
 def add_model_head_notes(grid: Grid, data: dict[str, Any], study: CompareStudy) -> None:
-    """A model's head rewrite: which Linear layers changed (and which already act per pixel); a graph's (Keras,
-    ONNX) also both sides' activation bytes."""
-    if study.activations is not None:
-        a, b = study.activations
-        grid.add("activations (bytes, each output once)", exact(a), exact(b), f"{b / a:.3f}" if a else "")
-        data["activation_bytes"] = list(study.activations)
+    """A model's head rewrite: as a network's (`add_head_rows`: a graph's - Keras, ONNX - activation bytes, the
+    Linear layers that changed and those that already act per pixel), and which rewrite it was."""
+    add_head_rows(grid, data, study)
     if study.as_ in _AS:
-        grid.notes += [f"changed: {line}" for line in study.changed]
         data["as"] = study.as_
-        data["changed"] = list(study.changed)
