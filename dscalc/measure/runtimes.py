@@ -163,8 +163,9 @@ def _onnxruntime(module: Any, inputs: list[Any], settings: Settings) -> Built:
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3  # errors only
     # no spinning: a session's intra-op threads spin after each run, and two sessions timed against each other
-    # (compare --time's interleaved blocks) then slowed each other 2-2.8x here (a 3x3 conv 0.80 ms alone, 1.67-2.22
-    # ms interleaved; 0.89 ms both ways without spinning; benchmarks/results/predict_onnxruntime_spinning.txt)
+    # (compare --time's interleaved blocks) then slowed each other ~2x here (a 3x3 conv 0.59 ms alone, 1.21 ms
+    # interleaved; 0.72/0.70 ms without spinning: benchmarks/bench_ort_spinning.py). The price: a tiny kernel alone
+    # waits for its threads to wake (a depthwise + pointwise pair 0.15 -> 0.30 ms alone).
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     cuda = settings.device.startswith("cuda")
     device_id = int(settings.device.partition(":")[2] or 0) if cuda else 0
