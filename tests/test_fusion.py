@@ -193,18 +193,24 @@ def test_each_calibration_chain_is_units_of_its_own_pattern_and_its_ops_are_the_
     for chain in fusion.chains():
         found = fusion.chain_units(chain, "eager", "float32")
         assert [u.pattern for u in found] == [chain.pattern] * 2, chain.name
-        traced = profile_model(chain.build(nn), chain.input_shapes).ops
+        result = profile_model(chain.build(nn), chain.input_shapes)
+        traced = result.ops
         assert [fields(op) for op in chain.ops] == [fields(op) for op in traced], chain.name
         if chain.pattern != "shuffle":
             _covers(found, len(chain.ops))
+            assert result.copies == [], chain.name
+        else:  # the copies the chain's units are written with are the ones the tracer records: a cat and a clone
+            assert [c.op for c in result.copies] == ["aten.cat.default", "aten.clone.default"] * 2, chain.name
+            assert [k.bytes for u in found for k in u.extra] == \
+                [c.reads.bytes("float32") + c.writes.bytes("float32") for c in result.copies], chain.name
         for op, k in zip(traced, fusion.op_kernels(traced, "float32")):
             # the kind each op is predicted by, from the op itself: a conv by its layer's kind, a norm as
             # batchnorm, a two-operand product/sum as add, any other elementwise op as an activation; its bytes
             # are what it reads and writes
             name = op.op.split(".")[1] if op.op.startswith("aten.") else op.op
             expected = (op.layer.kind if op.kind == "conv" else "batchnorm" if "norm" in op.kind
-                        else "pooling" if op.kind == "pooling" else "add" if name in ("add", "mul")
-                        else "activation")
+                        else ("globalpool" if set(op.io[1][2:]) == {1} else "pooling") if op.kind == "pooling"
+                        else "add" if name in ("add", "mul") else "activation")
             assert k.kind == expected, (chain.name, op.op)
             assert k.bytes == op.reads.bytes("float32") + op.writes.bytes("float32")
     assert {c.pattern for c in fusion.chains()} == set(fusion.LEARNED)
@@ -235,3 +241,88 @@ def test_profile_says_how_the_whole_forward_was_predicted(cli, fixed_ceilings, t
     after = timing()
     assert after["whole_model"] == "fused units" and after["predicted_end_to_end_s"] == pytest.approx(2 * alone)
     assert "1 conv x2.00" in after["prediction"]
+
+
+# ------------------------------------------------------------------ pooling windows and the copies a trace records
+
+class _Pools(torch.nn.Module):
+    """The pools a CNN runs, each named by what it does: a 3x3/2 max pool (ResNet's stem), a 2x2 average pool, a
+    global average pool as a module and as a mean, and the copies no count includes (a cat, a contiguous
+    transpose, a zero padding)."""
+
+    def __init__(self):
+        super().__init__()
+        self.maxpool = torch.nn.MaxPool2d(3, 2, 1)
+        self.avgpool = torch.nn.AvgPool2d(2)
+        self.gap = torch.nn.AdaptiveAvgPool2d(1)
+
+    def forward(self, x):
+        a = self.maxpool(x)  # 1x8x16x16 -> 1x8x8x8
+        b = self.avgpool(a)  # -> 1x8x4x4
+        c = torch.cat((b, b), 1)  # -> 1x16x4x4 (a copy)
+        d = c.transpose(2, 3).contiguous()  # a copy
+        e = torch.nn.functional.pad(d, (1, 1, 1, 1))  # -> 1x16x6x6 (a copy)
+        return self.gap(e) + e.mean((2, 3), keepdim=True)
+
+
+def test_a_pool_records_its_window_and_is_predicted_by_it():
+    # windows from the modules' arguments: 3x3 = 9, 2x2 = 4; a global pool of a 6x6 map averages 36 inputs
+    from dscalc.trace.profile import profile_model
+
+    result = profile_model(_Pools(), [(1, 8, 16, 16)])
+    pools = [op for op in result.ops if op.kind == "pooling"]
+    assert [op.window for op in pools] == [9, 4, 36, 36]
+    ks = [fusion.kernel_of_op(op, "float32") for op in pools]
+    assert [k.kind for k in ks] == ["pooling", "pooling", "globalpool", "globalpool"]
+    # a windowed pool: outputs x window compares/adds; a global pool: every input element once
+    assert [k.flops for k in ks] == [8 * 8 * 8 * 9, 8 * 4 * 4 * 4, 16 * 36, 16 * 36]
+    assert (ks[0].batch, ks[0].cin, ks[0].size_in, ks[0].size_out, ks[0].taps, ks[0].stride) == (1, 8, 256, 64, 9, 2)
+    assert ks[0].bytes == 4 * (8 * 16 * 16 + 8 * 8 * 8) + 8 * 8 * 8 * 8  # its values and their int64 indices
+
+
+def test_the_copies_a_forward_makes_are_recorded_beside_the_counts():
+    from dscalc.trace.profile import profile_model
+
+    result = profile_model(_Pools(), [(1, 8, 16, 16)])
+    assert [c.op for c in result.copies] == ["aten.cat.default", "aten.clone.default", "aten.constant_pad_nd.default"]
+    n_cat, n_pad = 16 * 4 * 4, 16 * 6 * 6
+    assert [(c.reads.elements, c.writes.elements) for c in result.copies] == [(n_cat, n_cat), (n_cat, n_cat),
+                                                                              (n_cat, n_pad)]
+    # they are not counted: the activations are the counted ops' outputs (max pool values + indices, avg pool,
+    # the two global pools and their sum), as before
+    written = 8 * 8 * 8 + 8 * 4 * 4 + 16 + 16 + 16
+    assert result.memory["activations"] == 4 * written + 8 * 8 * 8 * 8  # (+ the max pool's int64 indices)
+    ks = [fusion.copy_kernel(c, "float32") for c in result.copies]
+    assert [k.kind for k in ks] == ["copy"] * 3 and ks[0].bytes == 4 * 2 * n_cat
+
+
+def test_shufflenet_shuffles_are_its_traced_copies_and_squeezenets_cats_are_units_of_their_own():
+    _, shuffle = _traced("shufflenet_v2_x1_0")
+    found = fusion.units(shuffle.ops, "eager", "float32", shuffle.copies)
+    blocks = [u for u in found if u.pattern == "shuffle"]
+    # 16 InvertedResidual blocks (3 + 7 + 3 + the 3 stride-2 first ones), each a cat and a contiguous transpose
+    assert len(blocks) == 16 and all([k.name for k in u.extra] == ["aten.cat.default", "aten.clone.default"]
+                                     for u in blocks)
+    assert not [u for u in found if not u.ops and u.pattern != "shuffle"]  # every copy claimed by its block
+    _, squeeze = _traced("squeezenet1_1")
+    found = fusion.units(squeeze.ops, "eager", "float32", squeeze.copies)
+    cats = [u for u in found if not u.ops]
+    assert len(cats) == 8 and all(u.pattern == "other" and u.extra[0].kind == "copy" for u in cats)  # 8 Fire cats
+
+
+def test_the_new_memory_probes_are_what_the_tracer_records_of_their_modules():
+    # calibrate.memory_probe writes each kernel from its shape; the tracer's record of the same module is the oracle
+    from torch import nn
+
+    from dscalc.measure.calibrate import memory_probe
+    from dscalc.trace.profile import profile_model
+
+    for kind in ("globalpool", "copy", "pooling"):
+        probe = memory_probe(kind, 2, 24, 14, "float32")
+        result = profile_model(probe.build(nn), probe.input_shapes)
+        ops = result.copies if kind == "copy" else result.ops
+        assert len(ops) == 1, kind
+        k = fusion.copy_kernel(ops[0], "float32") if kind == "copy" else fusion.kernel_of_op(ops[0], "float32")
+        assert (k.kind, k.flops) == (probe.kernel.kind, probe.kernel.flops), kind
+        if kind != "pooling":  # (the trace's max pool also writes int64 indices, which the probe's eval run does not)
+            assert k.bytes == probe.kernel.bytes, kind

@@ -83,13 +83,35 @@ class _Add:
         return Add()
 
 
+class _Cat:
+    """torch.cat((x, y), 1) as a module: the copy a concatenation makes (ShuffleNet's, SqueezeNet's fire)."""
+
+    @staticmethod
+    def build(nn: Any) -> Any:
+        import torch
+
+        class Cat(nn.Module):
+            def forward(self, x, y):
+                return torch.cat((x, y), 1)
+
+        return Cat()
+
+
 def memory_probe(kind: str, batch: int, channels: int, size: int, dtype: str) -> Probe:
-    """A memory-bound op on a B x C x H x W tensor: its bytes (inputs read, output written) and a module."""
+    """A memory-bound op on a B x C x H x W tensor: its bytes (inputs read, output written) and a module. A
+    `globalpool` averages each map (AdaptiveAvgPool2d(1)); a `copy` concatenates two halves of C channels."""
     n = batch * channels * size * size
     item = itemsize(dtype)
     shape = (batch, channels, size, size)
     name = f"{kind} {channels}x{size}² b{batch}"
     same = (batch, channels, channels, size * size, size * size, 1, 1, 1)
+    if kind == "globalpool":
+        return Probe(Kernel(name, kind, n, item * (n + batch * channels), batch, channels, channels, size * size, 1,
+                            size * size, 1, 1), [shape], lambda nn: nn.AdaptiveAvgPool2d(1))
+    if kind == "copy":
+        half = (batch, max(channels // 2, 1), size, size)
+        moved = 2 * math.prod(half)
+        return Probe(Kernel(name, kind, moved, item * 2 * moved, *same), [half, half], _Cat.build)
     if kind == "batchnorm":
         return Probe(Kernel(name, kind, 2 * n, item * (2 * n + 4 * channels), *same), [shape],
                      lambda nn: nn.BatchNorm2d(channels).eval())
@@ -129,9 +151,14 @@ def design(dtype: str = "float32") -> list[Probe]:
         if s <= 28:
             probes.append(_layer_probe(conv(c, c // 2, 4, s, stride=2, padding=1, transposed=True, batch=b,
                                             dtype=dtype, name=f"tconv k4/s2 {c}->{c // 2} {s}² b{b}")))
-        probes.append(memory_probe(("batchnorm", "activation", "add", "pooling")[i % 4], b, c, s, dtype))
-        probes.append(memory_probe(("activation", "add", "pooling", "batchnorm")[i % 4], 1 + 7 * (i % 2), c, s,
-                                   dtype))
+        probes.append(memory_probe(MEMORY_KINDS[i % 6], b, c, s, dtype))
+        probes.append(memory_probe(MEMORY_KINDS[(i + 3) % 6], 1 + 7 * (i % 2), c, s, dtype))
+    # the memory-bound ops of late, narrow maps at batch 1 (squeeze-excite pools, norms of 7x7 maps): where the
+    # fixed cost of an eager op decides, as in a MobileNetV3 or EfficientNet
+    for i, (c, s) in enumerate([(16, 56), (40, 28), (96, 14), (120, 28), (240, 14), (576, 7), (672, 7), (1024, 7),
+                                (1280, 7), (72, 56)]):
+        probes += [memory_probe(kind, 1, c, s, dtype) for kind in ("batchnorm", "globalpool", "copy")]
+        probes.append(memory_probe(("activation", "add", "pooling")[i % 3], 1, c, s, dtype))
     # small convs (few channels, small maps): where the fixed cost decides and a separable pair can lose
     for cin, cout, kk, s, b, stride in [(8, 16, 3, 7, 1, 1), (16, 16, 5, 14, 2, 1), (12, 24, 3, 28, 1, 2),
                                         (32, 16, 7, 7, 4, 1), (16, 32, 3, 20, 8, 1), (24, 12, 7, 14, 1, 2)]:

@@ -180,11 +180,15 @@ def _shuffle_blocks(ops: Sequence[Op]) -> dict[str, int]:
     return last
 
 
-def units(ops: Sequence[Op], runtime: str = "eager", dtype: str = "float32") -> list[Unit]:
+def units(ops: Sequence[Op], runtime: str = "eager", dtype: str = "float32", copies: Sequence[Op] = ()) -> list[Unit]:
     """A traced model's ops grouped into the units `runtime` runs, in order (every op in exactly one unit; a
-    shuffle unit has no traced op, only its copies)."""
+    shuffle unit has no traced op, only its copies), and each of the trace's `copies` that no shuffle claims as
+    an `other` unit of its own, at the end. A shuffle's copies are the trace's copies in its block where the
+    trace recorded them (a torch trace), else the two an eager ShuffleNet block makes (a cat and a contiguous
+    transpose of its output)."""
     out: list[Unit] = []
     shuffles = {end: block for block, end in _shuffle_blocks(ops).items()}
+    claimed: set[int] = set()
     i, n = 0, len(ops)
 
     def add(pattern: str, members: list[int]) -> None:
@@ -222,9 +226,16 @@ def units(ops: Sequence[Op], runtime: str = "eager", dtype: str = "float32") -> 
         for end in range(start, i):  # a block's output: branch2's last output and as much again, concatenated
             block = shuffles.get(end)
             if block is not None:
-                elements = 2 * ops[end].elements
-                copy = Kernel(f"{block}: channel shuffle copy", "activation", elements, 2 * elements * itemsize(dtype))
-                out.append(Unit("shuffle", block, (), (), (copy, copy)))
+                mine = [j for j, c in enumerate(copies) if j not in claimed and c.module == block]
+                if mine:
+                    claimed.update(mine)
+                    out.append(Unit("shuffle", block, (), (), tuple(copy_kernel(copies[j], dtype) for j in mine)))
+                else:
+                    elements = 2 * ops[end].elements
+                    copy = Kernel(f"{block}: channel shuffle copy", "copy", elements, 2 * elements * itemsize(dtype))
+                    out.append(Unit("shuffle", block, (), (), (copy, copy)))
+    out += [Unit("other", c.module, (), (), (copy_kernel(c, dtype),)) for j, c in enumerate(copies)
+            if j not in claimed]
     return out
 
 
@@ -247,11 +258,14 @@ _BINARY = ("add", "sub", "mul", "div", "where", "maximum", "minimum")
 def kernel_of_op(op: Op, dtype: str) -> Kernel:
     """A traced op (`trace.records.OpRecord`, or a chain's `ChainOp`) as a kernel the calibrated model knows:
     convolutions by their layer's kind (with the layer's shape, the learned model's features), matrix products as
-    `linear`, norms and pooling as themselves, a two-operand elementwise op (add, mul, ...) as `add`, any other as
-    `activation`. The one mapping: whole models, their fused units and the benchmarks all read ops through it."""
+    `linear`, norms as batch norm, pooling by its window (`pool_kernel`), a two-operand elementwise op (add, mul,
+    ...) as `add`, any other as `activation`. The one mapping: whole models, their fused units and the benchmarks
+    all read ops through it (and a trace's copies through `copy_kernel`)."""
     flops, nbytes = 2 * op.macs if op.macs else op.elements, op.reads.bytes(dtype) + op.writes.bytes(dtype)
     if op.kind == "conv" and op.layer is not None:
         return replace(kernel_of(op.layer), name=op.op, flops=flops, bytes=nbytes)
+    if op.kind == "pooling":
+        return pool_kernel(op, dtype)
     if op.kind in _OP_KINDS:
         target = _OP_KINDS[op.kind]
     elif op.kind == "elementwise" and base(op.op) in _BINARY:
@@ -259,6 +273,31 @@ def kernel_of_op(op: Op, dtype: str) -> Kernel:
     else:
         target = "activation"
     return Kernel(op.op, target, flops, nbytes)
+
+
+def pool_kernel(op: Op, dtype: str) -> Kernel:
+    """A pooling op as the kernel that models it: a global pool (one output per map) as `globalpool`, FLOPs = its
+    input elements; a windowed pool as `pooling`, FLOPs = outputs x window (a 3x3 max pool compares 9 inputs per
+    output); with its shape (batch, channels, map sizes, window, stride) where the trace recorded it."""
+    nbytes = op.reads.bytes(dtype) + op.writes.bytes(dtype)
+    window = getattr(op, "window", 0)
+    shape_in, shape_out = (op.io[0], op.io[1]) if len(op.io) == 2 else ((), ())
+    if len(shape_in) < 3 or not shape_out:
+        return Kernel(op.op, "pooling", op.elements * max(window, 1), nbytes)
+    batch, channels, size_in = shape_in[0], shape_in[1], math.prod(shape_in[2:])
+    size_out = math.prod(shape_out[2:]) if len(shape_out) > 2 else 1
+    if _is_global_pool(op):
+        return Kernel(op.op, "globalpool", math.prod(shape_in), nbytes, batch, channels, channels, size_in, 1,
+                      size_in, 1, 1)
+    stride = max(1, round(math.sqrt(size_in / size_out))) if size_out else 1
+    return Kernel(op.op, "pooling", op.elements * max(window, 1), nbytes, batch, channels, channels, size_in,
+                  size_out, window, stride, 1)
+
+
+def copy_kernel(op: Op, dtype: str) -> Kernel:
+    """A copy the trace recorded beside its ops (`ProfileResult.copies`: a cat, a contiguous transpose) as a
+    `copy` kernel: bytes read and written, one FLOP per element written."""
+    return Kernel(op.op, "copy", op.elements, op.reads.bytes(dtype) + op.writes.bytes(dtype))
 
 
 def op_kernels(ops: Sequence[Op], dtype: str) -> list[Kernel]:
@@ -278,12 +317,13 @@ def unit_seconds(unit: Unit, kernels: Sequence[Kernel], seconds: Callable[[Kerne
 
 
 def predict(ops: Sequence[Op], dtype: str, runtime: str, seconds: Callable[[Kernel], float | None],
-            factors: dict[str, float], fallback: float) -> float | None:
+            factors: dict[str, float], fallback: float, copies: Sequence[Op] = ()) -> float | None:
     """A whole forward: each unit's kernels that run, summed, times its pattern's factor (`fallback`, the
-    in-network factor, for `other` and for a pattern without one); None where a kernel cannot be predicted."""
+    in-network factor, for `other` and for a pattern without one), the trace's `copies` included; None where a
+    kernel cannot be predicted."""
     kernels = op_kernels(ops, dtype)
     total = 0.0
-    for unit in units(ops, runtime, dtype):
+    for unit in units(ops, runtime, dtype, copies):
         s = unit_seconds(unit, kernels, seconds)
         if s is None:
             return None
@@ -477,7 +517,7 @@ def chain_units(chain: Chain, runtime: str, dtype: str) -> list[Unit]:
     """A chain's units on `runtime` (a shuffle chain: its copies, which the trace does not record)."""
     if chain.pattern == "shuffle":
         elements = math.prod(chain.input_shapes[0])
-        copy = Kernel(f"{chain.name}: copy", "activation", elements, 2 * elements * itemsize(dtype))
+        copy = Kernel(f"{chain.name}: copy", "copy", elements, 2 * elements * itemsize(dtype))
         return [Unit("shuffle", chain.name, (), (), (copy, copy))] * 2
     return units(chain.ops, runtime, dtype)
 

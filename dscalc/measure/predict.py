@@ -26,7 +26,9 @@ from dscalc.measure.learned import Forest, quantile
 #: the kernel kinds a calibration measures (its design covers exactly these, tested): the weighted layer kinds of
 #: the engine and the memory-bound ops a model also runs
 CONV_KINDS = WEIGHTED
-MEMORY_KINDS = ("batchnorm", "activation", "add", "pooling")
+#: (`pooling`: a windowed max/avg pool, FLOPs = outputs x window; `globalpool`: a whole map averaged, FLOPs = its
+#: inputs; `copy`: a concatenation or a contiguous transpose, bytes only)
+MEMORY_KINDS = ("batchnorm", "activation", "add", "pooling", "globalpool", "copy")
 KINDS = CONV_KINDS + MEMORY_KINDS
 #: the fused-unit patterns a calibration learns a factor for (`Calibration.units`; recognised by `measure.fusion`)
 UNIT_PATTERNS = ("conv", "depthwise", "se", "shuffle", "residual")
@@ -243,7 +245,9 @@ def sample_from_list(row: Any) -> Sample:
 
 
 #: a kind with too few samples borrows the model of its nearest relative
-_FALLBACK = {"grouped": "standard", "transposed": "standard", "linear": "pointwise"}
+#: the model a kind borrows where a calibration has none of its own (one cached before the kind was measured)
+_FALLBACK = {"grouped": "standard", "transposed": "standard", "linear": "pointwise", "globalpool": "activation",
+             "copy": "activation"}
 
 
 def pair(first: Prediction, second: Prediction) -> Prediction:

@@ -31,7 +31,7 @@ AXES = ("latency", "params", "keras_params", "weights", "macs", "activations", "
 #: a memory-bound row kind -> the calibrated kernel kind that models it (views and no-ops are free)
 _MEMORY_KIND = {"bn": "batchnorm", "relu": "activation", "relu6": "activation", "activation": "activation",
                 "softmax": "activation", "sigmoid": "activation", "swish": "activation", "hardswish": "activation",
-                "maxpool": "pooling", "avgpool": "pooling", "gap": "pooling", "add": "add"}
+                "maxpool": "pooling", "avgpool": "pooling", "gap": "globalpool", "add": "add"}
 
 
 # ---------------------------------------------------------------------------------------------- records
@@ -166,8 +166,8 @@ class BlockCache:
             kind = _MEMORY_KIND[row.kind]
             # the work as the calibration's probes count it (`calibrate.memory_probe`): 2 per element for a norm,
             # one per window tap for a pool (every input element for a global pool), one per element otherwise
-            work = {"batchnorm": 2 * n, "pooling": numel(row.input_shape) if row.kind == "gap"
-                    else math.prod(row.kernel) * n}.get(kind, n)
+            work = {"batchnorm": 2 * n, "globalpool": numel(row.input_shape),
+                    "pooling": math.prod(row.kernel) * n}.get(kind, n)
             p = self.predictor.kernel(Kernel(row.name, kind, work, row.bytes), row.dtype)
             model = "calibrated" if p is not None else None
         return Block(sig, row.kind, row.input_shape, row.output_shape, row.macs, row.bytes,

@@ -309,10 +309,10 @@ def whole_prediction(result: ProfileResult, predictor: Predictor) -> WholePredic
         return None if p is None else p.seconds
 
     runtime = predictor.settings.runtime
-    seconds = fusion.predict(result.ops, result.dtype, runtime, alone, cal.units, cal.in_network)
+    seconds = fusion.predict(result.ops, result.dtype, runtime, alone, cal.units, cal.in_network, result.copies)
     if seconds is None:
         return None
-    found = fusion.counts(fusion.units(result.ops, runtime, result.dtype))
+    found = fusion.counts(fusion.units(result.ops, runtime, result.dtype, result.copies))
     shown = ", ".join(f"{found[p]} {p} x{cal.units[p]:.2f}" for p in fusion.LEARNED if found[p] and p in cal.units)
     return WholePrediction(seconds, "fused units",
                            f"the units {runtime} runs ({shown or 'none'}; other ops x{cal.in_network:.2f})")
@@ -326,13 +326,15 @@ def whole_model(result: ProfileResult, predictor: Predictor) -> float | None:
 
 def summed_model(result: ProfileResult, predictor: Predictor) -> float | None:
     """The one-factor prediction: every op the trace recorded (convolutions, matrix products, norms, pooling,
-    elementwise), each by the calibrated model of its kind, times the calibration's in-network factor (kernels run
-    slower inside a network than alone); None without a calibration."""
-    from dscalc.measure.fusion import kernel_of_op
+    elementwise) and the copies it made, each by the calibrated model of its kind, times the calibration's
+    in-network factor (kernels run slower inside a network than alone); None without a calibration."""
+    from dscalc.measure.fusion import copy_kernel, kernel_of_op
 
     total = 0.0
-    for op in result.ops:
-        p = predictor.kernel(kernel_of_op(op, result.dtype), result.dtype)
+    kernels = [*(kernel_of_op(op, result.dtype) for op in result.ops),
+               *(copy_kernel(op, result.dtype) for op in result.copies)]
+    for k in kernels:
+        p = predictor.kernel(k, result.dtype)
         if p is None:
             return None
         total += p.seconds

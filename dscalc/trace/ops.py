@@ -769,3 +769,28 @@ SHAPE_OPS = {
 #: registered, but its eager CPU path calls torch.compile, which does not run under a dispatch mode: it is counted
 #: where its higher-order op reaches the tracer, as in an exported graph.)
 NOT_COUNTED: dict[str, str] = {}
+
+#: the shape ops that copy their data (each reads its inputs and writes a new tensor): no count includes them, a
+#: latency prediction must (ShuffleNet's cat and contiguous transpose, SqueezeNet's cat; `Trace.copies`)
+COPIES = {"cat", "clone", "stack", "_to_copy", "copy_", "constant_pad_nd", "repeat", "roll", "flip", "index",
+          "_unsafe_index", "pad", "channel_shuffle", "pixel_shuffle", "lift_fresh_copy"}
+
+#: the pooling ops whose second argument is their window (kernel_size); the others (adaptive, mean) reduce whole maps
+_WINDOWED = {"max_pool1d", "max_pool2d", "max_pool2d_with_indices", "max_pool3d_with_indices", "mkldnn_max_pool2d",
+             "avg_pool1d", "avg_pool2d", "avg_pool3d"}
+
+
+def pool_window(name: str, args: tuple, io: tuple[tuple[int, ...], ...]) -> int:
+    """A pooling op's window in elements: its kernel_size's product, or for an adaptive pool or a mean the input
+    elements per output element (a global pool: the whole map); 0 where it cannot be told."""
+    if name in _WINDOWED and len(args) > 1:
+        k = args[1]
+        sizes = [int(x) for x in k] if isinstance(k, (list, tuple)) else [int(k)]
+        dims = max(len(io[0]) - 2, 1) if io and io[0] else len(sizes)
+        if len(sizes) == 1:
+            sizes *= dims
+        return math.prod(sizes)
+    if len(io) == 2 and io[0] and io[1]:
+        out = math.prod(io[1])
+        return -(-math.prod(io[0]) // out) if out else 0
+    return 0

@@ -44,6 +44,7 @@ class OpRecord:
     mac_dtype: str = ""  # the element type of its multiplies when the op fixes it (int8: quantized kernels)
     calls: tuple[tuple[str, int], ...] = ()  # (module path, call number) of the running modules on a repeat call
     io: tuple[tuple[int, ...], ...] = ()  # (its first tensor input's shape, its first output's shape)
+    window: int = 0  # a pooling op's window in elements (k*k; a global pool's the whole map), else 0
 
 
 @dataclass
@@ -68,6 +69,9 @@ class Trace:
     module_kinds: dict[str, str] = field(default_factory=dict)  # what each module is (opkinds), where known
     #: module path -> (input shape, output shape) of each of its calls, in order (the modules' hooks saw them)
     module_io: dict[str, list[tuple[tuple[int, ...], tuple[int, ...]]]] = field(default_factory=dict)
+    #: the copies a forward makes that no count includes (cat, a contiguous transpose, padding: `trace.ops.COPIES`),
+    #: as records of kind `other`: what a latency prediction must add, kept out of the rows, totals and memory
+    copies: list[OpRecord] = field(default_factory=list)
 
 
 @dataclass
@@ -134,4 +138,5 @@ class ProfileResult:
     notes: list[str] = field(default_factory=list)
     dtype: str = "float32"
     ops: list[OpRecord] = field(default_factory=list)  # every op the trace recorded, in order (for predictions)
+    copies: list[OpRecord] = field(default_factory=list)  # the copies it made beside them (`Trace.copies`)
     depth: int | None = None  # rows collapse module paths to this many components (None: one row per module)

@@ -114,7 +114,7 @@ def summarize(tr: Trace, depth: int | None = None, dtype: str = "float32") -> Pr
     notes += [f"not counted, by convention: {', '.join(ops)} - {reason}" for reason, ops in why.items()]
     return ProfileResult(rows, totals, {k: v for k, v in by_kind.items() if v["ops"]}, dict(tr.uncounted),
                          tr.input_shapes, tr.output_shapes, layers, memory=memory, notes=notes, dtype=dtype,
-                         ops=list(tr.records), depth=depth)
+                         ops=list(tr.records), copies=list(tr.copies), depth=depth)
 
 
 def _row_name(name: str, call: int) -> str:

@@ -37,7 +37,19 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from dscalc.cost.opkinds import MAC_KINDS, NORM_KINDS
 from dscalc.errors import BadInput, RuntimeFailure, first_line, from_user_code, interrupted
 from dscalc.trace import wrappers
-from dscalc.trace.ops import SHAPE_OPS, Call, Count, Mismatch, NeedsValues, check_for, handler_for, key_of, shape_of
+from dscalc.trace.ops import (
+    COPIES,
+    SHAPE_OPS,
+    Call,
+    Count,
+    Mismatch,
+    NeedsValues,
+    check_for,
+    handler_for,
+    key_of,
+    pool_window,
+    shape_of,
+)
 from dscalc.trace.records import OpRecord, Size, Trace
 from dscalc.trace.run import MetaLimit, Runner
 
@@ -243,6 +255,7 @@ class _Recorder(TorchDispatchMode):
         self.context = context or _Context({})
         self.liveness = liveness
         self.records: list[OpRecord] = []
+        self.copies: list[OpRecord] = []  # the copying shape ops (`Trace.copies`)
         self.uncounted: dict[str, int] = {}
         self._no_macs: set[Any] = set()  # ops whose table decomposition turned out to do no multiply-add
 
@@ -295,6 +308,8 @@ class _Recorder(TorchDispatchMode):
 
     def _record(self, func: Any, handler: Any, name: str, args: tuple, kwargs: dict, out: Any) -> None:
         if handler is None and name in SHAPE_OPS:
+            if name in COPIES:
+                self._copy(func, args, kwargs, out)
             return
         outs = _tensors(out)
         elements = outs[0].numel() if outs else 0
@@ -315,8 +330,19 @@ class _Recorder(TorchDispatchMode):
         kind, module = _refine(handler.kind, module, self.context, ins)
         layer = replace(count.layer, name=module or "conv") if count.layer is not None else None
         reads = reads + Size(0, count.fixed_bytes)
+        window = pool_window(name, args, io) if kind == "pooling" else 0
         self.records.append(OpRecord(module, str(func), kind, count.macs, elements, layer, count.bias_adds,
-                                     reads, writes, count.dtype, calls=calls, io=io))
+                                     reads, writes, count.dtype, calls=calls, io=io, window=window))
+
+    def _copy(self, func: Any, args: tuple, kwargs: dict, out: Any) -> None:
+        """A shape op that copies its data, as a record of kind `other` in `copies` (not in the counts)."""
+        outs = _tensors(out)
+        if not outs:
+            return
+        ins = _tensors((args, kwargs))
+        io = (shape_of(ins[0]) if ins else (), shape_of(outs[0]))
+        self.copies.append(OpRecord(self.where(), str(func), "other", 0, outs[0].numel(), None, 0, _size(ins),
+                                    _size(outs), calls=self.context.repeated, io=io))
 
 
 class _AttentionCalls(TorchFunctionMode):
@@ -594,6 +620,7 @@ def _trace_once(model: Any, input_shapes: list[tuple[int, ...]], dtype: torch.dt
     types.update(run.types)
     return Trace(
         records=recorder.records,
+        copies=recorder.copies,
         uncounted=recorder.uncounted,
         module_types=types,
         module_params=st.own,
