@@ -109,9 +109,9 @@ def memory_probe(kind: str, batch: int, channels: int, size: int, dtype: str) ->
         return Probe(Kernel(name, kind, n, item * (n + batch * channels), batch, channels, channels, size * size, 1,
                             size * size, 1, 1), [shape], lambda nn: nn.AdaptiveAvgPool2d(1))
     if kind == "copy":
-        half = (batch, max(channels // 2, 1), size, size)
-        moved = 2 * math.prod(half)
-        return Probe(Kernel(name, kind, moved, item * 2 * moved, *same), [half, half], _Cat.build)
+        part = (batch, max(channels // 2, 1), size, size)
+        moved = 2 * math.prod(part)
+        return Probe(Kernel(name, kind, moved, item * 2 * moved, *same), [part, part], _Cat.build)
     if kind == "batchnorm":
         return Probe(Kernel(name, kind, 2 * n, item * (2 * n + 4 * channels), *same), [shape],
                      lambda nn: nn.BatchNorm2d(channels).eval())
