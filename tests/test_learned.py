@@ -326,3 +326,38 @@ def test_a_round_off_term_is_no_term_and_the_cache_accepts_the_fit():
     assert d["flop_per_s"] is None and 1e9 < d["byte_per_s"] < MAX_RATE
     cal = Calibration("cpu", "x", 2, "float32", False, "onnxruntime", "t", 0, 1.0, None, {"add": model})
     assert calibrate.checked(cal.to_dict()).models["add"].per_flop == 0.0
+
+
+def test_a_depth_multiplier_is_its_own_kernel_kind_and_fitting_it_apart_mends_the_depthwise_line():
+    from dataclasses import replace
+
+    from dscalc.cost.layers import depthwise
+    from dscalc.measure.predict import MULTIPLIER, kernel_of
+
+    assert kernel_of(depthwise(32, 3, 14)).kind == "depthwise"
+    assert kernel_of(depthwise(32, 3, 14, depth_multiplier=2)).kind == MULTIPLIER
+
+    # a synthetic device where a depth multiplier takes another algorithm, 50 µs + FLOPs at 100 GFLOP/s with
+    # multiplier 1 and at 10 GFLOP/s with 2 (a fresh eager calibration here: the dm1 line's kernels within 25%
+    # went from 66% to 80% once the dm2 ones were fitted apart)
+    def device(k: Kernel) -> float:
+        return 50e-6 + k.flops / (100e9 if k.cout == k.cin else 10e9)
+
+    layers = [depthwise(c, k, s, depth_multiplier=dm, padding="same")
+              for c in (16, 48, 96, 256) for k in (3, 5) for s in (14, 56) for dm in (1, 1, 1, 2)]
+    measured = [Sample(kernel_of(x), device(kernel_of(x))) for x in layers]
+    dm1 = [m for m in measured if m.kernel.kind == "depthwise"]
+    apart = fit_all(measured)
+    together = fit_all([replace(m, kernel=replace(m.kernel, kind="depthwise")) for m in measured])
+
+    def worst(model, samples):
+        return max(abs(sum(model.terms(m.kernel)) / m.seconds - 1) for m in samples)
+
+    dm2 = [m for m in measured if m.kernel.kind == MULTIPLIER]
+    assert worst(apart["depthwise"], dm1) < 1e-6 and worst(apart[MULTIPLIER], dm2) < 1e-6
+    # one line for both: the multiplier's kernels predicted at a fraction of their time, the others off too
+    assert worst(together["depthwise"], dm2) > 0.5 and worst(together["depthwise"], dm1) > 0.01
+    # a calibration cached before the kind was measured predicts it by the depthwise line
+    old = calibration(dm1)
+    k = kernel_of(depthwise(32, 3, 14, depth_multiplier=2))
+    assert old.predict(k, linear=True).seconds == old.predict(replace(k, kind="depthwise"), linear=True).seconds

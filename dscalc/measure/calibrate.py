@@ -160,6 +160,9 @@ def design(dtype: str = "float32") -> list[Probe]:
         probes += [memory_probe(kind, 1, c, s, dtype) for kind in ("batchnorm", "globalpool", "copy")]
         probes.append(memory_probe(("activation", "add", "pooling")[i % 3], 1, c, s, dtype))
     # small convs (few channels, small maps): where the fixed cost decides and a separable pair can lose
+    for c, k, s, b in [(24, 3, 28, 1), (64, 5, 14, 2)]:  # depth multiplier 2: with the maps' two, four of them
+        probes.append(_layer_probe(depthwise(c, k, s, depth_multiplier=2, padding="same", batch=b, dtype=dtype,
+                                             name=f"dw k{k}/s1/dm2 {c}x{s}² b{b}")))
     for cin, cout, kk, s, b, stride in [(8, 16, 3, 7, 1, 1), (16, 16, 5, 14, 2, 1), (12, 24, 3, 28, 1, 2),
                                         (32, 16, 7, 7, 4, 1), (16, 32, 3, 20, 8, 1), (24, 12, 7, 14, 1, 2)]:
         probes.append(_layer_probe(conv(cin, cout, kk, s, batch=b, padding=kk // 2, stride=stride, dtype=dtype,

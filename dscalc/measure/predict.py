@@ -26,10 +26,14 @@ from dscalc.measure.learned import Forest, quantile
 #: the kernel kinds a calibration measures (its design covers exactly these, tested): the weighted layer kinds of
 #: the engine and the memory-bound ops a model also runs
 CONV_KINDS = WEIGHTED
+#: a depthwise convolution with a depth multiplier > 1 (groups = input channels, several outputs per group) is its
+#: own kernel kind: oneDNN runs it by another algorithm, 2-12x the time the depth-multiplier-1 line predicts (the
+#: two kinds fitted as one, the line fitted neither: 66% of the depthwise kernels within 25%, 80% apart)
+MULTIPLIER = "multiplier"
 #: (`pooling`: a windowed max/avg pool, FLOPs = outputs x window; `globalpool`: a whole map averaged, FLOPs = its
 #: inputs; `copy`: a concatenation or a contiguous transpose, bytes only)
 MEMORY_KINDS = ("batchnorm", "activation", "add", "pooling", "globalpool", "copy")
-KINDS = CONV_KINDS + MEMORY_KINDS
+KINDS = (*CONV_KINDS, MULTIPLIER, *MEMORY_KINDS)
 #: the fused-unit patterns a calibration learns a factor for (`Calibration.units`; recognised by `measure.fusion`)
 UNIT_PATTERNS = ("conv", "depthwise", "se", "shuffle", "residual")
 #: a rate (FLOP/s, byte/s) above this is none: `measure.ceilings.MAX_RATE`, the cache's check of a rate
@@ -64,9 +68,12 @@ class Kernel:
 
 
 def kernel_of(layer: LayerCost) -> Kernel:
-    """A costed layer as the model sees it (with its shape)."""
+    """A costed layer as the model sees it (with its shape; a depthwise conv with a depth multiplier > 1 as a
+    `multiplier` kernel)."""
     i, o = layer.input_shape, layer.output_shape
-    return Kernel(layer.name, layer.kind, layer.flops, layer.bytes, *shape_of(i, o),
+    shape = shape_of(i, o)
+    kind = MULTIPLIER if layer.kind == "depthwise" and shape[2] > shape[1] > 0 else layer.kind
+    return Kernel(layer.name, kind, layer.flops, layer.bytes, *shape,
                   math.prod(layer.kernel) if layer.kernel else 1, max(layer.stride, default=1), layer.groups)
 
 
@@ -247,7 +254,7 @@ def sample_from_list(row: Any) -> Sample:
 #: a kind with too few samples borrows the model of its nearest relative
 #: the model a kind borrows where a calibration has none of its own (one cached before the kind was measured)
 _FALLBACK = {"grouped": "standard", "transposed": "standard", "linear": "pointwise", "globalpool": "activation",
-             "copy": "activation"}
+             "copy": "activation", MULTIPLIER: "depthwise"}
 
 
 def pair(first: Prediction, second: Prediction) -> Prediction:
