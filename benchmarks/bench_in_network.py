@@ -1,5 +1,5 @@
 """Does the in-network effect grow with the maps? Chains of conv + batch norm + activation (the calibration's
-reference chains at 64²/56², and the same kinds of chains at 224² input, 112² early maps), each timed whole against
+reference chains: at 64²/56², and at 224² input, 112² early maps), each timed whole against
 the sum of its kernels predicted alone and against its fused units' prediction (`measure.fusion` factors), from one
 eager calibration (issue 31's diagnosis of eager whole models predicted low).
 
@@ -31,7 +31,6 @@ def main() -> int:
     args = ap.parse_args()
     os.environ["XDG_CACHE_HOME"] = str(args.cache) if args.cache else tempfile.mkdtemp(prefix="dscalc-in-network-")
 
-    from dscalc.cost.layers import conv, depthwise
     from dscalc.measure import calibrate
     from dscalc.measure.ceilings import machine_load
     from dscalc.measure.settings import Settings, configured
@@ -53,22 +52,8 @@ def main() -> int:
         return total
 
     dt = "float32"
-    mobile, size, c = [], 112, 32
-    for cout, stride in [(64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2), (512, 1), (512, 1), (1024, 2)]:
-        dw = depthwise(c, 3, size, stride=stride, padding=1, name=f"dw {c}x{size}²", dtype=dt)
-        size = dw.output_shape[2]
-        mobile.append([dw, conv(c, cout, 1, size, name=f"pw {c}->{cout} {size}²", dtype=dt)])
-        c = cout
-    resnet, size, c = [], 56, 64
-    for cout, stride in [(64, 1), (64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2)]:
-        layer = conv(c, cout, 3, size, stride=stride, padding=1, name=f"conv {c}->{cout} {size}²", dtype=dt)
-        resnet.append([layer])
-        size, c = layer.output_shape[2], cout
-    chains = {"mobilenet-like at 224²": calibrate._chain(conv(3, 32, 3, 224, stride=2, padding=1, name="stem",
-                                                              dtype=dt), mobile, dt),
-              "resnet-like at 224²": calibrate._chain(conv(3, 64, 7, 224, stride=4, padding=3, name="stem",
-                                                           dtype=dt), resnet, dt),
-              **{f"{name} (calibration's)": probes for name, probes in calibrate.chains(dt).items()}}
+    # the calibration's four reference chains (the 224² two were this benchmark's own before they joined it)
+    chains = calibrate.chains(dt)
     lines = [f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; calibration: "
              f"{cal.name}, in-network factor {cal.in_network:.2f}, unit factors "
              + ", ".join(f"{k} {v:.2f}" for k, v in cal.units.items())

@@ -181,8 +181,9 @@ def main() -> int:
                  f"{took:.0f} s (budget {args.budget:.0f} s); learned models: "
                  f"{', '.join(sorted(cal.learned)) or none}; "
                  f"load per CPU after: {machine_load():.2f}")
-    lines.append(f"  in-network factor (2 reference chains, measured / the kernels' predicted sum): "
-                 f"{cal.in_network:.2f}")
+    lines.append(f"  in-network factor (4 reference chains, measured / the kernels' predicted sum): "
+                 f"{cal.in_network:.2f}; network bandwidth (the bytes term that fits them): "
+                 + (f"{cal.network_bandwidth / 1e9:.1f} GB/s" if cal.network_bandwidth else "none"))
     for kind, m in sorted(cal.models.items()):
         d = m.to_dict()
         forest = cal.learned.get(kind)
@@ -247,26 +248,32 @@ def main() -> int:
                   f"linear {preds['linear']:.2f}x, roofline {preds['roofline']:.2f}x, MACs {preds['MAC ratio']:.1f}x",
                   flush=True)
 
-        model_names = (*names, "learned, kernels' sum", "linear, kernels' sum")
+        model_names = (*names, "learned, unit factors", "learned, kernels' sum", "linear, kernels' sum")
         model_err: dict[str, list] = {n: [] for n in model_names}
-        model_lines = ["", "whole models: learned and linear as `profile --predict` predicts them (the ops grouped "
-                       "into the fused units the runtime runs, each unit's pattern factor); 'kernels' sum': every op "
-                       "alone x the in-network factor (the prediction before issue 31); MAC ratio: MACs at the "
-                       "matmul peak",
+        model_lines = ["", "whole models: learned and linear as `profile --predict` predicts them (the kernels the "
+                       "runtime runs - its fused units' - each alone plus its bytes at the calibration's network "
+                       f"bandwidth, {(cal.network_bandwidth or 0) / 1e9:.1f} GB/s); 'unit factors': the same units, "
+                       "each scaled by its pattern's factor from short chains (round 4's method); 'kernels' sum': "
+                       "every op alone x the in-network factor (the prediction before issue 31); MAC ratio: MACs at "
+                       "the matmul peak",
                        "", "| model | measured | " + " | ".join(model_names) + " |",
                        "|---|---|" + "---|" * len(model_names)]
         for name in [m for m in args.models.split(",") if m]:
             source = ModelSource.of(f"torchvision:{name}")
             result = profile_model(source.load("meta"), [(1, 3, 224, 224)], None, dtype="float32")
-            ks = fusion.op_kernels(result.ops, "float32")  # the convolutions with their shapes (learned features)
+            # the convolutions with their shapes (learned features), and the copies the forward makes
+            ks = fusion.op_kernels(result.ops, "float32") + [fusion.copy_kernel(c, "float32") for c in result.copies]
 
-            def fused(ops: list, linear: bool) -> float:
+            def fused(ops: list, copies: list, linear: bool, bandwidth: float | None = cal.network_bandwidth) -> float:
                 found = fusion.predict(ops, "float32", args.runtime,
-                                       lambda kern: cal.predict(kern, linear=linear).seconds, cal.units, cal.in_network)
+                                       lambda kern: cal.predict(kern, linear=linear).seconds, cal.units, cal.in_network,
+                                       copies, bandwidth)
                 assert found is not None
                 return found
 
-            sums = {"learned": fused(result.ops, False), "linear": fused(result.ops, True),
+            sums = {"learned": fused(result.ops, result.copies, False),
+                    "linear": fused(result.ops, result.copies, True),
+                    "learned, unit factors": fused(result.ops, result.copies, False, None),
                     "roofline": sum(roofline.predict_work(k.flops, k.bytes, "float32", ceilings).seconds for k in ks),
                     "learned, kernels' sum": sum(cal.predict(k).seconds for k in ks) * cal.in_network,
                     "linear, kernels' sum": sum(cal.predict(k, linear=True).seconds for k in ks) * cal.in_network}

@@ -205,12 +205,14 @@ def test_each_calibration_chain_is_units_of_its_own_pattern_and_its_ops_are_the_
                 [c.reads.bytes("float32") + c.writes.bytes("float32") for c in result.copies], chain.name
         for op, k in zip(traced, fusion.op_kernels(traced, "float32")):
             # the kind each op is predicted by, from the op itself: a conv by its layer's kind, a norm as
-            # batchnorm, a two-operand product/sum as add, any other elementwise op as an activation; its bytes
+            # batchnorm, a two-operand product/sum as add, an exponential (sigmoid, SiLU) as transcendental, any
+            # other elementwise op as an activation; its bytes
             # are what it reads and writes
             name = op.op.split(".")[1] if op.op.startswith("aten.") else op.op
             expected = (op.layer.kind if op.kind == "conv" else "batchnorm" if "norm" in op.kind
                         else ("globalpool" if set(op.io[1][2:]) == {1} else "pooling") if op.kind == "pooling"
-                        else "add" if name in ("add", "mul") else "activation")
+                        else "add" if name in ("add", "mul")
+                        else "transcendental" if name.rstrip("_") in ("sigmoid", "silu") else "activation")
             assert k.kind == expected, (chain.name, op.op)
             assert k.bytes == op.reads.bytes("float32") + op.writes.bytes("float32")
     assert {c.pattern for c in fusion.chains()} == set(fusion.LEARNED)
@@ -317,7 +319,7 @@ def test_the_new_memory_probes_are_what_the_tracer_records_of_their_modules():
     from dscalc.measure.calibrate import memory_probe
     from dscalc.trace.profile import profile_model
 
-    for kind in ("globalpool", "copy", "pooling"):
+    for kind in ("globalpool", "copy", "pooling", "activation", "transcendental", "batchnorm"):
         probe = memory_probe(kind, 2, 24, 14, "float32")
         result = profile_model(probe.build(nn), probe.input_shapes)
         ops = result.copies if kind == "copy" else result.ops
@@ -326,3 +328,72 @@ def test_the_new_memory_probes_are_what_the_tracer_records_of_their_modules():
         assert (k.kind, k.flops) == (probe.kernel.kind, probe.kernel.flops), kind
         if kind != "pooling":  # (the trace's max pool also writes int64 indices, which the probe's eval run does not)
             assert k.bytes == probe.kernel.bytes, kind
+
+
+# ------------------------------------------------------------------------------------- the network bandwidth
+
+def test_fit_bandwidth_recovers_the_bytes_term_of_chains_worked_by_hand():
+    # at 10 GB/s: a chain of 1 ms alone moving 10 MB runs 2 ms; one of 5 ms moving 20 MB runs 7 ms
+    assert fusion.fit_bandwidth([(2e-3, 1e-3, 10_000_000), (7e-3, 5e-3, 20_000_000)]) == pytest.approx(1e10)
+    assert fusion.fit_bandwidth([(1e-3, 1e-3, 10_000_000), (0.9e-3, 1e-3, 1_000)]) is None  # no slower than alone
+    assert fusion.fit_bandwidth([(2e-3, 1e-3, 0)]) is None and fusion.fit_bandwidth([]) is None
+
+
+def test_a_whole_model_is_its_running_kernels_plus_their_bytes_at_the_network_bandwidth():
+    # Conv2d(3, 8, 3) + ReLU on 1x3x8x8 (conftest.FIXED_MODELS): the conv reads 192 inputs and 224 weights and
+    # biases, writes 288 outputs (2,816 bytes); the ReLU reads and writes 288 (2,304 bytes); at 1 GB/s
+    from dataclasses import replace
+
+    from torch import nn
+
+    from dscalc.measure.calibrate import checked
+    from dscalc.measure.ceilings import BadEntry, Ceilings
+    from dscalc.measure.predictor import Predictor
+    from dscalc.measure.settings import Settings
+    from dscalc.study.model import whole_model, whole_prediction
+    from dscalc.trace.profile import profile_model
+
+    conv, relu = 20e-6 + 15_552 / 50e9, 5e-6 + 2_304 / 10e9
+    result = profile_model(nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU()), [(1, 3, 8, 8)])
+    ceilings = Ceilings("cpu", "x", {"float32": 1e11}, 1e10, 1e-6)
+    cal = replace(_calibration({"conv": 2.0}), network_bandwidth=1e9)
+    eager = Predictor(ceilings, Settings(), {"float32": cal})
+    assert whole_model(result, eager) == pytest.approx(conv + 2_816 / 1e9 + relu + 2_304 / 1e9)
+    assert whole_prediction(result, eager).method == "kernels in a network"
+    # ONNX Runtime fuses the ReLU into the conv: only the conv runs, and moves its bytes
+    ort = Predictor(ceilings, Settings(runtime="onnxruntime"), {"float32": cal})
+    assert whole_model(result, ort) == pytest.approx(conv + 2_816 / 1e9)
+    # the cache keeps it, checked; an older entry has none
+    entry = json.loads(json.dumps(cal.to_dict()))
+    assert checked(entry).network_bandwidth == 1e9 and "network_bandwidth" not in _calibration({}).to_dict()
+    for bad in (-1.0, 0, float("nan"), 1e30, "1e9"):
+        with pytest.raises(BadEntry, match="network_bandwidth"):
+            checked({**entry, "network_bandwidth": bad})
+
+
+def test_the_reference_chains_ops_are_the_tracers_and_onnxruntime_runs_their_convs_only():
+    from torch import nn
+
+    from dscalc.measure.calibrate import _chain, reference_layers
+    from dscalc.trace.profile import profile_model
+
+    def fields(op):
+        return (op.op, op.kind, op.macs, op.elements, op.reads.elements, op.writes.elements, op.io,
+                op.layer.kind if op.layer is not None else None)
+
+    chains = reference_layers()
+    assert len(chains) == 4
+    for name, layers in chains.items():
+        probes = _chain(layers[:3], "float32")
+        traced = profile_model(nn.Sequential(*(p.build(nn) for p in probes)).eval(), probes[0].input_shapes).ops
+        ops = fusion.conv_chain_ops(layers[:3])
+        assert [fields(op) for op in ops] == [fields(op) for op in traced], name
+        assert len(fusion.running_kernels(ops, "eager", "float32")) == 9
+        assert [k.kind for k in fusion.running_kernels(ops, "onnxruntime", "float32")] == \
+            [kernel_of_kind(x) for x in layers[:3]]
+
+
+def kernel_of_kind(layer):
+    from dscalc.measure.predict import kernel_of
+
+    return kernel_of(layer).kind

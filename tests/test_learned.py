@@ -235,7 +235,10 @@ def test_adaptive_sampling_adds_kernels_and_beats_the_linear_model(monkeypatch, 
     added = [s for s in cal.samples if s.kernel.name not in design]
     assert cal.adaptive == len(added) > 0 and cal.budget == 10.0
     assert len(ticks) == calibrate.probe_count("float32", 10.0) == 10  # a bar of seconds, ending at the budget
-    assert {"depthwise", "pointwise", "standard"} <= set(cal.learned)
+    assert {"depthwise", "pointwise"} <= set(cal.learned)
+    # every forest kept beats its kind's final line (a forest learned against an earlier line, which a refit then
+    # did not keep, once stayed: 'standard' here, whose forest and line are within a point of each other)
+    assert all(f.error < cal.models[kind].error for kind, f in cal.learned.items())
     # kernels of the pool the calibration did not measure: the learned model follows the channel effect
     seen = {s.kernel.name for s in cal.samples}
     held = [Sample(p.kernel, truth(p.kernel)) for p in calibrate.candidates(seed=99, n=300)

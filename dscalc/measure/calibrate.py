@@ -113,10 +113,13 @@ def memory_probe(kind: str, batch: int, channels: int, size: int, dtype: str) ->
         moved = 2 * math.prod(part)
         return Probe(Kernel(name, kind, moved, item * 2 * moved, *same), [part, part], _Cat.build)
     if kind == "batchnorm":
-        return Probe(Kernel(name, kind, 2 * n, item * (2 * n + 4 * channels), *same), [shape],
+        # reads its input and 4 per-channel vectors, writes its output and 2 saved statistics (as traced)
+        return Probe(Kernel(name, kind, 2 * n, item * (2 * n + 6 * channels), *same), [shape],
                      lambda nn: nn.BatchNorm2d(channels).eval())
     if kind == "activation":
         return Probe(Kernel(name, kind, n, item * 2 * n, *same), [shape], lambda nn: nn.ReLU())
+    if kind == "transcendental":
+        return Probe(Kernel(name, kind, n, item * 2 * n, *same), [shape], lambda nn: nn.SiLU())
     if kind == "add":
         return Probe(Kernel(name, kind, n, item * 3 * n, *same), [shape, shape], _Add.build)
     half = (size + 1) // 2
@@ -151,14 +154,14 @@ def design(dtype: str = "float32") -> list[Probe]:
         if s <= 28:
             probes.append(_layer_probe(conv(c, c // 2, 4, s, stride=2, padding=1, transposed=True, batch=b,
                                             dtype=dtype, name=f"tconv k4/s2 {c}->{c // 2} {s}² b{b}")))
-        probes.append(memory_probe(MEMORY_KINDS[i % 6], b, c, s, dtype))
-        probes.append(memory_probe(MEMORY_KINDS[(i + 3) % 6], 1 + 7 * (i % 2), c, s, dtype))
+        probes.append(memory_probe(MEMORY_KINDS[i % 7], b, c, s, dtype))
+        probes.append(memory_probe(MEMORY_KINDS[(i + 3) % 7], 1 + 7 * (i % 2), c, s, dtype))
     # the memory-bound ops of late, narrow maps at batch 1 (squeeze-excite pools, norms of 7x7 maps): where the
     # fixed cost of an eager op decides, as in a MobileNetV3 or EfficientNet
     for i, (c, s) in enumerate([(16, 56), (40, 28), (96, 14), (120, 28), (240, 14), (576, 7), (672, 7), (1024, 7),
                                 (1280, 7), (72, 56)]):
         probes += [memory_probe(kind, 1, c, s, dtype) for kind in ("batchnorm", "globalpool", "copy")]
-        probes.append(memory_probe(("activation", "add", "pooling")[i % 3], 1, c, s, dtype))
+        probes.append(memory_probe(("activation", "transcendental", "add", "pooling")[i % 4], 1, c, s, dtype))
     # small convs (few channels, small maps): where the fixed cost decides and a separable pair can lose
     for c, k, s, b in [(24, 3, 28, 1), (64, 5, 14, 2)]:  # depth multiplier 2: with the maps' two, four of them
         probes.append(_layer_probe(depthwise(c, k, s, depth_multiplier=2, padding="same", batch=b, dtype=dtype,
@@ -177,33 +180,52 @@ def design(dtype: str = "float32") -> list[Probe]:
     return probes
 
 
-def _chain(stem: LayerCost, blocks: list[list[LayerCost]], dtype: str) -> list[Probe]:
+def _chain(layers: list[LayerCost], dtype: str) -> list[Probe]:
     """A chain of layers, each followed by batch norm and an activation, as probes that feed one another."""
     probes = []
-    for layer in [stem, *(x for block in blocks for x in block)]:
+    for layer in layers:
         b, c, h = layer.output_shape[0], layer.output_shape[1], layer.output_shape[2]
         probes += [_layer_probe(layer), memory_probe("batchnorm", b, c, h, dtype), memory_probe("activation", b, c, h,
                                                                                                    dtype)]
     return probes
 
 
+def reference_layers(dtype: str = "float32") -> dict[str, list[LayerCost]]:
+    """Four reference networks, batch 1, each a chain of the design's kinds (every layer then followed by batch
+    norm and ReLU): MobileNet-like (depthwise + pointwise blocks) and ResNet-like (3x3 convs), each at two scales -
+    small maps that stay in cache, and a 224² input whose early maps (112², 56²) do not. Synthetic: disjoint from
+    any model a benchmark checks."""
+    out = {}
+    for name, (stem_c, stem_in, first, channels, blocks) in {
+            "mobilenet-like": (16, 128, 64, 16, [(32, 1), (64, 2), (64, 1), (128, 2), (128, 1), (256, 2), (256, 1),
+                                                 (512, 2)]),
+            "mobilenet-like at 224²": (32, 224, 112, 32, [(64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2),
+                                                          (512, 1), (512, 1), (1024, 2)])}.items():
+        layers, size, c = [conv(3, stem_c, 3, stem_in, stride=2, padding=1, name="stem", dtype=dtype)], first, channels
+        for cout, stride in blocks:
+            dw = depthwise(c, 3, size, stride=stride, padding=1, name=f"dw {c}x{size}²", dtype=dtype)
+            size = dw.output_shape[2]
+            layers += [dw, conv(c, cout, 1, size, name=f"pw {c}->{cout} {size}²", dtype=dtype)]
+            c = cout
+        out[name] = layers
+    for name, stem, size, c, blocks in [
+            ("resnet-like", conv(3, 32, 3, 112, stride=2, padding=1, name="stem", dtype=dtype), 56, 32,
+             [(32, 1), (64, 2), (64, 1), (128, 2), (128, 1), (256, 2), (256, 1)]),
+            ("resnet-like at 224²", conv(3, 64, 7, 224, stride=4, padding=3, name="stem", dtype=dtype), 56, 64,
+             [(64, 1), (64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2)])]:
+        layers = [stem]
+        for cout, stride in blocks:
+            layer = conv(c, cout, 3, size, stride=stride, padding=1, name=f"conv {c}->{cout} {size}²", dtype=dtype)
+            layers.append(layer)
+            size, c = layer.output_shape[2], cout
+        out[name] = layers
+    return out
+
+
 def chains(dtype: str = "float32") -> dict[str, list[Probe]]:
-    """Two reference networks, each a chain of the design's kinds: MobileNet-like (depthwise + pointwise blocks)
-    and ResNet-like (3x3 convs), batch 1. Timed whole, against the sum of their kernels' predictions, they give the
-    in-network factor (disjoint from any model a benchmark checks)."""
-    mobile, size, c = [], 64, 16
-    for cout, stride in [(32, 1), (64, 2), (64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2)]:
-        dw = depthwise(c, 3, size, stride=stride, padding=1, name=f"dw {c}x{size}²", dtype=dtype)
-        size = dw.output_shape[2]
-        mobile.append([dw, conv(c, cout, 1, size, name=f"pw {c}->{cout} {size}²", dtype=dtype)])
-        c = cout
-    resnet, size, c = [], 56, 32
-    for cout, stride in [(32, 1), (64, 2), (64, 1), (128, 2), (128, 1), (256, 2), (256, 1)]:
-        layer = conv(c, cout, 3, size, stride=stride, padding=1, name=f"conv {c}->{cout} {size}²", dtype=dtype)
-        resnet.append([layer])
-        size, c = layer.output_shape[2], cout
-    return {"mobilenet-like": _chain(conv(3, 16, 3, 128, stride=2, padding=1, name="stem", dtype=dtype), mobile, dtype),
-            "resnet-like": _chain(conv(3, 32, 3, 112, stride=2, padding=1, name="stem", dtype=dtype), resnet, dtype)}
+    """The reference networks (`reference_layers`) as probes. Timed whole, against their kernels predicted alone,
+    they give the in-network factor and the network bandwidth (`measure.fusion.fit_bandwidth`)."""
+    return {name: _chain(layers, dtype) for name, layers in reference_layers(dtype).items()}
 
 
 def measure_chain(probes: list[Probe], settings: Settings) -> Timing:
@@ -400,24 +422,34 @@ def calibrate(settings: Settings, progress: Callable[[], Any] | None = None, bud
                     changed.add(probe.kernel.kind)
                     adaptive += 1
                 models = fit_all(samples)
+                # a changed kind's forest goes with its old line (it learned that line's residuals): refitted, or
+                # none where the new one does not beat the new line
+                forests = {k: f for k, f in forests.items() if k not in changed}
                 forests.update(learned.fit_learned([s for s in samples if s.kernel.kind in changed], models, seed))
         cal = Calibration(settings.device, device_name(settings.device, threads), threads, settings.dtype,
                           settings.channels_last, settings.runtime, torch.__version__, start,
                           0.0, ceilings.peak_flops.get(settings.dtype), models, load, learned=forests,
                           samples=tuple(samples), budget=budget, adaptive=adaptive)
-        ratios = []
-        for probes in chains(settings.dtype).values():
+        from dscalc.measure import fusion
+
+        ratios, timed = [], []
+        for layers in reference_layers(settings.dtype).values():
+            probes = _chain(layers, settings.dtype)
+            # the kernels the runtime runs of the chain (ONNX Runtime folds its batch norms, fuses its ReLUs)
+            running = fusion.running_kernels(fusion.conv_chain_ops(layers), settings.runtime, settings.dtype)
             try:
                 predicted = sum(cal.predict(p.kernel).seconds for p in probes)
+                alone = sum(cal.predict(k).seconds for k in running)
             except KeyError:  # a kind the design did not calibrate
                 continue
             t = measure_chain(probes, quick)
             ticks.tick()
             if t.median and predicted > 0:
                 ratios.append(t.median / predicted)
+                timed.append((t.median, alone, sum(k.bytes for k in running)))
     factor = math.exp(sum(math.log(r) for r in ratios) / len(ratios)) if ratios else 1.0
     cal = replace(cal, in_network=factor, tf32=settings.tf32 and settings.device.startswith("cuda"),
-                  max_run_time=shortened(MAX_RUN))
+                  max_run_time=shortened(MAX_RUN), network_bandwidth=fusion.fit_bandwidth(timed))
     cal = _with_units(cal, quick, ticks.tick)  # the fused units' chains, in the time kept for chains
     ticks()
     cal = replace(cal, seconds=time.time() - start)
@@ -478,6 +510,7 @@ def checked(entry: Any) -> Calibration:
     number(entry, "peak_flops", hi=MAX_RATE, optional=True)
     number(entry, "load", low=0.0, hi=1e6, optional=True)
     number(entry, "in_network", hi=1e3, optional=True)
+    number(entry, "network_bandwidth", hi=MAX_RATE, optional=True)
     number(entry, "max_run_time", optional=True)
     _checked_units(entry.get("units", {}))
     models = entry.get("models")

@@ -37,7 +37,7 @@ from dscalc.cost.dtypes import itemsize
 from dscalc.cost.layers import conv
 from dscalc.cost.opkinds import NORM_KINDS
 from dscalc.cost.records import LayerCost
-from dscalc.measure.predict import UNIT_PATTERNS, Kernel, kernel_of
+from dscalc.measure.predict import NO_RATE, UNIT_PATTERNS, Kernel, kernel_of
 
 if TYPE_CHECKING:
     from dscalc.measure.predict import Calibration
@@ -253,14 +253,19 @@ def counts(found: Iterable[Unit]) -> dict[str, int]:
 _OP_KINDS = {"linear": "linear", "matmul": "linear", "attention": "linear", "recurrent": "linear",
              "pooling": "pooling", **{norm: "batchnorm" for norm in NORM_KINDS}}
 _BINARY = ("add", "sub", "mul", "div", "where", "maximum", "minimum")
+#: the elementwise ops that evaluate an exponential (or tanh, erf): a `transcendental` kernel, several times a
+#: ReLU's time on a CPU (EfficientNet's SiLU ran 3.9x what ReLU's line predicted for it)
+TRANSCENDENTAL = {"sigmoid", "silu", "gelu", "tanh", "elu", "mish", "softplus", "exp", "erf", "_softmax",
+                  "_safe_softmax", "_log_softmax", "log"}
 
 
 def kernel_of_op(op: Op, dtype: str) -> Kernel:
     """A traced op (`trace.records.OpRecord`, or a chain's `ChainOp`) as a kernel the calibrated model knows:
     convolutions by their layer's kind (with the layer's shape, the learned model's features), matrix products as
     `linear`, norms as batch norm, pooling by its window (`pool_kernel`), a two-operand elementwise op (add, mul,
-    ...) as `add`, any other as `activation`. The one mapping: whole models, their fused units and the benchmarks
-    all read ops through it (and a trace's copies through `copy_kernel`)."""
+    ...) as `add`, an exponential one (sigmoid, SiLU, GELU, ...) as `transcendental`, any other as `activation`;
+    an op on a map with the map's shape (the memory probes' features). The one mapping: whole models, their
+    fused units and the benchmarks all read ops through it (and a trace's copies through `copy_kernel`)."""
     flops, nbytes = 2 * op.macs if op.macs else op.elements, op.reads.bytes(dtype) + op.writes.bytes(dtype)
     if op.kind == "conv" and op.layer is not None:
         return replace(kernel_of(op.layer), name=op.op, flops=flops, bytes=nbytes)
@@ -270,8 +275,16 @@ def kernel_of_op(op: Op, dtype: str) -> Kernel:
         target = _OP_KINDS[op.kind]
     elif op.kind == "elementwise" and base(op.op) in _BINARY:
         target = "add"
+    elif base(op.op) in TRANSCENDENTAL:
+        target = "transcendental"
     else:
         target = "activation"
+    if target == "batchnorm":
+        flops = 2 * op.elements  # a multiply and an add per element, as the calibration's probes count it
+    out = op.io[1] if len(op.io) == 2 else ()
+    if target != "linear" and len(out) == 4:  # a map's shape, as the calibration's memory probes carry it
+        n, c, size = out[0], out[1], out[2] * out[3]
+        return Kernel(op.op, target, flops, nbytes, n, c, c, size, size, 1, 1, 1)
     return Kernel(op.op, target, flops, nbytes)
 
 
@@ -316,11 +329,28 @@ def unit_seconds(unit: Unit, kernels: Sequence[Kernel], seconds: Callable[[Kerne
     return total
 
 
+def running_kernels(ops: Sequence[Op], runtime: str, dtype: str, copies: Sequence[Op] = ()) -> list[Kernel]:
+    """The kernels `runtime` runs of a trace: its units' running ops and their extra kernels (a shuffle's copies),
+    in order (a batch norm ONNX Runtime folds into its conv is none)."""
+    kernels = op_kernels(ops, dtype)
+    return [k for u in units(ops, runtime, dtype, copies) for k in [*(kernels[i] for i in u.runs), *u.extra]]
+
+
 def predict(ops: Sequence[Op], dtype: str, runtime: str, seconds: Callable[[Kernel], float | None],
-            factors: dict[str, float], fallback: float, copies: Sequence[Op] = ()) -> float | None:
-    """A whole forward: each unit's kernels that run, summed, times its pattern's factor (`fallback`, the
-    in-network factor, for `other` and for a pattern without one), the trace's `copies` included; None where a
-    kernel cannot be predicted."""
+            factors: dict[str, float], fallback: float, copies: Sequence[Op] = (),
+            bandwidth: float | None = None) -> float | None:
+    """A whole forward, the trace's `copies` included; None where a kernel cannot be predicted. With a network
+    `bandwidth` (the calibration's): each kernel that runs, its time alone plus its bytes at that bandwidth
+    (inside a network its data is not hot in cache); else each unit's kernels that run, summed, times its
+    pattern's factor (`fallback`, the in-network factor, for `other` and for a pattern without one)."""
+    if bandwidth:
+        total = 0.0
+        for k in running_kernels(ops, runtime, dtype, copies):
+            s = seconds(k)
+            if s is None:
+                return None
+            total += s + k.bytes / bandwidth
+        return total
     kernels = op_kernels(ops, dtype)
     total = 0.0
     for unit in units(ops, runtime, dtype, copies):
@@ -329,6 +359,39 @@ def predict(ops: Sequence[Op], dtype: str, runtime: str, seconds: Callable[[Kern
             return None
         total += s * factors.get(unit.pattern, fallback)
     return total
+
+
+def fit_bandwidth(chains: Iterable[tuple[float, float, int]]) -> float | None:
+    """(measured s, its running kernels' time alone s, their bytes) of chains timed whole -> the bandwidth B
+    (bytes/s) for which alone + bytes / B fits the measured times best in relative error (least squares in 1/B:
+    1/B = sum((m - alone) * bytes / m²) / sum(bytes² / m²)); None where the chains ran no slower than their
+    kernels alone, or no bytes moved (then no bytes term explains them)."""
+    num = den = 0.0
+    for measured, alone, nbytes in chains:
+        if measured > 0 and nbytes > 0 and math.isfinite(measured) and math.isfinite(alone):
+            num += (measured - alone) * nbytes / measured**2
+            den += nbytes**2 / measured**2
+    if den <= 0 or num <= 0:
+        return None
+    bandwidth = den / num
+    return bandwidth if bandwidth < NO_RATE else None
+
+
+def conv_chain_ops(layers: Sequence[LayerCost]) -> list[ChainOp]:
+    """A chain of convolutions, each followed by batch norm and ReLU (`calibrate.reference_layers`, built by
+    `calibrate._chain`), as the ops the tracer records of it: the conv (reading its input and weights), the
+    batch norm (its input and 4 per-channel vectors; its output and 2 saved statistics), the ReLU."""
+    ops: list[ChainOp] = []
+    for i, layer in enumerate(layers):
+        shape_in, shape_out = tuple(layer.input_shape), tuple(layer.output_shape)
+        n, c = math.prod(shape_out), shape_out[1]
+        ops += [ChainOp(str(3 * i), "aten.convolution.default", "conv", layer.macs, n,
+                        Elements(math.prod(shape_in) + layer.params), Elements(n), (shape_in, shape_out), layer),
+                ChainOp(str(3 * i + 1), "aten.native_batch_norm.default", "batchnorm", 0, n, Elements(n + 4 * c),
+                        Elements(n + 2 * c), (shape_out, shape_out)),
+                ChainOp(str(3 * i + 2), "aten.relu.default", "elementwise", 0, n, Elements(n), Elements(n),
+                        (shape_out, shape_out))]
+    return ops
 
 
 def fit_factors(pairs: Iterable[tuple[str, float, float]]) -> dict[str, float]:

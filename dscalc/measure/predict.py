@@ -30,9 +30,10 @@ CONV_KINDS = WEIGHTED
 #: own kernel kind: oneDNN runs it by another algorithm, 2-12x the time the depth-multiplier-1 line predicts (the
 #: two kinds fitted as one, the line fitted neither: 66% of the depthwise kernels within 25%, 80% apart)
 MULTIPLIER = "multiplier"
-#: (`pooling`: a windowed max/avg pool, FLOPs = outputs x window; `globalpool`: a whole map averaged, FLOPs = its
-#: inputs; `copy`: a concatenation or a contiguous transpose, bytes only)
-MEMORY_KINDS = ("batchnorm", "activation", "add", "pooling", "globalpool", "copy")
+#: (`activation`: a piecewise-linear one, ReLU, ReLU6, hardswish; `transcendental`: one that evaluates an
+#: exponential, sigmoid, SiLU, GELU; `pooling`: a windowed max/avg pool, FLOPs = outputs x window; `globalpool`: a
+#: whole map averaged, FLOPs = its inputs; `copy`: a concatenation or a contiguous transpose, bytes only)
+MEMORY_KINDS = ("batchnorm", "activation", "transcendental", "add", "pooling", "globalpool", "copy")
 KINDS = (*CONV_KINDS, MULTIPLIER, *MEMORY_KINDS)
 #: the fused-unit patterns a calibration learns a factor for (`Calibration.units`; recognised by `measure.fusion`)
 UNIT_PATTERNS = ("conv", "depthwise", "se", "shuffle", "residual")
@@ -181,6 +182,11 @@ class Calibration:
     #: the budget (seconds) the calibration was given, and how many kernels adaptive sampling added
     budget: float | None = None
     adaptive: int = 0
+    #: inside a network every kernel that runs also moves its bytes at this rate (bytes/s), beyond its time alone:
+    #: its inputs, weights and output come from memory, not from the caches a kernel timed alone keeps hot.
+    #: Fitted on the reference chains timed whole (`measure.fusion.fit_bandwidth`); None where they ran no slower
+    #: than their kernels alone (then the factors above scale a whole model)
+    network_bandwidth: float | None = None
 
     def predict(self, k: Kernel, linear: bool = False) -> Prediction:
         """The kernel's predicted time: learned where a forest of its kind was fitted and its shape is known
@@ -213,7 +219,8 @@ class Calibration:
                 **({"units": dict(self.units)} if self.units else {}),
                 **({"learned": {k: f.to_dict() for k, f in self.learned.items()}} if self.learned else {}),
                 **({"samples": [sample_to_list(s) for s in self.samples]} if self.samples else {}),
-                **({"budget": self.budget, "adaptive": self.adaptive} if self.budget is not None else {})}
+                **({"budget": self.budget, "adaptive": self.adaptive} if self.budget is not None else {}),
+                **({"network_bandwidth": self.network_bandwidth} if self.network_bandwidth is not None else {})}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], forests: dict[str, Forest] | None = None) -> Calibration:
@@ -229,7 +236,8 @@ class Calibration:
                    {str(k): float(v) for k, v in (d.get("units") or {}).items()},
                    forests,
                    tuple(sample_from_list(s) for s in d.get("samples", [])),
-                   None if d.get("budget") is None else float(d["budget"]), int(d.get("adaptive", 0)))
+                   None if d.get("budget") is None else float(d["budget"]), int(d.get("adaptive", 0)),
+                   None if d.get("network_bandwidth") is None else float(d["network_bandwidth"]))
 
 
 def sample_to_list(s: Sample) -> list[Any]:
@@ -254,7 +262,7 @@ def sample_from_list(row: Any) -> Sample:
 #: a kind with too few samples borrows the model of its nearest relative
 #: the model a kind borrows where a calibration has none of its own (one cached before the kind was measured)
 _FALLBACK = {"grouped": "standard", "transposed": "standard", "linear": "pointwise", "globalpool": "activation",
-             "copy": "activation", MULTIPLIER: "depthwise"}
+             "copy": "activation", "transcendental": "activation", MULTIPLIER: "depthwise"}
 
 
 def pair(first: Prediction, second: Prediction) -> Prediction:

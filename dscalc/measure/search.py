@@ -30,7 +30,8 @@ from dscalc.errors import BadInput, RuntimeFailure
 AXES = ("latency", "params", "keras_params", "weights", "macs", "activations", "training_memory", "score")
 #: a memory-bound row kind -> the calibrated kernel kind that models it (views and no-ops are free)
 _MEMORY_KIND = {"bn": "batchnorm", "relu": "activation", "relu6": "activation", "activation": "activation",
-                "softmax": "activation", "sigmoid": "activation", "swish": "activation", "hardswish": "activation",
+                "softmax": "transcendental", "sigmoid": "transcendental", "swish": "transcendental",
+                "hardswish": "activation",
                 "maxpool": "pooling", "avgpool": "pooling", "gap": "globalpool", "add": "add"}
 
 
@@ -174,15 +175,17 @@ class BlockCache:
                      p.seconds if p is not None else None, p.bound if p is not None else None, model)
 
     def latency(self, rows: list[LayerCost]) -> float:
-        """A network's predicted latency: its kernels' sum (memory-bound ops where calibrated) times the
-        calibration's in-network factor (kernels run slower inside a network than alone)."""
+        """A network's predicted latency: its kernels' sum (memory-bound ops where calibrated), each plus its bytes
+        at the calibration's network bandwidth (`fusion.predict`'s rule for a whole model), else the sum times the
+        in-network factor (kernels run slower inside a network than alone)."""
+        cal = self.predictor.calibration(rows[0].dtype)
+        bandwidth = cal.network_bandwidth if cal is not None else None
         total = 0.0
         for row in rows:
             b = self.block(row)
             if b is not None and b.predicted_s is not None:
-                total += b.predicted_s
-        cal = self.predictor.calibration(rows[0].dtype)
-        return total * (cal.in_network if cal is not None else 1.0)
+                total += b.predicted_s + (b.bytes / bandwidth if bandwidth else 0.0)
+        return total if bandwidth else total * (cal.in_network if cal is not None else 1.0)
 
 
 # ------------------------------------------------------------------------------------------- the score

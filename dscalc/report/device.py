@@ -79,8 +79,13 @@ def calibration(cal: Calibration, cached: bool) -> Report:
                       + (f"{cal.peak_flops / 1e9:,.1f} GFLOP/s" if cal.peak_flops else "unknown")
                       + (f"; shortened by DSCALC_MAX_RUN_TIME={cal.max_run_time:g} s (cached apart from full "
                          "calibrations)" if cal.max_run_time is not None else ""))
-    grid.notes.append(f"inside a network kernels took {cal.in_network:.2f}x their time alone (two reference chains "
-                      "timed whole); a whole model's prediction is scaled by it")
+    if cal.network_bandwidth:
+        grid.notes.append(f"inside a network kernels took {cal.in_network:.2f}x their time alone (four reference "
+                          f"chains timed whole): a whole model's kernels are each predicted alone plus their bytes at "
+                          f"{cal.network_bandwidth / 1e9:,.1f} GB/s, the bandwidth that fits those chains")
+    else:
+        grid.notes.append(f"inside a network kernels took {cal.in_network:.2f}x their time alone (reference chains "
+                          "timed whole); a whole model's prediction is scaled by it")
     if cal.learned:
         grid.notes.append("learned models (trees over the line, from each kernel's shape): out-of-bag median error "
                           + ", ".join(f"{kind} {100 * f.error:.0f}%" for kind, f in cal.learned.items()))

@@ -284,31 +284,39 @@ class WholePrediction:
     """A whole forward's predicted latency, and how it was predicted (the profile's end-to-end row says)."""
 
     seconds: float
-    method: str  # fused units | kernels' sum
+    method: str  # kernels in a network | fused units | kernels' sum
     detail: str  # one line: what it multiplied
 
 
 def whole_prediction(result: ProfileResult, predictor: Predictor) -> WholePrediction | None:
-    """The predicted latency of the whole forward, fusion-aware where the calibration learned its unit factors
-    (`measure.fusion`): the traced ops grouped into the units the settings' runtime runs (conv + batch norm +
-    activation, squeeze-excite, channel shuffle, residual add), each unit's running kernels predicted alone,
-    summed and scaled by its pattern's factor (the in-network factor for any other op). Without unit factors
-    (an older calibration): `summed_model`. None without a calibration."""
+    """The predicted latency of the whole forward, fusion-aware (`measure.fusion`): the traced ops grouped into the
+    units the settings' runtime runs (conv + batch norm + activation, squeeze-excite, channel shuffle, residual
+    add; what the runtime folds or fuses away does not run), each running kernel predicted alone plus its bytes
+    at the calibration's network bandwidth (inside a network data comes from memory, not hot caches). A
+    calibration without one (its reference chains ran no slower than alone, or cached before it was measured):
+    each unit scaled by its pattern's factor, or without those `summed_model`. None without a calibration."""
     from dscalc.measure import fusion
 
     cal = predictor.calibration(result.dtype)
     if cal is None:
         return None
-    if not cal.units:
-        seconds = summed_model(result, predictor)
-        return None if seconds is None else WholePrediction(
-            seconds, "kernels' sum", f"the kernels' sum x{cal.in_network:.2f}, as measured inside networks here")
+    runtime = predictor.settings.runtime
 
     def alone(k: Any) -> float | None:
         p = predictor.kernel(k, result.dtype)
         return None if p is None else p.seconds
 
-    runtime = predictor.settings.runtime
+    if cal.network_bandwidth:
+        seconds = fusion.predict(result.ops, result.dtype, runtime, alone, {}, 1.0, result.copies,
+                                 cal.network_bandwidth)
+        return None if seconds is None else WholePrediction(
+            seconds, "kernels in a network",
+            f"the kernels {runtime} runs, each alone plus its bytes at {cal.network_bandwidth / 1e9:.1f} GB/s, the "
+            "bandwidth inside networks here")
+    if not cal.units:
+        seconds = summed_model(result, predictor)
+        return None if seconds is None else WholePrediction(
+            seconds, "kernels' sum", f"the kernels' sum x{cal.in_network:.2f}, as measured inside networks here")
     seconds = fusion.predict(result.ops, result.dtype, runtime, alone, cal.units, cal.in_network, result.copies)
     if seconds is None:
         return None
