@@ -109,11 +109,41 @@ def budgeted(settings: Settings) -> Settings:
                                                                                               cap))
 
 
+#: glibc's malloc serves a block above its mmap threshold (128 KiB at first) from fresh pages and unmaps them on
+#: free - a page fault per 4 KiB on every call - until the process frees such a block; then the threshold rises to
+#: that block's size (at most 32 MiB) and later blocks come from the heap, kept. An NCHW depthwise conv whose
+#: scratch buffers take 14 MiB (k5, 48 x 40², batch 16) ran 4.8 ms a call in a fresh process and 1.0 ms once one
+#: 16 MiB tensor had been freed (3,568 page faults a call -> 0; benchmarks/bench_allocator.py). Which of the two a
+#: timing saw depended on what the process had freed before it. Every timing now starts from the steady state, the
+#: one a process is in once it has freed a large tensor: this block, allocated, touched and freed once.
+STEADY_BLOCK = 32 * 1024 * 1024 - 64 * 1024
+_steady = False
+
+
+def steady_allocator() -> None:
+    """Bring glibc's malloc to its steady state (above), once per process; elsewhere (macOS, musl) nothing."""
+    global _steady
+    if _steady:
+        return
+    _steady = True
+    import platform
+
+    if platform.libc_ver()[0] != "glibc":
+        return
+    import torch
+
+    block = torch.empty(STEADY_BLOCK, dtype=torch.uint8)
+    block.fill_(0)
+    del block
+
+
 def measure(fn: Callable[[], Any], settings: Settings, label: str = "") -> Timing:
-    """Median latency of `fn` by the protocol above."""
+    """Median latency of `fn` by the protocol above, the allocator in its steady state (`steady_allocator`)."""
     import logging
 
     import torch
+
+    steady_allocator()
 
     logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)  # "No CUDA runtime" on CPU builds
     from torch.utils import benchmark
