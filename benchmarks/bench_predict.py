@@ -183,7 +183,9 @@ def main() -> int:
                  f"load per CPU after: {machine_load():.2f}")
     lines.append(f"  in-network factor (4 reference chains, measured / the kernels' predicted sum): "
                  f"{cal.in_network:.2f}; network bandwidth (the bytes term that fits them): "
-                 + (f"{cal.network_bandwidth / 1e9:.1f} GB/s" if cal.network_bandwidth else "none"))
+                 + (f"{cal.network_bandwidth / 1e9:.1f} GB/s" if cal.network_bandwidth else "none")
+                 + "; overhead per kernel: " + (f"{cal.network_overhead * 1e6:.1f} µs" if cal.network_overhead
+                                                else "none"))
     for kind, m in sorted(cal.models.items()):
         d = m.to_dict()
         forest = cal.learned.get(kind)
@@ -252,7 +254,8 @@ def main() -> int:
         model_err: dict[str, list] = {n: [] for n in model_names}
         model_lines = ["", "whole models: learned and linear as `profile --predict` predicts them (the kernels the "
                        "runtime runs - its fused units' - each alone plus its bytes at the calibration's network "
-                       f"bandwidth, {(cal.network_bandwidth or 0) / 1e9:.1f} GB/s); 'unit factors': the same units, "
+                       f"bandwidth, {(cal.network_bandwidth or 0) / 1e9:.1f} GB/s, and its overhead per kernel, "
+                       f"{(cal.network_overhead or 0) * 1e6:.1f} µs); 'unit factors': the same units, "
                        "each scaled by its pattern's factor from short chains (round 4's method); 'kernels' sum': "
                        "every op alone x the in-network factor (the prediction before issue 31); MAC ratio: MACs at "
                        "the matmul peak",
@@ -264,16 +267,16 @@ def main() -> int:
             # the convolutions with their shapes (learned features), and the copies the forward makes
             ks = fusion.op_kernels(result.ops, "float32") + [fusion.copy_kernel(c, "float32") for c in result.copies]
 
-            def fused(ops: list, copies: list, linear: bool, bandwidth: float | None = cal.network_bandwidth) -> float:
+            def fused(ops: list, copies: list, linear: bool, network: tuple = cal.network) -> float:
                 found = fusion.predict(ops, "float32", args.runtime,
                                        lambda kern: cal.predict(kern, linear=linear).seconds, cal.units, cal.in_network,
-                                       copies, bandwidth)
+                                       copies, network)
                 assert found is not None
                 return found
 
             sums = {"learned": fused(result.ops, result.copies, False),
                     "linear": fused(result.ops, result.copies, True),
-                    "learned, unit factors": fused(result.ops, result.copies, False, None),
+                    "learned, unit factors": fused(result.ops, result.copies, False, (None, None)),
                     "roofline": sum(roofline.predict_work(k.flops, k.bytes, "float32", ceilings).seconds for k in ks),
                     "learned, kernels' sum": sum(cal.predict(k).seconds for k in ks) * cal.in_network,
                     "linear, kernels' sum": sum(cal.predict(k, linear=True).seconds for k in ks) * cal.in_network}

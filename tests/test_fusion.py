@@ -332,11 +332,17 @@ def test_the_new_memory_probes_are_what_the_tracer_records_of_their_modules():
 
 # ------------------------------------------------------------------------------------- the network bandwidth
 
-def test_fit_bandwidth_recovers_the_bytes_term_of_chains_worked_by_hand():
-    # at 10 GB/s: a chain of 1 ms alone moving 10 MB runs 2 ms; one of 5 ms moving 20 MB runs 7 ms
-    assert fusion.fit_bandwidth([(2e-3, 1e-3, 10_000_000), (7e-3, 5e-3, 20_000_000)]) == pytest.approx(1e10)
-    assert fusion.fit_bandwidth([(1e-3, 1e-3, 10_000_000), (0.9e-3, 1e-3, 1_000)]) is None  # no slower than alone
-    assert fusion.fit_bandwidth([(2e-3, 1e-3, 0)]) is None and fusion.fit_bandwidth([]) is None
+def test_fit_network_recovers_the_terms_of_chains_worked_by_hand():
+    # at 10 GB/s and 20 µs a kernel: 1 ms alone, 10 MB, 10 kernels -> 1 + 1 + 0.2 = 2.2 ms; 5 ms, 20 MB, 50
+    # kernels -> 5 + 2 + 1 = 8 ms; 0.1 ms, 0.1 MB, 40 kernels -> 0.1 + 0.01 + 0.8 = 0.91 ms
+    chains = [(2.2e-3, 1e-3, 10_000_000, 10), (8e-3, 5e-3, 20_000_000, 50), (0.91e-3, 0.1e-3, 100_000, 40)]
+    bandwidth, overhead = fusion.fit_network(chains)
+    assert bandwidth == pytest.approx(1e10) and overhead == pytest.approx(20e-6)
+    # bytes alone explain them (no kernel overhead): the one term
+    bandwidth, overhead = fusion.fit_network([(2e-3, 1e-3, 10_000_000, 10), (7e-3, 5e-3, 20_000_000, 50)])
+    assert bandwidth == pytest.approx(1e10) and overhead is None
+    assert fusion.fit_network([(1e-3, 1e-3, 10_000_000, 5), (0.9e-3, 1e-3, 1_000, 5)]) == (None, None)
+    assert fusion.fit_network([]) == (None, None)
 
 
 def test_a_whole_model_is_its_running_kernels_plus_their_bytes_at_the_network_bandwidth():
@@ -356,19 +362,20 @@ def test_a_whole_model_is_its_running_kernels_plus_their_bytes_at_the_network_ba
     conv, relu = 20e-6 + 15_552 / 50e9, 5e-6 + 2_304 / 10e9
     result = profile_model(nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU()), [(1, 3, 8, 8)])
     ceilings = Ceilings("cpu", "x", {"float32": 1e11}, 1e10, 1e-6)
-    cal = replace(_calibration({"conv": 2.0}), network_bandwidth=1e9)
+    cal = replace(_calibration({"conv": 2.0}), network_bandwidth=1e9, network_overhead=10e-6)
     eager = Predictor(ceilings, Settings(), {"float32": cal})
-    assert whole_model(result, eager) == pytest.approx(conv + 2_816 / 1e9 + relu + 2_304 / 1e9)
+    assert whole_model(result, eager) == pytest.approx(conv + 2_816 / 1e9 + relu + 2_304 / 1e9 + 2 * 10e-6)
     assert whole_prediction(result, eager).method == "kernels in a network"
-    # ONNX Runtime fuses the ReLU into the conv: only the conv runs, and moves its bytes
+    # ONNX Runtime fuses the ReLU into the conv: only the conv runs, moves its bytes and pays the overhead once
     ort = Predictor(ceilings, Settings(runtime="onnxruntime"), {"float32": cal})
-    assert whole_model(result, ort) == pytest.approx(conv + 2_816 / 1e9)
-    # the cache keeps it, checked; an older entry has none
+    assert whole_model(result, ort) == pytest.approx(conv + 2_816 / 1e9 + 10e-6)
+    # the cache keeps them, checked; an older entry has none
     entry = json.loads(json.dumps(cal.to_dict()))
-    assert checked(entry).network_bandwidth == 1e9 and "network_bandwidth" not in _calibration({}).to_dict()
-    for bad in (-1.0, 0, float("nan"), 1e30, "1e9"):
-        with pytest.raises(BadEntry, match="network_bandwidth"):
-            checked({**entry, "network_bandwidth": bad})
+    assert checked(entry).network == (1e9, 10e-6) and "network_bandwidth" not in _calibration({}).to_dict()
+    for field, bad in [(f, b) for f in ("network_bandwidth", "network_overhead") for b in (-1.0, 0, float("nan"),
+                                                                                            1e30, "1e9")]:
+        with pytest.raises(BadEntry, match=field):
+            checked({**entry, field: bad})
 
 
 def test_the_reference_chains_ops_are_the_tracers_and_onnxruntime_runs_their_convs_only():
@@ -382,7 +389,7 @@ def test_the_reference_chains_ops_are_the_tracers_and_onnxruntime_runs_their_con
                 op.layer.kind if op.layer is not None else None)
 
     chains = reference_layers()
-    assert len(chains) == 4
+    assert len(chains) == 5
     for name, layers in chains.items():
         probes = _chain(layers[:3], "float32")
         traced = profile_model(nn.Sequential(*(p.build(nn) for p in probes)).eval(), probes[0].input_shapes).ops

@@ -191,16 +191,19 @@ def _chain(layers: list[LayerCost], dtype: str) -> list[Probe]:
 
 
 def reference_layers(dtype: str = "float32") -> dict[str, list[LayerCost]]:
-    """Four reference networks, batch 1, each a chain of the design's kinds (every layer then followed by batch
+    """Five reference networks, batch 1, each a chain of the design's kinds (every layer then followed by batch
     norm and ReLU): MobileNet-like (depthwise + pointwise blocks) and ResNet-like (3x3 convs), each at two scales -
-    small maps that stay in cache, and a 224² input whose early maps (112², 56²) do not. Synthetic: disjoint from
+    small maps that stay in cache, and a 224² input whose early maps (112², 56²) do not - and a MobileNet-like at
+    32², whose kernels are so small that what each costs beyond its time alone decides. Synthetic: disjoint from
     any model a benchmark checks."""
     out = {}
     for name, (stem_c, stem_in, first, channels, blocks) in {
             "mobilenet-like": (16, 128, 64, 16, [(32, 1), (64, 2), (64, 1), (128, 2), (128, 1), (256, 2), (256, 1),
                                                  (512, 2)]),
             "mobilenet-like at 224²": (32, 224, 112, 32, [(64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2),
-                                                          (512, 1), (512, 1), (1024, 2)])}.items():
+                                                          (512, 1), (512, 1), (1024, 2)]),
+            "mobilenet-like at 32²": (16, 32, 16, 16, [(24, 1), (32, 2), (32, 1), (64, 2), (64, 1), (96, 1), (160, 2),
+                                                       (160, 1), (320, 1)])}.items():
         layers, size, c = [conv(3, stem_c, 3, stem_in, stride=2, padding=1, name="stem", dtype=dtype)], first, channels
         for cout, stride in blocks:
             dw = depthwise(c, 3, size, stride=stride, padding=1, name=f"dw {c}x{size}²", dtype=dtype)
@@ -224,7 +227,7 @@ def reference_layers(dtype: str = "float32") -> dict[str, list[LayerCost]]:
 
 def chains(dtype: str = "float32") -> dict[str, list[Probe]]:
     """The reference networks (`reference_layers`) as probes. Timed whole, against their kernels predicted alone,
-    they give the in-network factor and the network bandwidth (`measure.fusion.fit_bandwidth`)."""
+    they give the in-network factor and the network terms (`measure.fusion.fit_network`)."""
     return {name: _chain(layers, dtype) for name, layers in reference_layers(dtype).items()}
 
 
@@ -446,10 +449,12 @@ def calibrate(settings: Settings, progress: Callable[[], Any] | None = None, bud
             ticks.tick()
             if t.median and predicted > 0:
                 ratios.append(t.median / predicted)
-                timed.append((t.median, alone, sum(k.bytes for k in running)))
+                timed.append((t.median, alone, sum(k.bytes for k in running), len(running)))
     factor = math.exp(sum(math.log(r) for r in ratios) / len(ratios)) if ratios else 1.0
     cal = replace(cal, in_network=factor, tf32=settings.tf32 and settings.device.startswith("cuda"),
-                  max_run_time=shortened(MAX_RUN), network_bandwidth=fusion.fit_bandwidth(timed))
+                  max_run_time=shortened(MAX_RUN))
+    bandwidth, overhead = fusion.fit_network(timed)
+    cal = replace(cal, network_bandwidth=bandwidth, network_overhead=overhead)
     cal = _with_units(cal, quick, ticks.tick)  # the fused units' chains, in the time kept for chains
     ticks()
     cal = replace(cal, seconds=time.time() - start)
@@ -511,6 +516,7 @@ def checked(entry: Any) -> Calibration:
     number(entry, "load", low=0.0, hi=1e6, optional=True)
     number(entry, "in_network", hi=1e3, optional=True)
     number(entry, "network_bandwidth", hi=MAX_RATE, optional=True)
+    number(entry, "network_overhead", hi=1.0, optional=True)
     number(entry, "max_run_time", optional=True)
     _checked_units(entry.get("units", {}))
     models = entry.get("models")

@@ -338,18 +338,20 @@ def running_kernels(ops: Sequence[Op], runtime: str, dtype: str, copies: Sequenc
 
 def predict(ops: Sequence[Op], dtype: str, runtime: str, seconds: Callable[[Kernel], float | None],
             factors: dict[str, float], fallback: float, copies: Sequence[Op] = (),
-            bandwidth: float | None = None) -> float | None:
-    """A whole forward, the trace's `copies` included; None where a kernel cannot be predicted. With a network
-    `bandwidth` (the calibration's): each kernel that runs, its time alone plus its bytes at that bandwidth
-    (inside a network its data is not hot in cache); else each unit's kernels that run, summed, times its
-    pattern's factor (`fallback`, the in-network factor, for `other` and for a pattern without one)."""
-    if bandwidth:
+            network: tuple[float | None, float | None] = (None, None)) -> float | None:
+    """A whole forward, the trace's `copies` included; None where a kernel cannot be predicted. With the
+    calibration's `network` terms (bandwidth B, overhead c; `fit_network`): each kernel that runs, its time alone
+    plus its bytes at B plus c (inside a network its data and code are not hot in cache, as they are for a kernel
+    timed alone); else each unit's kernels that run, summed, times its pattern's factor (`fallback`, the
+    in-network factor, for `other` and for a pattern without one)."""
+    bandwidth, overhead = network
+    if bandwidth or overhead:
         total = 0.0
         for k in running_kernels(ops, runtime, dtype, copies):
             s = seconds(k)
             if s is None:
                 return None
-            total += s + k.bytes / bandwidth
+            total += s + (k.bytes / bandwidth if bandwidth else 0.0) + (overhead or 0.0)
         return total
     kernels = op_kernels(ops, dtype)
     total = 0.0
@@ -361,20 +363,42 @@ def predict(ops: Sequence[Op], dtype: str, runtime: str, seconds: Callable[[Kern
     return total
 
 
-def fit_bandwidth(chains: Iterable[tuple[float, float, int]]) -> float | None:
-    """(measured s, its running kernels' time alone s, their bytes) of chains timed whole -> the bandwidth B
-    (bytes/s) for which alone + bytes / B fits the measured times best in relative error (least squares in 1/B:
-    1/B = sum((m - alone) * bytes / m²) / sum(bytes² / m²)); None where the chains ran no slower than their
-    kernels alone, or no bytes moved (then no bytes term explains them)."""
-    num = den = 0.0
-    for measured, alone, nbytes in chains:
-        if measured > 0 and nbytes > 0 and math.isfinite(measured) and math.isfinite(alone):
-            num += (measured - alone) * nbytes / measured**2
-            den += nbytes**2 / measured**2
-    if den <= 0 or num <= 0:
-        return None
-    bandwidth = den / num
-    return bandwidth if bandwidth < NO_RATE else None
+def fit_network(chains: Iterable[tuple[float, float, int, int]]) -> tuple[float | None, float | None]:
+    """(measured s, its running kernels' time alone s, their bytes, how many they are) of chains timed whole ->
+    (bandwidth B in bytes/s, overhead c in s per kernel) for which alone + bytes / B + kernels x c fits the
+    measured times best in relative error (non-negative least squares over the subsets of the two terms, as
+    `predict.fit` does); None for a term the chains do not need (they ran no slower than alone: both None)."""
+    rows = [(m, a, float(b), float(n)) for m, a, b, n in chains
+            if m > 0 and math.isfinite(m) and math.isfinite(a) and (b > 0 or n > 0)]
+    best: tuple[float, float, float] | None = None  # loss, 1/B, c
+    for use_b, use_c in ((True, True), (True, False), (False, True)):
+        cols = [i for i, used in ((2, use_b), (3, use_c)) if used]
+        # minimise sum(((a + x . f) / m - 1)^2): normal equations in the chosen columns of f / m, target 1 - a/m
+        feats = [[r[i] / r[0] for i in cols] for r in rows]
+        target = [1 - r[1] / r[0] for r in rows]
+        k = len(cols)
+        ata = [[sum(f[p] * f[q] for f in feats) for q in range(k)] for p in range(k)]
+        atb = [sum(f[p] * t for f, t in zip(feats, target)) for p in range(k)]
+        if k == 1:
+            if ata[0][0] <= 0:
+                continue
+            x = [atb[0] / ata[0][0]]
+        else:
+            det = ata[0][0] * ata[1][1] - ata[0][1] * ata[1][0]
+            if abs(det) < 1e-300:
+                continue
+            x = [(atb[0] * ata[1][1] - atb[1] * ata[0][1]) / det, (ata[0][0] * atb[1] - ata[1][0] * atb[0]) / det]
+        if any(v <= 0 for v in x):
+            continue
+        full = dict(zip(cols, x))
+        inv_b, c = full.get(2, 0.0), full.get(3, 0.0)
+        loss = sum(((r[1] + inv_b * r[2] + c * r[3]) / r[0] - 1) ** 2 for r in rows)
+        if best is None or loss < best[0]:
+            best = (loss, inv_b, c)
+    if best is None:
+        return None, None
+    _, inv_b, c = best
+    return (1 / inv_b if inv_b > 1 / NO_RATE else None), (c if c > 0 else None)
 
 
 def conv_chain_ops(layers: Sequence[LayerCost]) -> list[ChainOp]:

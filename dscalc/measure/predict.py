@@ -182,11 +182,23 @@ class Calibration:
     #: the budget (seconds) the calibration was given, and how many kernels adaptive sampling added
     budget: float | None = None
     adaptive: int = 0
-    #: inside a network every kernel that runs also moves its bytes at this rate (bytes/s), beyond its time alone:
-    #: its inputs, weights and output come from memory, not from the caches a kernel timed alone keeps hot.
-    #: Fitted on the reference chains timed whole (`measure.fusion.fit_bandwidth`); None where they ran no slower
-    #: than their kernels alone (then the factors above scale a whole model)
+    #: inside a network every kernel that runs also moves its bytes at this rate (bytes/s) and pays this much more
+    #: (seconds), beyond its time alone: its data and code come from memory, not from the caches a kernel timed
+    #: alone keeps hot. Fitted on the reference chains timed whole (`measure.fusion.fit_network`); None where they
+    #: ran no slower than their kernels alone (then the factors above scale a whole model)
     network_bandwidth: float | None = None
+    network_overhead: float | None = None
+
+    @property
+    def network(self) -> tuple[float | None, float | None]:
+        """The in-network terms (bandwidth, overhead per kernel) `measure.fusion.predict` adds."""
+        return self.network_bandwidth, self.network_overhead
+
+    def network_terms(self) -> str:
+        """What the calibration adds to each kernel inside a network, in words."""
+        terms = ([f"its bytes at {self.network_bandwidth / 1e9:.1f} GB/s"] if self.network_bandwidth else []) + \
+            ([f"{self.network_overhead * 1e6:.1f} µs"] if self.network_overhead else [])
+        return " plus ".join(terms) + ", as fitted on reference chains timed whole here"
 
     def predict(self, k: Kernel, linear: bool = False) -> Prediction:
         """The kernel's predicted time: learned where a forest of its kind was fitted and its shape is known
@@ -220,7 +232,8 @@ class Calibration:
                 **({"learned": {k: f.to_dict() for k, f in self.learned.items()}} if self.learned else {}),
                 **({"samples": [sample_to_list(s) for s in self.samples]} if self.samples else {}),
                 **({"budget": self.budget, "adaptive": self.adaptive} if self.budget is not None else {}),
-                **({"network_bandwidth": self.network_bandwidth} if self.network_bandwidth is not None else {})}
+                **({"network_bandwidth": self.network_bandwidth} if self.network_bandwidth is not None else {}),
+                **({"network_overhead": self.network_overhead} if self.network_overhead is not None else {})}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], forests: dict[str, Forest] | None = None) -> Calibration:
@@ -237,7 +250,8 @@ class Calibration:
                    forests,
                    tuple(sample_from_list(s) for s in d.get("samples", [])),
                    None if d.get("budget") is None else float(d["budget"]), int(d.get("adaptive", 0)),
-                   None if d.get("network_bandwidth") is None else float(d["network_bandwidth"]))
+                   None if d.get("network_bandwidth") is None else float(d["network_bandwidth"]),
+                   None if d.get("network_overhead") is None else float(d["network_overhead"]))
 
 
 def sample_to_list(s: Sample) -> list[Any]:

@@ -176,16 +176,17 @@ class BlockCache:
 
     def latency(self, rows: list[LayerCost]) -> float:
         """A network's predicted latency: its kernels' sum (memory-bound ops where calibrated), each plus its bytes
-        at the calibration's network bandwidth (`fusion.predict`'s rule for a whole model), else the sum times the
-        in-network factor (kernels run slower inside a network than alone)."""
+        at the calibration's network bandwidth and its overhead per kernel (`fusion.predict`'s rule for a whole
+        model), else the sum times the in-network factor (kernels run slower inside a network than alone)."""
         cal = self.predictor.calibration(rows[0].dtype)
-        bandwidth = cal.network_bandwidth if cal is not None else None
+        bandwidth, overhead = cal.network if cal is not None else (None, None)
         total = 0.0
         for row in rows:
             b = self.block(row)
             if b is not None and b.predicted_s is not None:
-                total += b.predicted_s + (b.bytes / bandwidth if bandwidth else 0.0)
-        return total if bandwidth else total * (cal.in_network if cal is not None else 1.0)
+                total += b.predicted_s + (b.bytes / bandwidth if bandwidth else 0.0) + (overhead or 0.0)
+        networked = bool(bandwidth or overhead)
+        return total if networked else total * (cal.in_network if cal is not None else 1.0)
 
 
 # ------------------------------------------------------------------------------------------- the score

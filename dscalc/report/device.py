@@ -79,10 +79,9 @@ def calibration(cal: Calibration, cached: bool) -> Report:
                       + (f"{cal.peak_flops / 1e9:,.1f} GFLOP/s" if cal.peak_flops else "unknown")
                       + (f"; shortened by DSCALC_MAX_RUN_TIME={cal.max_run_time:g} s (cached apart from full "
                          "calibrations)" if cal.max_run_time is not None else ""))
-    if cal.network_bandwidth:
-        grid.notes.append(f"inside a network kernels took {cal.in_network:.2f}x their time alone (four reference "
-                          f"chains timed whole): a whole model's kernels are each predicted alone plus their bytes at "
-                          f"{cal.network_bandwidth / 1e9:,.1f} GB/s, the bandwidth that fits those chains")
+    if cal.network_bandwidth or cal.network_overhead:
+        grid.notes.append(f"inside a network kernels took {cal.in_network:.2f}x their time alone (reference chains "
+                          f"timed whole): a whole model's kernels are each predicted alone plus {cal.network_terms()}")
     else:
         grid.notes.append(f"inside a network kernels took {cal.in_network:.2f}x their time alone (reference chains "
                           "timed whole); a whole model's prediction is scaled by it")

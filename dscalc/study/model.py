@@ -292,7 +292,8 @@ def whole_prediction(result: ProfileResult, predictor: Predictor) -> WholePredic
     """The predicted latency of the whole forward, fusion-aware (`measure.fusion`): the traced ops grouped into the
     units the settings' runtime runs (conv + batch norm + activation, squeeze-excite, channel shuffle, residual
     add; what the runtime folds or fuses away does not run), each running kernel predicted alone plus its bytes
-    at the calibration's network bandwidth (inside a network data comes from memory, not hot caches). A
+    at the calibration's network bandwidth and its overhead per kernel (inside a network data and code come from
+    memory, not hot caches). A
     calibration without one (its reference chains ran no slower than alone, or cached before it was measured):
     each unit scaled by its pattern's factor, or without those `summed_model`. None without a calibration."""
     from dscalc.measure import fusion
@@ -306,13 +307,10 @@ def whole_prediction(result: ProfileResult, predictor: Predictor) -> WholePredic
         p = predictor.kernel(k, result.dtype)
         return None if p is None else p.seconds
 
-    if cal.network_bandwidth:
-        seconds = fusion.predict(result.ops, result.dtype, runtime, alone, {}, 1.0, result.copies,
-                                 cal.network_bandwidth)
+    if cal.network_bandwidth or cal.network_overhead:
+        seconds = fusion.predict(result.ops, result.dtype, runtime, alone, {}, 1.0, result.copies, cal.network)
         return None if seconds is None else WholePrediction(
-            seconds, "kernels in a network",
-            f"the kernels {runtime} runs, each alone plus its bytes at {cal.network_bandwidth / 1e9:.1f} GB/s, the "
-            "bandwidth inside networks here")
+            seconds, "kernels in a network", f"the kernels {runtime} runs, each alone plus {cal.network_terms()}")
     if not cal.units:
         seconds = summed_model(result, predictor)
         return None if seconds is None else WholePrediction(
