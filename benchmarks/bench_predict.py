@@ -181,7 +181,8 @@ def main() -> int:
                  f"{took:.0f} s (budget {args.budget:.0f} s); learned models: "
                  f"{', '.join(sorted(cal.learned)) or none}; "
                  f"load per CPU after: {machine_load():.2f}")
-    lines.append(f"  in-network factor (4 reference chains, measured / the kernels' predicted sum): "
+    lines.append(f"  in-network factor ({len(calibrate.reference_layers())} reference chains, measured / the kernels' "
+                 "predicted sum): "
                  f"{cal.in_network:.2f}; network bandwidth (the bytes term that fits them): "
                  + (f"{cal.network_bandwidth / 1e9:.1f} GB/s" if cal.network_bandwidth else "none")
                  + "; overhead per kernel: " + (f"{cal.network_overhead * 1e6:.1f} µs" if cal.network_overhead
