@@ -37,7 +37,7 @@ from dscalc.cost.dtypes import itemsize
 from dscalc.cost.layers import conv
 from dscalc.cost.opkinds import NORM_KINDS
 from dscalc.cost.records import LayerCost
-from dscalc.measure.predict import NO_RATE, UNIT_PATTERNS, Kernel, kernel_of
+from dscalc.measure.predict import NO_RATE, UNIT_PATTERNS, Kernel, kernel_of, least_squares
 
 if TYPE_CHECKING:
     from dscalc.measure.predict import Calibration
@@ -371,24 +371,10 @@ def fit_network(chains: Iterable[tuple[float, float, int, int]]) -> tuple[float 
     rows = [(m, a, float(b), float(n)) for m, a, b, n in chains
             if m > 0 and math.isfinite(m) and math.isfinite(a) and (b > 0 or n > 0)]
     best: tuple[float, float, float] | None = None  # loss, 1/B, c
-    for use_b, use_c in ((True, True), (True, False), (False, True)):
-        cols = [i for i, used in ((2, use_b), (3, use_c)) if used]
-        # minimise sum(((a + x . f) / m - 1)^2): normal equations in the chosen columns of f / m, target 1 - a/m
-        feats = [[r[i] / r[0] for i in cols] for r in rows]
-        target = [1 - r[1] / r[0] for r in rows]
-        k = len(cols)
-        ata = [[sum(f[p] * f[q] for f in feats) for q in range(k)] for p in range(k)]
-        atb = [sum(f[p] * t for f, t in zip(feats, target)) for p in range(k)]
-        if k == 1:
-            if ata[0][0] <= 0:
-                continue
-            x = [atb[0] / ata[0][0]]
-        else:
-            det = ata[0][0] * ata[1][1] - ata[0][1] * ata[1][0]
-            if abs(det) < 1e-300:
-                continue
-            x = [(atb[0] * ata[1][1] - atb[1] * ata[0][1]) / det, (ata[0][0] * atb[1] - ata[1][0] * atb[0]) / det]
-        if any(v <= 0 for v in x):
+    for cols in ((2, 3), (2,), (3,)) if rows else ():
+        # sum(((alone + x . f) / m - 1)^2) is least squares in the columns f / m against 1 - alone / m
+        x = least_squares([[r[i] / r[0] for i in cols] for r in rows], [1 - r[1] / r[0] for r in rows])
+        if x is None or any(v <= 0 for v in x):
             continue
         full = dict(zip(cols, x))
         inv_b, c = full.get(2, 0.0), full.get(3, 0.0)

@@ -298,7 +298,7 @@ def speedup_interval(original: Prediction, separable: Prediction) -> tuple[float
 
 # -------------------------------------------------------------------------------------------------- fitting
 
-def _solve(rows: list[list[float]], target: list[float]) -> list[float] | None:
+def least_squares(rows: list[list[float]], target: list[float]) -> list[float] | None:
     """Least squares by the normal equations (a 1x1..3x3 system), None when singular."""
     n = len(rows[0])
     a = [[sum(r[i] * r[j] for r in rows) for j in range(n)] for i in range(n)]
@@ -326,7 +326,7 @@ def fit(kind: str, samples: Sequence[Sample]) -> KernelModel:
     for size in (1, 2, 3):
         for subset in itertools.combinations(range(3), size):
             rows = [[f[i] / s.seconds for i in subset] for f, s in zip(features, samples)]
-            coef = _solve(rows, [1.0] * len(samples))
+            coef = least_squares(rows, [1.0] * len(samples))
             if coef is None or any(c < 0 for c in coef):
                 continue
             full = [0.0, 0.0, 0.0]
