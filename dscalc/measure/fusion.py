@@ -1,5 +1,8 @@
-"""Fusion-aware whole-model prediction: a traced model's ops grouped into the units a runtime actually runs, and
-one factor per unit pattern and runtime, learned from short chains of such units measured whole (issue 31).
+"""Fusion-aware whole-model prediction: a traced model's ops grouped into the units a runtime actually runs; each
+kernel that runs predicted alone plus two in-network terms - its bytes at a network bandwidth and an overhead per
+kernel - fitted on the calibration's reference chains timed whole (`fit_network`); where a runtime's chains ran no
+slower than their kernels alone (ONNX Runtime), one factor per unit pattern instead, learned from short chains of
+such units measured whole (issue 31).
 
 A unit is one of these patterns, recognised from the trace's op sequence and module paths:
 
@@ -20,7 +23,7 @@ Conv ("Conv BatchNorm Fusion", a basic optimization) and fuses Conv + Relu/Clip/
 conversion and XNNPACK fuses clamps (ReLU, ReLU6) into the conv; torch.compile (inductor, no freezing) calls the
 conv as an external kernel and fuses each run of pointwise ops (batch norm + activation, add + activation) into
 one kernel. Whatever else a runtime does (the residual add that ONNX Runtime's NCHWc layout folds into a conv,
-cache effects inside a network) is left to the learned factor of the unit's pattern.
+cache effects inside a network) is left to the network terms, or to the learned factor of the unit's pattern.
 
 Pure Python, no torch, except `calibrate_units`, which builds and times the chains.
 """
