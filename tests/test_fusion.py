@@ -188,7 +188,7 @@ def test_each_calibration_chain_is_units_of_its_own_pattern_and_its_ops_are_the_
 
     def fields(op):
         return (op.module, op.op, op.kind, op.macs, op.elements, op.reads.elements, op.writes.elements, op.io,
-                op.layer.kind if op.layer is not None else None)
+                op.window, op.layer.kind if op.layer is not None else None)
 
     for chain in fusion.chains():
         found = fusion.chain_units(chain, "eager", "float32")

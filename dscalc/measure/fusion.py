@@ -75,6 +75,8 @@ class Op(Protocol):
     def writes(self) -> _Sized: ...
     @property
     def io(self) -> tuple[tuple[int, ...], ...]: ...
+    @property
+    def window(self) -> int: ...
 
 #: the unit patterns, `other` last (its factor is the calibration's in-network one); the patterns a calibration
 #: learns a factor for are named beside the Calibration's field (`measure.predict.UNIT_PATTERNS`)
@@ -296,7 +298,7 @@ def pool_kernel(op: Op, dtype: str) -> Kernel:
     input elements; a windowed pool as `pooling`, FLOPs = outputs x window (a 3x3 max pool compares 9 inputs per
     output); with its shape (batch, channels, map sizes, window, stride) where the trace recorded it."""
     nbytes = op.reads.bytes(dtype) + op.writes.bytes(dtype)
-    window = getattr(op, "window", 0)
+    window = op.window
     shape_in, shape_out = (op.io[0], op.io[1]) if len(op.io) == 2 else ((), ())
     if len(shape_in) < 3 or not shape_out:
         return Kernel(op.op, "pooling", op.elements * max(window, 1), nbytes)
@@ -443,6 +445,7 @@ class ChainOp:
     writes: Elements
     io: tuple[tuple[int, ...], ...]
     layer: LayerCost | None = None
+    window: int = 0  # a pooling op's window (a squeeze-excite's global pool: its whole map)
 
 
 def _conv_op(module: str, cin: int, cout: int, k: int, s: int, groups: int, bias: bool) -> ChainOp:
@@ -481,7 +484,7 @@ def _se_ops(c: int, s: int, gate: str) -> list[ChainOp]:
     ops: list[ChainOp] = []
     for i in range(2):
         ops += [ChainOp(f"{i}.pool", "aten.mean.dim", "pooling", 0, c, Elements(n), Elements(c),
-                        ((1, c, s, s), (1, c, 1, 1))),
+                        ((1, c, s, s), (1, c, 1, 1)), window=s * s),
                 _conv_op(f"{i}.fc1", c, r, 1, 1, 1, True), _unary(f"{i}.act", "relu", r, 1, inplace=False),
                 _conv_op(f"{i}.fc2", r, c, 1, 1, 1, True), _unary(f"{i}.gate", gate, c, 1, inplace=False),
                 ChainOp(str(i), "aten.mul.Tensor", "elementwise", 0, n, Elements(n + c), Elements(n),

@@ -293,9 +293,9 @@ def whole_prediction(result: ProfileResult, predictor: Predictor) -> WholePredic
     units the settings' runtime runs (conv + batch norm + activation, squeeze-excite, channel shuffle, residual
     add; what the runtime folds or fuses away does not run), each running kernel predicted alone plus its bytes
     at the calibration's network bandwidth and its overhead per kernel (inside a network data and code come from
-    memory, not hot caches). A
-    calibration without one (its reference chains ran no slower than alone, or cached before it was measured):
-    each unit scaled by its pattern's factor, or without those `summed_model`. None without a calibration."""
+    memory, not hot caches). A calibration without them (its reference chains ran no slower than alone, or cached
+    before they were measured): each unit scaled by its pattern's factor, or without those `summed_model`. None
+    without a calibration."""
     from dscalc.measure import fusion
 
     cal = predictor.calibration(result.dtype)
