@@ -49,6 +49,46 @@ def test_timing_record_and_row_errors(monkeypatch):
     assert t.median is None and t.error == "CUDA out of memory (simulated)"
 
 
+class _FakeTimer:
+    """torch.utils.benchmark.Timer on a simulated clock: each call of `fn` takes PER_CALL seconds, every block
+    is recorded (calls, seconds)."""
+
+    PER_CALL = 26e-6
+    blocks: list[tuple[int, float]] = []
+
+    def __init__(self, stmt, globals, label="", num_threads=1):
+        pass
+
+    def timeit(self, number):
+        seconds = number * self.PER_CALL
+        self.blocks.append((number, seconds))
+        return type("M", (), {"raw_times": [seconds]})()
+
+
+def test_timing_honours_the_run_times_it_is_given(monkeypatch):
+    # the protocol's blocks last ~10 ms whatever the kernel: a 26 µs call timed with min_run_time 0.05 s runs
+    # int(0.01 / 26e-6) = 384 calls a block and stops once 5 blocks and 0.05 s have passed with a steady median
+    # (torch.utils.benchmark's adaptive_autorange sized its blocks to 260 ms here, 1.3 s in all)
+    from torch.utils import benchmark
+
+    from dscalc.measure import timer
+
+    monkeypatch.delenv("DSCALC_MAX_RUN_TIME", raising=False)  # conftest's cap would shorten the run times
+    monkeypatch.setattr(benchmark, "Timer", _FakeTimer)
+    _FakeTimer.blocks = []
+    t = timer.measure(lambda: None, settings.Settings(min_run_time=0.05, max_run_time=0.4))
+    timed = _FakeTimer.blocks[1:]  # the first is the one call that sizes the blocks
+    assert _FakeTimer.blocks[0] == (1, 26e-6) and t.per_run == 384 and t.runs == len(timed) == 6
+    assert sum(s for _, s in timed) == pytest.approx(6 * 384 * 26e-6)  # 5 blocks are 49.9 ms: one more
+    assert t.median == pytest.approx(26e-6) and t.iqr == pytest.approx(0, abs=1e-15) and t.reliable
+    # a call longer than max_run_time: one call a block, stopped at 3 x max_run_time, fewer blocks than a
+    # reliable timing needs
+    monkeypatch.setattr(_FakeTimer, "PER_CALL", 1.0)
+    _FakeTimer.blocks = []
+    t = timer.measure(lambda: None, settings.Settings(min_run_time=0.2, max_run_time=0.4))
+    assert t.per_run == 1 and t.runs == 2 and t.median == pytest.approx(1.0) and not t.reliable
+
+
 def test_configured_restores_global_state():
     before = (torch.backends.cudnn.benchmark, torch.backends.cuda.matmul.allow_tf32, torch.get_num_threads())
     with settings.configured(settings.Settings(threads=1, tf32=True)) as ctx:

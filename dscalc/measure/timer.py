@@ -1,7 +1,10 @@
 """Measured latency with torch.utils.benchmark, one protocol for every measurement: three warm-up calls, then
-timed blocks (adaptive_autorange) until the IQR is under 5% of the median or the time budget is spent, topped up
-to at least MIN_RUNS blocks. CUDA is synchronized by the benchmark timer. A timing is *reliable* when it ran at
-least MIN_RUNS blocks and its IQR is at most RELIABLE_IQR of its median; otherwise every output says so.
+timed blocks of about BLOCK seconds (as many calls as fill one; a single call when one is longer) until at least
+MIN_RUNS blocks and min_run_time have passed and the IQR is under 5% of the median, or max_run_time is spent - the
+rule of the benchmark's adaptive_autorange, whose own block sizing (10x steps until a block passes 10-50 ms, a
+26 µs kernel timed in blocks of 260 ms) made a measurement asked to take 0.05 s take 1.6 s. CUDA is synchronized
+by the benchmark timer. A timing is *reliable* when it ran at least MIN_RUNS blocks and its IQR is at most
+RELIABLE_IQR of its median; otherwise every output says so.
 Errors of one row (out of memory, an unsupported dtype) come back in that row's record."""
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from dscalc.measure.settings import Settings
 MIN_RUNS = 5
 #: largest IQR / median a reliable timing has
 RELIABLE_IQR = 0.10
+#: seconds a timed block lasts (its calls: `calls_per_block`), and the IQR / median at which timing stops early
+BLOCK, STOP_IQR = 0.01, 0.05
 
 
 @dataclass(frozen=True)
@@ -156,22 +161,31 @@ def measure(fn: Callable[[], Any], settings: Settings, label: str = "") -> Timin
             torch.cuda.synchronize()
         timer = benchmark.Timer(stmt="fn()", globals={"fn": fn}, label=label,
                                 num_threads=settings.threads or torch.get_num_threads())
-        m = timer.adaptive_autorange(threshold=0.05, min_run_time=settings.min_run_time,
-                                     max_run_time=settings.max_run_time)
-        raw = list(m.raw_times)
-        while len(raw) < MIN_RUNS and sum(raw) < 3 * settings.max_run_time:  # slow kernels: top up the blocks
-            raw += timer.timeit(m.number_per_run).raw_times
-        per_call = [t / m.number_per_run for t in raw]
-        if len(per_call) >= 2:
-            q1, _, q3 = statistics.quantiles(per_call, n=4, method="inclusive")
-        else:
-            q1 = q3 = per_call[0]
-        return Timing(statistics.median(per_call), q3 - q1, len(per_call), m.number_per_run, q1=q1, q3=q3)
+        number = calls_per_block(timer)
+        per_call: list[float] = []
+        spent = 0.0
+        while True:
+            block = timer.timeit(number).raw_times[0]
+            spent += block
+            per_call.append(block / number)
+            enough = len(per_call) >= MIN_RUNS and spent >= settings.min_run_time
+            if enough or spent >= 3 * settings.max_run_time:  # slow calls: fewer blocks (an unreliable timing)
+                q1, med, q3 = _quartiles(per_call)
+                if not enough or q3 - q1 < STOP_IQR * med or spent >= settings.max_run_time:
+                    break
+        return Timing(med, q3 - q1, len(per_call), number, q1=q1, q3=q3)
     except torch.cuda.OutOfMemoryError:
         torch.cuda.empty_cache()
         return Timing.failed("out of memory")
     except (RuntimeError, NotImplementedError, ValueError, TypeError) as e:
         return Timing.failed(first_line(e))
+
+
+def calls_per_block(timer: Any) -> int:
+    """Calls per timed block: enough for a block to take about BLOCK seconds, from one timed call (a single call
+    when one call is longer; at most 10,000)."""
+    once = timer.timeit(1).raw_times[0]
+    return max(1, min(10_000, int(BLOCK / max(once, 1e-9))))
 
 
 def _quartiles(values: list[float]) -> tuple[float, float, float]:
@@ -203,11 +217,7 @@ def measure_pair(fn_a: Callable[[], Any], fn_b: Callable[[], Any], settings: Set
         threads = settings.threads or torch.get_num_threads()
         timers = [benchmark.Timer(stmt="fn()", globals={"fn": fn}, label=label, num_threads=threads)
                   for fn, label in ((fn_a, labels[0]), (fn_b, labels[1]))]
-        # calls per block: enough for a block to take ~10 ms (a single call when one call is longer)
-        numbers = []
-        for timer in timers:
-            once = timer.timeit(1).raw_times[0]
-            numbers.append(max(1, min(10_000, int(0.01 / max(once, 1e-9)))))
+        numbers = [calls_per_block(timer) for timer in timers]
         times: list[list[float]] = [[], []]
         spent = 0.0
         while True:
@@ -218,7 +228,7 @@ def measure_pair(fn_a: Callable[[], Any], fn_b: Callable[[], Any], settings: Set
             ratios = [a / b for a, b in zip(*times)]
             if len(ratios) >= MIN_RUNS and spent >= settings.min_run_time:
                 q1, med, q3 = _quartiles(ratios)
-                if q3 - q1 < 0.05 * med or spent >= 2 * settings.max_run_time:
+                if q3 - q1 < STOP_IQR * med or spent >= 2 * settings.max_run_time:
                     break
         out = []
         for side in (0, 1):
