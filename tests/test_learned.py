@@ -295,23 +295,43 @@ def test_a_budget_that_is_not_a_duration_is_bad_input(cli):
     assert r.code == 2 and r.stderr.startswith("dscalc: error: --budget") and "Traceback" not in r.stderr
 
 
-def test_adaptive_picks_spread_over_kinds_and_follow_the_lines_residuals():
-    # a kind whose line fits badly (10th-90th percentile of measured/predicted 0.5-2.0) is less sure than one
-    # that fits well (0.9-1.1) and is picked first, but at most ceil(8 / 3) = 3 of a batch of 8 are of one kind;
-    # a kind with no model at all (never measured) comes before both
+def test_adaptive_picks_follow_each_kinds_share_and_then_its_uncertainty():
+    # the pool draws depthwise, pointwise and standard convs 3 times as often as each other kind (17 draws): a batch
+    # goes to the kinds furthest behind their share of what was measured; within a kind, the candidate a forest is
+    # least sure of first; a kind with no model at all (never measured) comes before every other
+    from collections import Counter
+
     from dscalc.measure import calibrate
     from dscalc.measure.predict import KINDS, KernelModel
 
-    pool = calibrate.candidates(seed=5, n=200)
-    bad, good = "depthwise", "pointwise"
+    pool = calibrate.candidates(seed=5, n=400)
+    share = Counter(p.kernel.kind for p in pool)
+    assert share["depthwise"] > 2 * share["add"]
     models = {kind: KernelModel(kind, 1e-5, 1e-11, 1e-10, 10, 0.1, (0.9, 1.1)) for kind in KINDS}
-    models[bad] = KernelModel(bad, 1e-5, 1e-11, 1e-10, 10, 0.5, (0.5, 2.0))
-    picked = calibrate._pick(pool, models, {}, 8)
-    kinds = [p.kernel.kind for p in picked]
-    assert len(picked) == 8 and kinds.count(bad) == 3 and kinds[:3] == [bad] * 3
-    del models[good]
-    picked = calibrate._pick(pool, models, {}, 8)
-    assert [p.kernel.kind for p in picked][:3] == [good] * 3
+    # depthwise far ahead of its share, pointwise and standard far behind theirs, the rest on theirs: the batch
+    # goes to pointwise and standard only
+    have = {kind: share[kind] for kind in share} | {"depthwise": 1000, "pointwise": 0, "standard": 0}
+    picked = calibrate._pick(pool, models, {}, 8, have)
+    assert len(picked) == 8 and {p.kernel.kind for p in picked} <= {"pointwise", "standard"}
+    # nothing measured yet: the three conv kinds first (the largest shares), then the kinds of smaller shares
+    picked = [p.kernel.kind for p in calibrate._pick(pool, models, {}, 6, {})]
+    assert sorted(picked[:3]) == ["depthwise", "pointwise", "standard"] and len(set(picked[3:]) - set(picked[:3])) == 3
+    # a kind without a model first
+    del models["add"]
+    assert calibrate._pick(pool, models, {}, 8, have)[0].kernel.kind == "add"
+    # within a kind: the candidate whose trees disagree most
+    forest = learned.Forest("depthwise", (_stump(0.0, 0.0), _stump(0.0, 1.0)))  # trees agree at batch 1 only
+    dws = [p for p in pool if p.kernel.kind == "depthwise"]
+    spreads = [forest.spread(p.kernel, sum(models["depthwise"].terms(p.kernel))) for p in dws]
+    assert max(spreads) > min(spreads)
+    first = calibrate._pick(dws, models, {"depthwise": forest}, 1, {})[0]
+    assert forest.spread(first.kernel, sum(models["depthwise"].terms(first.kernel))) == max(spreads)
+
+
+def _stump(low: float, high: float) -> learned.Tree:
+    """A tree of one split: batch 1 (log2 batch <= 0.5) -> low, a larger batch -> high."""
+    return learned.Tree((1, -1, -1), (2, -1, -1), (learned.FEATURES.index("log2_batch"), 0, 0), (0.5, 0.0, 0.0),
+                        (0.0, low, high))
 
 
 def test_a_round_off_term_is_no_term_and_the_cache_accepts_the_fit():
