@@ -163,13 +163,13 @@ def main() -> int:
     from dscalc.measure.ceilings import get_ceilings, machine_load
     from dscalc.measure.modules import time_against, time_layer, time_module
     from dscalc.measure.predict import kernel_of
-    from dscalc.measure.settings import Settings, configured
+    from dscalc.measure.settings import Settings, configured, cpu_model
     from dscalc.trace.profile import profile_model
     from dscalc.trace.source import ModelSource
 
     settings = Settings(device=args.device, threads=args.threads, runtime=args.runtime)
     threads = args.threads or torch.get_num_threads()
-    lines = [f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {threads} threads, "
+    lines = [f"machine: {cpu_model()} ({platform.machine()}), {os.cpu_count()} CPUs, {threads} threads, "
              f"torch {torch.__version__}, Python {platform.python_version()}, device {args.device}, "
              f"runtime {args.runtime}", f"load per CPU at start: {machine_load():.2f}"]
     ceilings = get_ceilings(args.device, refresh=True, threads=threads)[0]
