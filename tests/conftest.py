@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 GOLDEN = Path(__file__).parent / "golden"
-#: every measurement in the tests gets at most 20 ms (dscalc.measure.timer.BUDGET_ENV): no assertion depends on how
+#: every measurement in the tests gets at most 20 ms (dscalc.measure.settings.BUDGET_ENV): no assertion depends on how
 #: long a kernel was timed, and the full budget (up to 2 s per row) would take most of the suite's run
 os.environ.setdefault("DSCALC_MAX_RUN_TIME", "0.02")
 SCRIPT = shutil.which("dscalc", path=str(Path(sys.executable).parent)) or "dscalc"

@@ -18,7 +18,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dscalc.cost.dtypes import itemsize
 from dscalc.cost.layers import conv, depthwise, linear
@@ -43,10 +43,11 @@ from dscalc.measure.ceilings import (
     warn,
     write_cache,
 )
-from dscalc.measure.modules import module_for, time_module
 from dscalc.measure.predict import MEMORY_KINDS, UNIT_PATTERNS, Calibration, Kernel, Sample, fit_all, kernel_of
 from dscalc.measure.settings import Settings, configured, device_name, torch_version
-from dscalc.measure.timer import Timing
+
+if TYPE_CHECKING:
+    from dscalc.measure.timer import Timing
 
 CACHE_VERSION = 3  # 2: small convs in the design, the in-network factor; 3: shaped samples, learned models
 #: each calibration kernel is timed for this long at least, at most (the one timing protocol, shortened)
@@ -69,6 +70,8 @@ class Probe:
 
 
 def _layer_probe(layer: LayerCost) -> Probe:
+    from dscalc.measure.modules import module_for  # only to measure: a cached calibration needs no torch module
+
     return Probe(kernel_of(layer), [layer.input_shape], lambda nn: module_for(layer))
 
 
@@ -235,12 +238,16 @@ def chains(dtype: str = "float32") -> dict[str, list[Probe]]:
 def measure_chain(probes: list[Probe], settings: Settings) -> Timing:
     from torch import nn
 
+    from dscalc.measure.modules import time_module
+
     return time_module(nn.Sequential(*(p.build(nn) for p in probes)), probes[0].input_shapes, settings,
                        f"chain of {len(probes)}", own=True)
 
 
 def measure_probe(probe: Probe, settings: Settings) -> Timing:
     from torch import nn
+
+    from dscalc.measure.modules import time_module
 
     return time_module(probe.build(nn), probe.input_shapes, settings, probe.kernel.name, own=True)
 

@@ -20,8 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from dscalc.errors import RuntimeFailure, first_line, missing, say
-from dscalc.measure.settings import Settings, configured, cpu_model, device_name, torch_version
-from dscalc.measure.timer import BUDGET_ENV, measure
+from dscalc.measure.settings import BUDGET_ENV, Settings, configured, cpu_model, device_name, torch_version
 
 CACHE_VERSION = 2
 #: a 1-minute load average per CPU above this when measuring starts marks the figures as measured under load
@@ -324,6 +323,7 @@ def measure_ceilings(device: str, threads: int, quick: bool = False) -> Ceilings
     import torch
 
     from dscalc.cost.dtypes import TIMED
+    from dscalc.measure.timer import measure  # only when measuring: reading the cache needs no timer
 
     settings = Settings(device=device, threads=threads, min_run_time=0.02 if quick else 0.3,
                         max_run_time=QUICK_RUN if quick else 3.0)

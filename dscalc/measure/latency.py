@@ -11,7 +11,6 @@ from typing import Any
 
 from dscalc.cost.kinds import WEIGHTED, separable_of
 from dscalc.cost.records import LayerCost, SeparableComparison
-from dscalc.measure.modules import time_against, time_layer
 from dscalc.measure.predict import Prediction, speedup_interval
 from dscalc.measure.predictor import Predictor
 from dscalc.measure.settings import Settings, configured
@@ -118,6 +117,21 @@ class PairLatency:
                 "speedup": self.speedups(), "verdict": self.verdict_text,
                 "predicted_verdict": self.predicted_verdict_text,
                 "paired": self.ratio.to_dict() if self.ratio is not None else None}
+
+
+def time_layer(layer: LayerCost, settings: Settings) -> Timing:
+    """`modules.time_layer`, imported when a command times (predicting from a cached calibration builds no module)."""
+    from dscalc.measure import modules
+
+    return modules.time_layer(layer, settings)
+
+
+def time_against(original: LayerCost, depthwise: LayerCost, pointwise: LayerCost,
+                 settings: Settings) -> tuple[Timing, Timing, Ratio | None]:
+    """`modules.time_against`, imported when a command times."""
+    from dscalc.measure import modules
+
+    return modules.time_against(original, depthwise, pointwise, settings)
 
 
 def layer_latency(layer: LayerCost, predictor: Predictor, settings: Settings | None,

@@ -16,7 +16,7 @@ from typing import Any
 
 from dscalc.cost.parse import env_seconds
 from dscalc.errors import first_line
-from dscalc.measure.settings import Settings
+from dscalc.measure.settings import BUDGET_ENV, Settings
 
 #: fewest timed blocks a reliable timing has
 MIN_RUNS = 5
@@ -100,9 +100,6 @@ def overlap(a: Timing | None, b: Timing | None) -> bool:
     return a.q1 <= b.q3 and b.q1 <= a.q3
 
 
-#: caps the time budget of every measurement, in seconds (the test suite sets it: its assertions never depend on
-#: how long a kernel was timed, and a full budget per row would take most of its run)
-BUDGET_ENV = "DSCALC_MAX_RUN_TIME"
 
 
 def budgeted(settings: Settings) -> Settings:
