@@ -22,6 +22,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from predict_repeat import within  # noqa: E402  (after the path: dscalc from this checkout)
+
 
 def autorange(fn, settings) -> float:
     """The replaced protocol: three warm-up calls, adaptive_autorange (its own block sizing), topped up to
@@ -79,8 +81,7 @@ def main() -> int:
     ratio = statistics.median(n / o for n, o in zip(new, old))
     lines.append(f"  paired per probe, blocks / adaptive_autorange: median {ratio:.2f}x")
     lines.append(f"  medians of the two, blocks / adaptive_autorange: median {statistics.median(agree):.2f}, "
-                 f"within 10%: {sum(abs(a - 1) <= 0.1 for a in agree)}/{len(agree)}, "
-                 f"within 25%: {sum(abs(a - 1) <= 0.25 for a in agree)}/{len(agree)}")
+                 f"within 10%: {within(agree, 0.10)}, within 25%: {within(agree, 0.25)}")
     text = "\n".join(lines)
     print(text)
     if args.output:

@@ -16,6 +16,8 @@ import csv
 import statistics
 from pathlib import Path
 
+from bench_predict import frac
+
 
 def rows(path: Path) -> dict[tuple[str, str], dict[str, str]]:
     with path.open() as f:
@@ -23,8 +25,8 @@ def rows(path: Path) -> dict[tuple[str, str], dict[str, str]]:
 
 
 def within(ratios: list[float], limit: float) -> str:
-    n = sum(abs(r - 1) <= limit for r in ratios)
-    return f"{n}/{len(ratios)} ({100 * n / len(ratios):.0f}%)" if ratios else "-"
+    """How many ratios lie within `limit` of 1, as bench_predict counts its errors."""
+    return frac([abs(r - 1) for r in ratios], limit)
 
 
 def main() -> int:
