@@ -191,7 +191,8 @@ def _onnxruntime(module: Any, inputs: list[Any], settings: Settings) -> Built:
 def _cpu_binding(session: Any, names: list[str], inputs: list[Any]) -> tuple[Callable[[], Any],
                                                                             Callable[[], list[Any]]]:
     """Inputs and outputs bound to arrays allocated once (no output allocated and handed to Python in the timed
-    call, as the CUDA binding does: `session.run` made a depthwise 3x3 on 32 x 112² time 1.19x its kernel)."""
+    call, as the CUDA binding does: through `session.run` a pointwise 32->64 on 112², a 3.2 MB output, took 1.66x
+    its bound time; smaller outputs 0.93-1.07x, within the noise - benchmarks/bench_ort_binding.py)."""
     import numpy as np
     import onnxruntime as ort
 
