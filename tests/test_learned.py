@@ -384,3 +384,72 @@ def test_a_depth_multiplier_is_its_own_kernel_kind_and_fitting_it_apart_mends_th
     old = calibration(dm1)
     k = kernel_of(depthwise(32, 3, 14, depth_multiplier=2))
     assert old.predict(k, linear=True).seconds == old.predict(replace(k, kind="depthwise"), linear=True).seconds
+
+
+# ------------------------------------------------------------------------- torch's choice of convolution kernel
+
+#: (in channels, out channels, kernel (h, w), map side, batch, groups) and the thread counts; around each bound of
+#: ATen's ConvParams::use_mkldnn: 416 x 7² = 20,384 input elements (native), 420 x 7² = 20,580 (oneDNN)
+DISPATCH_CASES = [(416, 64, (1, 1), 7, 1, 1), (420, 64, (1, 1), 7, 1, 1), (100, 100, (3, 3), 14, 1, 1),
+                  (108, 108, (3, 3), 14, 1, 1), (64, 64, (5, 5), 7, 1, 1), (64, 64, (1, 5), 7, 1, 1),
+                  (64, 64, (4, 4), 7, 1, 1), (8, 8, (1, 1), 7, 2, 1), (8, 8, (3, 3), 7, 2, 1),
+                  (64, 64, (3, 3), 7, 1, 2), (64, 64, (1, 1), 56, 1, 1), (64, 64, (1, 1), 56, 16, 1)]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_torch_native_conv_is_the_kernel_torch_itself_runs(threads):
+    # the oracle: torch's profiler, naming the kernel the convolution ran (_slow_conv2d_forward or mkldnn's)
+    torch = pytest.importorskip("torch")
+    from dscalc.cost.layers import conv
+    from dscalc.measure.predict import kernel_of
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for cin, cout, (kh, kw), side, batch, groups in DISPATCH_CASES:
+            module = torch.nn.Conv2d(cin, cout, (kh, kw), groups=groups, bias=False).eval()
+            with torch.inference_mode(), torch.profiler.profile() as prof:
+                module(torch.randn(batch, cin, side, side))
+            names = {e.name for e in prof.events()}
+            ran_native = "aten::_slow_conv2d_forward" in names
+            assert ran_native or "aten::mkldnn_convolution" in names, names
+            k = kernel_of(conv(cin, cout, (kh, kw), side, groups=groups, batch=batch))
+            assert learned.torch_native_conv(k, threads) == ran_native, (cin, cout, kh, kw, side, batch, groups)
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_torch_native_conv_is_off_where_torch_does_not_choose():
+    from dscalc.cost.layers import conv
+    from dscalc.measure.predict import kernel_of
+
+    k = kernel_of(conv(64, 64, 1, 7))  # native on torch's CPU, 2 threads
+    assert learned.torch_native_conv(k, 2)
+    assert learned.native_threads("cpu", "eager", "float32", 2) == learned.native_threads("cpu", "compile",
+                                                                                          "float32", 2) == 2
+    for device, runtime, dtype in [("cpu", "onnxruntime", "float32"), ("cpu", "litert", "float32"),
+                                   ("cuda", "eager", "float32"), ("cpu", "eager", "bfloat16")]:
+        assert learned.native_threads(device, runtime, dtype, 2) == 0
+    assert not learned.torch_native_conv(k, 0)
+
+
+def test_the_native_path_step_is_learned_with_its_feature():
+    # a synthetic device whose convolutions on torch's native path run at 0.4x the time of truth() (a pointwise on
+    # oneDNN's NCHW path pays its reorders; measured 2-3x apart on a real CPU): one line per kind cannot follow
+    # that step, a forest that sees the feature can
+    from dscalc.measure import calibrate
+
+    def stepped(k: Kernel) -> float:
+        return truth(k) * (0.4 if learned.torch_native_conv(k, 2) else 1.0)
+
+    pool = [p.kernel for p in calibrate.candidates(seed=5, n=6000) if p.kernel.kind in ("pointwise", "standard")]
+    train = [Sample(k, stepped(k)) for k in pool[:800]]
+    held = [Sample(k, stepped(k)) for k in pool[800:] if learned.torch_native_conv(k, 2)]
+    assert len(held) > 30 and sum(learned.torch_native_conv(s.kernel, 2) for s in train) > 30
+    models = fit_all(train)
+    cal = {n: Calibration("cpu", "x", 2, "float32", False, "eager", "t", 0.0, 1.0, 1e11, models,
+                          learned=learned.fit_learned(train, models, guard=False, native_threads=n))
+           for n in (0, 2)}
+    assert all(f.native_threads == 2 for f in cal[2].learned.values())
+    with_feature, without = median_error(cal[2], held, linear=False), median_error(cal[0], held, linear=False)
+    assert with_feature < 0.15 < 0.3 < without

@@ -49,7 +49,9 @@ from dscalc.measure.settings import Settings, configured, device_name, torch_ver
 if TYPE_CHECKING:
     from dscalc.measure.timer import Timing
 
-CACHE_VERSION = 3  # 2: small convs in the design, the in-network factor; 3: shaped samples, learned models
+#: 2: small convs in the design, the in-network factor; 3: shaped samples, learned models; 4: the learned
+#: models' torch_native_conv feature
+CACHE_VERSION = 4
 #: each calibration kernel is timed for this long at least, at most (the one timing protocol, shortened)
 MIN_RUN, MAX_RUN = 0.05, 0.4
 #: the default time budget of a calibration (seconds), the share of it the initial design may take (it is cut
@@ -177,6 +179,13 @@ def design(dtype: str = "float32") -> list[Probe]:
         probes.append(_layer_probe(depthwise(cin, kk, s, batch=b, padding=kk // 2, stride=stride, dtype=dtype,
                                              name=f"dw k{kk}/s{stride}/dm1 {cin}x{s}² b{b}")))
         probes.append(_layer_probe(conv(cin, cout, 1, s, batch=b, dtype=dtype, name=f"pw {cin}->{cout} {s}² b{b}")))
+    # batch-1 convs of late maps whose input holds at most 20,480 elements: torch runs these on its native kernel,
+    # not oneDNN's, 2-3x apart from the line of their kind (`learned.torch_native_conv`); the pool draws few
+    for cin, cout, kk, s in [(96, 24, 1, 14), (160, 960, 1, 7), (384, 96, 1, 7), (48, 48, 3, 14), (24, 40, 3, 28),
+                             (320, 160, 3, 7)]:
+        kind = "pw" if kk == 1 else "conv k3/s1"
+        probes.append(_layer_probe(conv(cin, cout, kk, s, padding=kk // 2, dtype=dtype,
+                                        name=f"{kind} {cin}->{cout} {s}² b1")))
     for n_in, n_out, rows in [(512, 1000, 1), (1280, 1000, 1), (256, 256, 64), (768, 3072, 197), (2048, 1000, 8),
                               (128, 512, 1024), (64, 64, 1), (1024, 4096, 16)]:
         probes.append(_layer_probe(linear(n_in, n_out, batch=rows, bias=False, dtype=dtype,
@@ -423,7 +432,8 @@ def calibrate(settings: Settings, progress: Callable[[], Any] | None = None, bud
                 break
             measure(probe)
         models = fit_all(samples)
-        forests = learned.fit_learned(samples, models, seed) if can_learn else {}
+        native = learned.native_threads(settings.device, settings.runtime, settings.dtype, threads)
+        forests = learned.fit_learned(samples, models, seed, native_threads=native) if can_learn else {}
         if can_learn:
             measured = {p.kernel.name for p in initial}
             pool = [p for p in candidates(settings.dtype, seed) if p.kernel.name not in measured]
@@ -444,7 +454,8 @@ def calibrate(settings: Settings, progress: Callable[[], Any] | None = None, bud
                 # a changed kind's forest goes with its old line (it learned that line's residuals): refitted, or
                 # none where the new one does not beat the new line
                 forests = {k: f for k, f in forests.items() if k not in changed}
-                forests.update(learned.fit_learned([s for s in samples if s.kernel.kind in changed], models, seed))
+                forests.update(learned.fit_learned([s for s in samples if s.kernel.kind in changed], models, seed,
+                                                   native_threads=native))
         cal = Calibration(settings.device, device_name(settings.device, threads), threads, settings.dtype,
                           settings.channels_last, settings.runtime, torch.__version__, start,
                           0.0, ceilings.peak_flops.get(settings.dtype), models, load, learned=forests,

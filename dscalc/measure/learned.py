@@ -1,8 +1,8 @@
 """The learned latency model: per kernel kind, an ensemble of regression trees (scikit-learn's ExtraTrees, the
 optional `learn` extra) that corrects the linear model (`measure.predict.KernelModel`) in log space, from features
 that carry what one line per kind cannot follow - channels in and out and their divisibility by the vector width
-(oneDNN's blocking), spatial size, kernel taps, stride, groups, batch - beside the work (FLOPs, bytes) and the
-linear model's own prediction:
+(oneDNN's blocking), spatial size, kernel taps, stride, groups, batch, which of its two convolution kernels torch
+picks on a CPU (`torch_native_conv`) - beside the work (FLOPs, bytes) and the linear model's own prediction:
 
     log(t) = log(t_linear) + mean over trees of tree(features)
 
@@ -30,7 +30,7 @@ INSTALL = 'pip install "dscalc[learn]"'
 #: the features, in order (the JSON names them so an entry of another layout is rejected, not misread)
 FEATURES = ("log2_cin", "log2_cout", "cin_pow2", "cout_pow2", "log2_size_in", "log2_size_out", "taps", "stride",
             "log2_groups", "log2_cin_per_group", "log2_batch", "log2_flops", "log2_bytes", "log2_intensity",
-            "log2_linear_ns")
+            "log2_linear_ns", "torch_native_conv")
 TREES, MIN_LEAF, MIN_SAMPLES, SEED = 60, 2, 6, 31
 #: the interval's percentiles of the per-tree predictions (and of the out-of-bag residuals that widen it)
 LOW_Q, HIGH_Q = 0.1, 0.9
@@ -45,12 +45,45 @@ def _pow2(c: int) -> float:
     return float(min((c & -c).bit_length() - 1, 7)) if c > 0 else 0.0
 
 
-def features(k: Kernel, linear_s: float) -> list[float]:
-    """The learned model's inputs for one kernel (FEATURES, in order)."""
+#: torch's CPU convolution takes its native path for a float32 input of at most this many elements (batch 1)
+NATIVE_CONV_ELEMENTS = 20480
+#: the kernel kinds torch's float32 CPU convolution may run on its native path (groups 1, not transposed)
+NATIVE_CONV_KINDS = ("standard", "pointwise")
+
+
+def torch_native_conv(k: Kernel, threads: int) -> bool:
+    """Whether torch's float32 convolution on a CPU (eager, and torch.compile's extern convolution) runs `k` on
+    its native kernel (`_slow_conv2d_forward`: im2col + GEMM) instead of oneDNN's (`mkldnn_convolution`), by the
+    rule of ATen's `ConvParams::use_mkldnn` (`threads`: torch's thread count; 0 where the calibration's runtime
+    does not choose so - another dtype, device or runtime): a convolution with groups 1 runs natively when its
+    batch is 1, its kernel is no larger than 3 on one side at least and its input holds at most 20,480 elements,
+    or, on one thread, when it is a 1x1 convolution with stride 1 and a batch under 16. The two differ by 2-3x
+    in either direction (on this project's AMD EPYC VM, 2 threads: a pointwise 404->64 on 7² 48 µs native, 420->64
+    168 µs on oneDNN; a 3x3 100->100 on 14² 801 µs native, 108->108 397 µs on oneDNN), a step one line per kind
+    cannot follow. The kernel's taps stand for its sides: a square number above 9 as a square kernel larger than
+    3, any other as one with a side of at most 3 (a 2x8 or a 4x5 kernel is misread)."""
+    if threads <= 0 or k.kind not in NATIVE_CONV_KINDS or k.groups > 1 or not k.shaped:
+        return False
+    if threads == 1 and k.kind == "pointwise" and k.stride == 1 and k.batch < 16:
+        return True
+    small_kernel = k.taps <= 9 or math.isqrt(k.taps) ** 2 != k.taps  # square up to 3x3, or not square (1 x k)
+    return k.batch == 1 and small_kernel and k.batch * k.cin * k.size_in <= NATIVE_CONV_ELEMENTS
+
+
+def native_threads(device: str, runtime: str, dtype: str, threads: int) -> int:
+    """`torch_native_conv`'s thread count for a calibration: its threads where torch picks its CPU convolution
+    kernel by shape (float32 on the CPU, eager or torch.compile), else 0."""
+    return threads if device == "cpu" and runtime in ("eager", "compile") and dtype == "float32" else 0
+
+
+def features(k: Kernel, linear_s: float, native_threads: int = 0) -> list[float]:
+    """The learned model's inputs for one kernel (FEATURES, in order); `native_threads`: torch's thread count
+    where the calibration's runtime picks torch's CPU convolution kernel by shape (`torch_native_conv`), else 0."""
     groups = max(k.groups, 1)
     return [_log2(k.cin), _log2(k.cout), _pow2(k.cin), _pow2(k.cout), _log2(k.size_in), _log2(k.size_out),
             float(k.taps), float(k.stride), _log2(groups), _log2(k.cin / groups), _log2(k.batch), _log2(k.flops),
-            _log2(k.bytes), _log2(k.flops / k.bytes) if k.bytes else 0.0, _log2(linear_s * 1e9)]
+            _log2(k.bytes), _log2(k.flops / k.bytes) if k.bytes else 0.0, _log2(linear_s * 1e9),
+            float(torch_native_conv(k, native_threads))]
 
 
 def _f32(x: float) -> float:
@@ -141,6 +174,9 @@ class Forest:
     residual: tuple[float, float] = (0.0, 0.0)  # LOW_Q and HIGH_Q quantiles of log(measured / predicted), OOB
     samples: int = 0
     error: float = 0.0  # median |predicted / measured - 1| out of bag
+    #: the `features` it was fitted on: torch's thread count where its calibration's runtime picks torch's CPU
+    #: convolution kernel by shape, else 0
+    native_threads: int = 0
 
     def log_ratios(self, x: Sequence[float]) -> list[float]:
         x = [_f32(v) for v in x]
@@ -148,7 +184,7 @@ class Forest:
 
     def predict(self, k: Kernel, linear_s: float) -> tuple[float, float, float]:
         """The predicted seconds and the interval (low, high) around it."""
-        per_tree = self.log_ratios(features(k, linear_s))
+        per_tree = self.log_ratios(features(k, linear_s, self.native_threads))
         mean = sum(per_tree) / len(per_tree)
         lo = math.hypot(mean - quantile(per_tree, LOW_Q), min(self.residual[0], 0.0))
         hi = math.hypot(quantile(per_tree, HIGH_Q) - mean, max(self.residual[1], 0.0))
@@ -156,13 +192,14 @@ class Forest:
 
     def spread(self, k: Kernel, linear_s: float) -> float:
         """The per-tree predictions' standard deviation (log): where adaptive sampling measures next."""
-        per_tree = self.log_ratios(features(k, linear_s))
+        per_tree = self.log_ratios(features(k, linear_s, self.native_threads))
         mean = sum(per_tree) / len(per_tree)
         return math.sqrt(sum((p - mean) ** 2 for p in per_tree) / len(per_tree))
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "features": list(FEATURES), "trees": [t.to_dict() for t in self.trees],
-                "residual": list(self.residual), "samples": self.samples, "median_error": self.error}
+                "residual": list(self.residual), "samples": self.samples, "median_error": self.error,
+                "native_threads": self.native_threads}
 
     @classmethod
     def from_dict(cls, d: Any) -> Forest:
@@ -178,10 +215,13 @@ class Forest:
         samples, error = d.get("samples", 0), d.get("median_error", 0.0)
         if type(samples) is not int or samples < 0 or type(error) not in (int, float) or not 0 <= error < 1e6:
             raise BadForest("samples, median_error: expected a count and an error")
+        native_threads = d.get("native_threads", 0)
+        if type(native_threads) is not int or not 0 <= native_threads <= 1 << 16:
+            raise BadForest("native_threads: expected a thread count")
         if not isinstance(d.get("kind"), str):
             raise BadForest("kind: expected a name")
         return cls(d["kind"], tuple(tree_from_dict(t) for t in trees), (residual[0], residual[1]), samples,
-                   float(error))
+                   float(error), native_threads)
 
 
 # -------------------------------------------------------------------------------------- fitting (scikit-learn)
@@ -193,7 +233,8 @@ def available() -> bool:
     return importlib.util.find_spec("sklearn") is not None
 
 
-def export(kind: str, ensemble: Any, samples: int, residual: tuple[float, float], error: float) -> Forest:
+def export(kind: str, ensemble: Any, samples: int, residual: tuple[float, float], error: float,
+           native_threads: int = 0) -> Forest:
     """A fitted scikit-learn tree ensemble (regressor) as a Forest of plain arrays."""
     trees = []
     for est in ensemble.estimators_:
@@ -201,14 +242,16 @@ def export(kind: str, ensemble: Any, samples: int, residual: tuple[float, float]
         trees.append(Tree(tuple(int(v) for v in t.children_left), tuple(int(v) for v in t.children_right),
                           tuple(max(int(v), 0) for v in t.feature), tuple(float(v) for v in t.threshold),
                           tuple(float(v) for v in t.value[:, 0, 0])))
-    return Forest(kind, tuple(trees), residual, samples, error)
+    return Forest(kind, tuple(trees), residual, samples, error, native_threads)
 
 
-def training_set(samples: Sequence[Sample], linear: Any) -> tuple[list[list[float]], list[float]]:
+def training_set(samples: Sequence[Sample], linear: Any,
+                 native_threads: int = 0) -> tuple[list[list[float]], list[float]]:
     """The features and targets (log(measured / linear prediction)) of one kind's shaped samples."""
     rows = [s for s in samples if s.kernel.shaped and s.seconds > 0]
     base = [max(sum(linear.terms(s.kernel)), 1e-9) for s in rows]
-    return [features(s.kernel, b) for s, b in zip(rows, base)], [math.log(s.seconds / b) for s, b in zip(rows, base)]
+    return ([features(s.kernel, b, native_threads) for s, b in zip(rows, base)],
+            [math.log(s.seconds / b) for s, b in zip(rows, base)])
 
 
 def ensemble(x: list[list[float]], y: list[float], seed: int = SEED) -> Any:
@@ -225,10 +268,11 @@ def ensemble(x: list[list[float]], y: list[float], seed: int = SEED) -> Any:
     return model
 
 
-def fit_kind(kind: str, samples: Sequence[Sample], linear: Any, seed: int = SEED) -> Forest | None:
+def fit_kind(kind: str, samples: Sequence[Sample], linear: Any, seed: int = SEED,
+             native_threads: int = 0) -> Forest | None:
     """The learned model of one kind from its measured kernels and the kind's linear model; None with too few
     shaped samples."""
-    x, y = training_set(samples, linear)
+    x, y = training_set(samples, linear, native_threads)
     if len(y) < MIN_SAMPLES:
         return None
     model = ensemble(x, y, seed)
@@ -239,12 +283,13 @@ def fit_kind(kind: str, samples: Sequence[Sample], linear: Any, seed: int = SEED
         error = quantile([abs(math.exp(-r) - 1) for r in residuals], 0.5)  # |predicted / measured - 1|
     else:
         residual, error = (0.0, 0.0), 0.0
-    return export(kind, model, len(y), residual, error)
+    return export(kind, model, len(y), residual, error, native_threads)
 
 
-def fit_learned(samples: Sequence[Sample], linear: dict[str, Any], seed: int = SEED,
-                guard: bool = True) -> dict[str, Forest]:
-    """A Forest per kind that has a linear model and enough shaped samples (needs scikit-learn); with `guard`,
+def fit_learned(samples: Sequence[Sample], linear: dict[str, Any], seed: int = SEED, guard: bool = True,
+                native_threads: int = 0) -> dict[str, Forest]:
+    """A Forest per kind that has a linear model and enough shaped samples (needs scikit-learn; `native_threads`
+    as `features` takes it); with `guard`,
     only where the forest's out-of-bag median error is below the linear model's own (in-sample, so optimistic)
     median error - on noisy measurements trees fit the noise, and the line stays the better guess."""
     by_kind: dict[str, list[Sample]] = {}
@@ -253,7 +298,7 @@ def fit_learned(samples: Sequence[Sample], linear: dict[str, Any], seed: int = S
     out = {}
     for kind, group in by_kind.items():
         if kind in linear:
-            forest = fit_kind(kind, group, linear[kind], seed)
+            forest = fit_kind(kind, group, linear[kind], seed, native_threads)
             if forest is not None and (not guard or forest.error < linear[kind].error):
                 out[kind] = forest
     return out
