@@ -42,6 +42,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -81,6 +82,51 @@ def held_out_pairs(n: int, seed: int, design_names: set[tuple]) -> list:
             continue  # a kernel the calibration measured: not held out
         pairs.append(comparison)
     return pairs
+
+
+def held_out_batch1(n: int, seed: int, seen: set[tuple]) -> list:
+    """n batch-1 convs of late maps (3x3 and 1x1, 7² to 28²), half of them with an input of at most 20,480
+    elements - which torch runs on its native kernel, not oneDNN's (`learned.torch_native_conv`) - and half above,
+    from a seeded generator, none of them measured by the calibration: the case of a CNN's late layers at batch 1,
+    which the pairs (batch 1..32, maps to 112²) meet rarely."""
+    from dscalc.cost.layers import conv
+    from dscalc.measure.learned import NATIVE_CONV_ELEMENTS
+    from dscalc.measure.predict import kernel_of
+
+    rng = random.Random(seed)
+    out, keys = [], set()
+    while len(out) < n:
+        k, size, cin, cout = rng.choice((1, 3)), rng.choice((7, 10, 14, 20, 28)), rng.choice(CHANNELS), \
+            rng.choice(CHANNELS)
+        if (cin * size * size <= NATIVE_CONV_ELEMENTS) != (len(out) % 2 == 0):
+            continue  # alternately below and above the bound
+        layer = conv(cin, cout, k, size, padding=k // 2, name=f"k{k} {cin}->{cout} {size}² b1")
+        key = shape_key(kernel_of(layer))
+        if key in seen or key in keys or layer.macs > MAC_CAP:
+            continue
+        keys.add(key)
+        out.append(layer)
+    return out
+
+
+def canary_layers() -> list:
+    """A fixed handful of kernels measured after the calibration and again after each part of the run: how far
+    the machine's speed drifted while the run measured what the calibration predicts."""
+    from dscalc.cost.layers import conv, depthwise
+
+    return [conv(64, 64, 3, 28, padding=1, name="canary conv 64 28²"), conv(128, 128, 1, 14, name="canary pw 128 14²"),
+            depthwise(96, 3, 56, padding=1, name="canary dw 96 56²"), conv(32, 64, 1, 56, name="canary pw 32->64 56²"),
+            conv(256, 256, 3, 7, padding=1, name="canary conv 256 7²"), depthwise(384, 5, 14, padding=2,
+                                                                                   name="canary dw k5 384 14²")]
+
+
+def drift(when: str, times: list, first: list) -> str:
+    """The canary kernels measured `when`, against their times after the calibration, in words."""
+    ratios = [t / f for t, f in zip(times, first) if t and f]
+    if not ratios:
+        return f"canary kernels {when}: not measured"
+    return (f"canary kernels ({len(ratios)}) {when} / after the calibration: median {statistics.median(ratios):.2f}x "
+            f"(range {min(ratios):.2f}-{max(ratios):.2f}x)")
 
 
 def shape_key(k) -> tuple:
@@ -171,6 +217,8 @@ def main() -> int:
     ap.add_argument("--budget", type=float, default=120.0, help="the calibration's time budget (seconds)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "predict.csv")
     ap.add_argument("--summary", type=Path, default=None, help="also write the summary here (default: beside --out)")
+    ap.add_argument("--batch1", type=int, default=40, metavar="N",
+                    help="held-out batch-1 convs of late maps, half on each side of torch's native-kernel bound")
     ap.add_argument("--no-repeat", dest="repeat", action="store_false",
                     help="skip measuring the depthwise and pointwise kernels and the models a second time at the end")
     ap.add_argument("--noise", type=int, default=0, metavar="N",
@@ -219,6 +267,15 @@ def main() -> int:
                      f"fit median error {100 * m.error:.0f}% ({m.samples} kernels)"
                      + (f"; learned: out-of-bag median error {100 * forest.error:.0f}%" if forest else ""))
 
+    # an ablation on the same samples: every kind's forest refitted as the calibration fits it, with and without
+    # the feature that says which of its two convolution kernels torch runs (`learned.torch_native_conv`)
+    native = learned_module.native_threads(args.device, args.runtime, "float32", threads)
+    ablation = {label: replace(cal, learned=learned_module.fit_learned(list(cal.samples), cal.models,
+                                                                       native_threads=n))
+                for label, n in (("with", native), ("without", 0))} if learned_module.available() else {}
+    ablation_err: dict[str, list] = {label: [] for label in ablation}
+    on_native: list[bool] = []  # per held-out kernel: on torch's native convolution kernel
+
     names = ("learned", "linear", "roofline", "MAC ratio")
     rows: list[dict] = []
     winner: dict[str, list] = {n: [] for n in names}
@@ -229,7 +286,14 @@ def main() -> int:
     pairs = held_out_pairs(args.pairs, args.seed, seen_keys(cal))
     again: list = []  # (depthwise or pointwise layer, its first median): measured again at the end
     models_again: list = []  # (name, its first median)
+    canaries = canary_layers()
+    canary_times: list[tuple[str, list]] = []
+
+    def canary(when: str) -> None:
+        canary_times.append((when, [time_layer(layer, settings).median for layer in canaries]))
+
     with configured(settings):
+        canary("after the calibration")
         for i, c in enumerate(pairs):
             t_std, t_pair, ratio = time_against(c.original, c.depthwise, c.pointwise, settings)
             t_dw, t_pw = time_layer(c.depthwise, settings), time_layer(c.pointwise, settings)
@@ -252,6 +316,9 @@ def main() -> int:
             for kernel, layer in layers:
                 for name in kernel_err:
                     kernel_err[name].append(err(pred[name][kernel], measured[kernel]))
+                for label, refitted in ablation.items():
+                    ablation_err[label].append(err(refitted.predict(kernel_of(layer)).seconds, measured[kernel]))
+                on_native.append(learned_module.torch_native_conv(kernel_of(layer), native))
                 p, m = learned[kernel], measured[kernel]
                 if m and p.low is not None and p.high is not None:
                     inside.append(p.low <= m <= p.high)
@@ -278,6 +345,23 @@ def main() -> int:
                   f"linear {preds['linear']:.2f}x, roofline {preds['roofline']:.2f}x, MACs {preds['MAC ratio']:.1f}x",
                   flush=True)
 
+        canary("after the pairs")
+        # batch-1 convs of late maps, on both sides of torch's bound between its native and oneDNN's kernels
+        batch1_err: dict[str, list] = {n: [] for n in (*ablation, "linear")}
+        batch1_native: list[bool] = []
+        for layer in held_out_batch1(args.batch1, args.seed, seen_keys(cal)):
+            m = time_layer(layer, settings).median
+            k = kernel_of(layer)
+            batch1_native.append(learned_module.torch_native_conv(k, native))
+            batch1_err["linear"].append(err(cal.predict(k, linear=True).seconds, m))
+            for label, refitted in ablation.items():
+                batch1_err[label].append(err(refitted.predict(k).seconds, m))
+            rows.append({"what": "batch1", "name": layer.name, "kind": k.kind, "macs": layer.macs, "measured_s": m,
+                         "learned_s": cal.predict(k).seconds, "learned_low_s": "", "learned_high_s": "",
+                         "linear_s": cal.predict(k, linear=True).seconds, "roofline_s": "", "mac_ratio": "",
+                         "measured_speedup": "", "speedup_q1": "", "speedup_q3": "", "learned_speedup": "",
+                         "linear_speedup": "", "roofline_speedup": ""})
+        canary("after the batch-1 convs")
         model_names = (*names, "learned, unit factors", "learned, kernels' sum", "linear, kernels' sum")
         model_err: dict[str, list] = {n: [] for n in model_names}
         model_lines = ["", "whole models: learned and linear as `profile --predict` predicts them (the kernels the "
@@ -358,9 +442,33 @@ def main() -> int:
     for n, kinds in by_kind.items():
         lines.append(f"{n} kernel error by kind: " + ", ".join(
             f"{kind} median {med(v)}, within 25% {frac(v, 0.25)}" for kind, v in sorted(kinds.items())))
+    if ablation:
+        def split(values: list) -> str:
+            on = [v for v, flag in zip(values, on_native) if flag]
+            off = [v for v, flag in zip(values, on_native) if not flag]
+            return f"{frac(values, 0.25)} (on torch's native kernel {frac(on, 0.25)}, on oneDNN's {frac(off, 0.25)})"
+
+        lines.append(f"ablation, forests refitted on the calibration's samples (threads for torch_native_conv: "
+                     f"{native}; held-out kernels on torch's native convolution kernel: {sum(on_native)}): kernels "
+                     f"within 25% with the feature {split(ablation_err['with'])}, without it "
+                     f"{split(ablation_err['without'])}, linear {split(kernel_err['linear'])}")
+    if batch1_native:
+        def by_path(values: list) -> str:
+            on = [v for v, flag in zip(values, batch1_native) if flag]
+            off = [v for v, flag in zip(values, batch1_native) if not flag]
+            return f"on torch's native kernel {frac(on, 0.25)}, on oneDNN's {frac(off, 0.25)}"
+
+        lines.append(f"held-out batch-1 convs of late maps ({len(batch1_native)}, 3x3 and 1x1 on 7²-28², half with "
+                     "an input of at most 20,480 elements), within 25%: "
+                     + "; ".join(f"{'learned ' + n + ' the torch_native_conv feature' if n in ablation else n}: "
+                                 f"{by_path(v)}" for n, v in batch1_err.items()))
+    lines += [drift(when, times, canary_times[0][1]) for when, times in canary_times[1:]]
     lines += model_lines
     if args.repeat:
         lines += repeat(again, models_again, settings)
+        with configured(settings):
+            canary("at the end")
+        lines.append(drift(*canary_times[-1], canary_times[0][1]))
     lines.append(f"load per CPU at the end: {machine_load():.2f}")
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
