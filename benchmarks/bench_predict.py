@@ -20,10 +20,17 @@ interleaved blocks (`measure.modules.time_against`, as `compare --time` does); t
 alone by the standard protocol. Models: each whole forward at 1x3x224x224 (random weights, eval mode), predicted
 from every op of its meta-device trace (convolutions with their shapes), times the in-network factor.
 
+Then `--batch1` held-out batch-1 convs of late maps (3x3 and 1x1 on 7²-28², half on each side of the bound below
+which torch runs its native convolution kernel instead of oneDNN's): the case of a CNN's last layers at batch 1,
+which the pairs meet rarely. On them, and on the pairs' kernels, an ablation: every kind's forest refitted on the
+calibration's samples with and without the `torch_native_conv` feature, scored on the same measurements.
+
 At the end, the depthwise and pointwise kernels and the models are measured a second time (`--no-repeat` skips
 it): how many agree with their first measurement is the ceiling of the figures - on a noisy machine the same
 kernel measured twice agreed within 25% for 61% of them (results/predict_repeat.txt), and no predictor can be
-shown closer to a measurement than that.
+shown closer to a measurement than that. Six canary kernels, measured after the calibration and again after the
+pairs, the batch-1 convs and the repeat, say how far the machine's speed drifted meanwhile (on the AMD EPYC VM
+of round 7: from 0.57x to 1.55x).
 
 Winner right counts the pairs whose measured speedup is decided (the interquartile range of its paired ratio lies
 on one side of 1); pairs within the noise are counted apart, as `compare` calls them "too close to call".
@@ -118,6 +125,14 @@ def canary_layers() -> list:
             depthwise(96, 3, 56, padding=1, name="canary dw 96 56²"), conv(32, 64, 1, 56, name="canary pw 32->64 56²"),
             conv(256, 256, 3, 7, padding=1, name="canary conv 256 7²"), depthwise(384, 5, 14, padding=2,
                                                                                    name="canary dw k5 384 14²")]
+
+
+def by_path(errors: list, native: list[bool]) -> str:
+    """How many errors are within 25%, apart for the kernels torch runs on its native convolution kernel and the
+    rest (oneDNN's)."""
+    on = [e for e, flag in zip(errors, native) if flag]
+    off = [e for e, flag in zip(errors, native) if not flag]
+    return f"on torch's native kernel {frac(on, 0.25)}, on oneDNN's {frac(off, 0.25)}"
 
 
 def drift(when: str, times: list, first: list) -> str:
@@ -443,25 +458,17 @@ def main() -> int:
         lines.append(f"{n} kernel error by kind: " + ", ".join(
             f"{kind} median {med(v)}, within 25% {frac(v, 0.25)}" for kind, v in sorted(kinds.items())))
     if ablation:
-        def split(values: list) -> str:
-            on = [v for v, flag in zip(values, on_native) if flag]
-            off = [v for v, flag in zip(values, on_native) if not flag]
-            return f"{frac(values, 0.25)} (on torch's native kernel {frac(on, 0.25)}, on oneDNN's {frac(off, 0.25)})"
-
         lines.append(f"ablation, forests refitted on the calibration's samples (threads for torch_native_conv: "
                      f"{native}; held-out kernels on torch's native convolution kernel: {sum(on_native)}): kernels "
-                     f"within 25% with the feature {split(ablation_err['with'])}, without it "
-                     f"{split(ablation_err['without'])}, linear {split(kernel_err['linear'])}")
+                     f"within 25% with the feature {frac(ablation_err['with'], 0.25)} "
+                     f"({by_path(ablation_err['with'], on_native)}), without it "
+                     f"{frac(ablation_err['without'], 0.25)} ({by_path(ablation_err['without'], on_native)}), "
+                     f"linear {frac(kernel_err['linear'], 0.25)} ({by_path(kernel_err['linear'], on_native)})")
     if batch1_native:
-        def by_path(values: list) -> str:
-            on = [v for v, flag in zip(values, batch1_native) if flag]
-            off = [v for v, flag in zip(values, batch1_native) if not flag]
-            return f"on torch's native kernel {frac(on, 0.25)}, on oneDNN's {frac(off, 0.25)}"
-
         lines.append(f"held-out batch-1 convs of late maps ({len(batch1_native)}, 3x3 and 1x1 on 7²-28², half with "
                      "an input of at most 20,480 elements), within 25%: "
                      + "; ".join(f"{'learned ' + n + ' the torch_native_conv feature' if n in ablation else n}: "
-                                 f"{by_path(v)}" for n, v in batch1_err.items()))
+                                 f"{by_path(v, batch1_native)}" for n, v in batch1_err.items()))
     lines += [drift(when, times, canary_times[0][1]) for when, times in canary_times[1:]]
     lines += model_lines
     if args.repeat:
