@@ -6,8 +6,6 @@ calibration's samples plus the first k of these convs, with and without the `tor
 on the last ones - against the first measurement, beside how far the second one agrees with it.
 
     python benchmarks/bench_native_path.py [--convs 200] [--budget 120] [--output benchmarks/results/native_path.txt]
-    python benchmarks/bench_native_path.py --pool-ab      # also a calibration from the pool without its late
-                                                          # batch-1 share (calibrate.LATE_BATCH1_SHARE), scored alike
 
 Runs in a temporary cache: the user's ceilings and calibration are neither read nor replaced. Eager, CPU, float32.
 """
@@ -36,8 +34,6 @@ def main() -> int:
     ap.add_argument("--convs", type=int, default=200, help="batch-1 convs recorded (half on each kernel)")
     ap.add_argument("--budget", type=float, default=120.0, help="the calibration's time budget (seconds)")
     ap.add_argument("--seed", type=int, default=77)
-    ap.add_argument("--pool-ab", action="store_true",
-                    help="also calibrate from the pool without its late batch-1 share, and score it on the same convs")
     ap.add_argument("--output", type=Path, default=None)
     args = ap.parse_args()
     os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="dscalc-bench-native-")
@@ -53,15 +49,10 @@ def main() -> int:
     threads = torch.get_num_threads()
     native = learned.native_threads("cpu", "eager", "float32", threads)
     load = machine_load()
-    plain = None
-    if args.pool_ab:  # the pool without its late batch-1 share, calibrated first
-        share, calibrate.LATE_BATCH1_SHARE = calibrate.LATE_BATCH1_SHARE, 0.0
-        plain = calibrate.calibrate(settings, budget=args.budget)
-        calibrate.LATE_BATCH1_SHARE = share
     started = time.perf_counter()
     cal = calibrate.calibrate(settings, budget=args.budget)
     took = time.perf_counter() - started
-    layers = held_out_batch1(args.convs, args.seed, seen_keys(cal) | (seen_keys(plain) if plain else set()))
+    layers = held_out_batch1(args.convs, args.seed, seen_keys(cal))
     quick = replace(settings, min_run_time=calibrate.MIN_RUN, max_run_time=calibrate.MAX_RUN)
     passes: list[list[float | None]] = []
     with configured(quick):
@@ -90,14 +81,7 @@ def main() -> int:
              f"oneDNN {frac([e for e, f in zip(again, on) if not f], 0.25)}",
              f"scored on the last {len(test)} against their first pass, within 25%:",
              f"  linear as calibrated: {score(lambda k: cal.predict(k, linear=True).seconds)}",
-             f"  learned as calibrated (pool with LATE_BATCH1_SHARE {calibrate.LATE_BATCH1_SHARE:.2f}): "
-             f"{score(lambda k: cal.predict(k).seconds)}"]
-    if plain is not None:
-        lines.append(f"  learned as calibrated from the pool without it (calibrated just before: "
-                     f"{sum(learned.torch_native_conv(s.kernel, native) for s in plain.samples)} of "
-                     f"{len(plain.samples)} kernels on torch's native kernel): "
-                     f"{score(lambda k: plain.predict(k).seconds)}; its linear model "
-                     f"{score(lambda k: plain.predict(k, linear=True).seconds)}")
+             f"  learned as calibrated: {score(lambda k: cal.predict(k).seconds)}"]
     for added in ADDED:
         extra = [s for s in recorded if s.kernel in kernels[:half]][:added]
         samples = list(cal.samples) + extra

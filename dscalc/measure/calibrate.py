@@ -267,11 +267,6 @@ _POOL_CHANNELS = [3, 8, 12, 16, 20, 24, 32, 40, 48, 56, 64, 72, 80, 96, 112, 120
                   320, 384, 480, 512, 576, 672, 768, 960, 1024]
 _POOL_SIZES = [7, 8, 10, 14, 16, 20, 28, 32, 40, 56, 64, 80, 112]
 _POOL_BATCHES = [1, 1, 1, 2, 4, 8, 16]
-#: the share of the pool's standard and pointwise convs drawn at batch 1 on a late map (7² to 28²): a CNN's last
-#: layers at batch 1, where torch switches between its native and oneDNN's kernels (`learned.torch_native_conv`)
-#: and a calibration of the plain draw held 21-39 such convs, too few to learn either side of the step
-LATE_BATCH1_SHARE = 1 / 3
-_LATE_SIZES = [7, 8, 10, 14, 16, 20, 28]
 #: how often each kind is drawn: the convolutions a separable comparison decides on most
 _POOL_KINDS = ["depthwise"] * 3 + ["pointwise"] * 3 + ["standard"] * 3 + ["grouped", "transposed", "linear",
                                                                              *MEMORY_KINDS]
@@ -288,8 +283,6 @@ def candidates(dtype: str = "float32", seed: int = POOL_SEED, n: int = POOL_SIZE
         cin, cout = rng.choice(_POOL_CHANNELS), rng.choice(_POOL_CHANNELS)
         s, b = rng.choice(_POOL_SIZES), rng.choice(_POOL_BATCHES)
         k, stride = rng.choice((3, 3, 5, 7)), rng.choice((1, 1, 2))
-        if kind in ("pointwise", "standard") and rng.random() < LATE_BATCH1_SHARE:
-            s, b = rng.choice(_LATE_SIZES), 1
         if kind == "depthwise":
             dm = rng.choice((1, 1, 1, 2))
             layer = depthwise(cin, k, s, depth_multiplier=dm, stride=stride, padding=k // 2, batch=b, dtype=dtype,
