@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench_predict import err, frac, held_out_batch1, med, seen_keys  # noqa: E402  (dscalc from this checkout)
+from bench_predict import emit, err, frac, held_out_batch1, med, seen_keys  # noqa: E402  (dscalc from this checkout)
 
 #: how many of the recorded convs are added to the calibration's samples before refitting
 ADDED = (0, 20, 50, 100)
@@ -92,10 +92,7 @@ def main() -> int:
             lines.append(f"  +{added} recorded convs, forests {label} the feature: "
                          f"{score(lambda k, c=refitted: c.predict(k).seconds)}")
     lines.append(f"load per CPU at the end: {machine_load():.2f}")
-    text = "\n".join(lines)
-    print(text)
-    if args.output:
-        args.output.write_text(text + "\n")
+    emit(lines, args.output)
     return 0
 
 

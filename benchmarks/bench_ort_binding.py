@@ -18,6 +18,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench_predict import emit  # noqa: E402  (after the path: dscalc from this checkout)
+
 
 def median_call(fn, seconds: float = 0.3) -> float:
     for _ in range(3):
@@ -82,10 +84,7 @@ def main() -> int:
         total = sum(a[i] for a in alone)
         lines.append(f"\nMobileNet-like chain ({len(parts)} kernels), {way}: whole {whole[i] * 1e3:.2f} ms, "
                      f"its kernels alone {total * 1e3:.2f} ms, whole / alone {whole[i] / total:.2f}")
-    text = "\n".join(lines)
-    print(text)
-    if args.output:
-        args.output.write_text(text + "\n")
+    emit(lines, args.output)
     return 0
 
 

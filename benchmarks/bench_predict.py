@@ -164,6 +164,14 @@ def err(pred: float | None, meas: float | None) -> float | None:
     return abs(pred / meas - 1) if pred is not None and meas else None
 
 
+def emit(lines: list[str], output: Path | None) -> None:
+    """A benchmark's summary: printed, and written to `output` where one is given."""
+    text = "\n".join(lines)
+    print(text)
+    if output:
+        output.write_text(text + "\n")
+
+
 def frac(values: list[float | None], limit: float) -> str:
     vals = [v for v in values if v is not None]
     return f"{sum(v <= limit for v in vals)}/{len(vals)} ({100 * sum(v <= limit for v in vals) / len(vals):.0f}%)" \

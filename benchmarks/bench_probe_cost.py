@@ -22,7 +22,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from predict_repeat import within  # noqa: E402  (after the path: dscalc from this checkout)
+from bench_predict import emit  # noqa: E402  (after the path: dscalc from this checkout)
+from predict_repeat import within  # noqa: E402
 
 
 def autorange(fn, settings) -> float:
@@ -82,10 +83,7 @@ def main() -> int:
     lines.append(f"  paired per probe, blocks / adaptive_autorange: median {ratio:.2f}x")
     lines.append(f"  medians of the two, blocks / adaptive_autorange: median {statistics.median(agree):.2f}, "
                  f"within 10%: {within(agree, 0.10)}, within 25%: {within(agree, 0.25)}")
-    text = "\n".join(lines)
-    print(text)
-    if args.output:
-        args.output.write_text(text + "\n")
+    emit(lines, args.output)
     return 0
 
 

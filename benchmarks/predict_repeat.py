@@ -16,7 +16,7 @@ import csv
 import statistics
 from pathlib import Path
 
-from bench_predict import frac
+from bench_predict import emit, frac
 
 
 def rows(path: Path) -> dict[tuple[str, str], dict[str, str]]:
@@ -52,10 +52,7 @@ def main() -> int:
             lines += ["", "| model | first | again | again / first |", "|---|---|---|---|"]
             lines += [f"| {k[1]} | {1e3 * float(a[k]['measured_s']):.1f} ms | {1e3 * float(b[k]['measured_s']):.1f} ms "
                       f"| {r:.2f} |" for k, r in zip(keys, again)]
-    text = "\n".join(lines)
-    print(text)
-    if args.output:
-        args.output.write_text(text + "\n")
+    emit(lines, args.output)
     return 0
 
 
