@@ -437,8 +437,8 @@ def test_torch_native_conv_is_off_where_torch_does_not_choose():
 
 def test_the_native_path_step_is_learned_with_its_feature():
     # a synthetic device whose convolutions on torch's native path run at 0.4x the time of truth() (a pointwise on
-    # oneDNN's NCHW path pays its reorders; measured 2-3x apart on a real CPU): one line per kind cannot follow
-    # that step, a forest that sees the feature can
+    # oneDNN's NCHW path pays its reorders; up to 3x apart on a real CPU, results/conv_paths.txt): one line per
+    # kind cannot follow that step, a forest that sees the feature can
     from dscalc.measure import calibrate
 
     def stepped(k: Kernel) -> float:

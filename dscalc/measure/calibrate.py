@@ -180,7 +180,7 @@ def design(dtype: str = "float32") -> list[Probe]:
                                              name=f"dw k{kk}/s{stride}/dm1 {cin}x{s}² b{b}")))
         probes.append(_layer_probe(conv(cin, cout, 1, s, batch=b, dtype=dtype, name=f"pw {cin}->{cout} {s}² b{b}")))
     # batch-1 convs of late maps whose input holds at most 20,480 elements: torch runs these on its native kernel,
-    # not oneDNN's, 2-3x apart from the line of their kind (`learned.torch_native_conv`); the pool draws few
+    # not oneDNN's, at rates up to 3x apart (`learned.torch_native_conv`); the pool draws few
     for cin, cout, kk, s in [(96, 24, 1, 14), (160, 960, 1, 7), (384, 96, 1, 7), (48, 48, 3, 14), (24, 40, 3, 28),
                              (320, 160, 3, 7)]:
         kind = "pw" if kk == 1 else "conv k3/s1"

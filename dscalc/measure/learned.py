@@ -57,11 +57,12 @@ def torch_native_conv(k: Kernel, threads: int) -> bool:
     rule of ATen's `ConvParams::use_mkldnn` (`threads`: torch's thread count; 0 where the calibration's runtime
     does not choose so - another dtype, device or runtime): a convolution with groups 1 runs natively when its
     batch is 1, its kernel is no larger than 3 on one side at least and its input holds at most 20,480 elements,
-    or, on one thread, when it is a 1x1 convolution with stride 1 and a batch under 16. The two differ by 2-3x
-    in either direction (on this project's AMD EPYC VM, 2 threads: a pointwise 404->64 on 7² 48 µs native, 420->64
-    168 µs on oneDNN; a 3x3 100->100 on 14² 801 µs native, 108->108 397 µs on oneDNN), a step one line per kind
-    cannot follow. The kernel's taps stand for its sides: a square number above 9 as a square kernel larger than
-    3, any other as one with a side of at most 3 (a 2x8 or a 4x5 kernel is misread)."""
+    or, on one thread, when it is a 1x1 convolution with stride 1 and a batch under 16. The two run at rates up to
+    3x apart, in either direction (`benchmarks/bench_conv_paths.py`, results/conv_paths.txt, an AMD EPYC VM at 2
+    threads: a pointwise 404->64 on 7² 33 µs native, 420->64 94 µs on oneDNN; 3x3 convs 1.3x faster per FLOP on
+    oneDNN), a step one line per kind cannot follow. The kernel's taps stand for its sides: a square number above
+    9 as a square kernel larger than 3, any other as one with a side of at most 3 (a 2x8 or a 4x5 kernel is
+    misread)."""
     if threads <= 0 or k.kind not in NATIVE_CONV_KINDS or k.groups > 1 or not k.shaped:
         return False
     if threads == 1 and k.kind == "pointwise" and k.stride == 1 and k.batch < 16:
