@@ -47,11 +47,11 @@ def main() -> int:
 
     settings = Settings(device="cpu")
     threads = torch.get_num_threads()
-    native = learned.native_threads("cpu", "eager", "float32", threads)
     load = machine_load()
     started = time.perf_counter()
     cal = calibrate.calibrate(settings, budget=args.budget)
     took = time.perf_counter() - started
+    native = cal.native_threads
     layers = held_out_batch1(args.convs, args.seed, seen_keys(cal))
     quick = replace(settings, min_run_time=calibrate.MIN_RUN, max_run_time=calibrate.MAX_RUN)
     passes: list[list[float | None]] = []

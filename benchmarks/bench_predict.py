@@ -292,7 +292,7 @@ def main() -> int:
 
     # an ablation on the same samples: every kind's forest refitted as the calibration fits it, with and without
     # the feature that says which of its two convolution kernels torch runs (`learned.torch_native_conv`)
-    native = learned_module.native_threads(args.device, args.runtime, "float32", threads)
+    native = cal.native_threads
     ablation = {label: replace(cal, learned=learned_module.fit_learned(list(cal.samples), cal.models,
                                                                        native_threads=n))
                 for label, n in (("with", native), ("without", 0))} if learned_module.available() else {}

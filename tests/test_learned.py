@@ -322,10 +322,10 @@ def test_adaptive_picks_follow_each_kinds_share_and_then_its_uncertainty():
     # within a kind: the candidate whose trees disagree most
     forest = learned.Forest("depthwise", (_stump(0.0, 0.0), _stump(0.0, 1.0)))  # trees agree at batch 1 only
     dws = [p for p in pool if p.kernel.kind == "depthwise"]
-    spreads = [forest.spread(p.kernel, sum(models["depthwise"].terms(p.kernel))) for p in dws]
+    spreads = [forest.spread(p.kernel, sum(models["depthwise"].terms(p.kernel)), 0) for p in dws]
     assert max(spreads) > min(spreads)
     first = calibrate._pick(dws, models, {"depthwise": forest}, 1, {})[0]
-    assert forest.spread(first.kernel, sum(models["depthwise"].terms(first.kernel))) == max(spreads)
+    assert forest.spread(first.kernel, sum(models["depthwise"].terms(first.kernel)), 0) == max(spreads)
 
 
 def _stump(low: float, high: float) -> learned.Tree:
@@ -452,6 +452,15 @@ def test_the_native_path_step_is_learned_with_its_feature():
     cal = {n: Calibration("cpu", "x", 2, "float32", False, "eager", "t", 0.0, 1.0, 1e11, models,
                           learned=learned.fit_learned(train, models, guard=False, native_threads=n))
            for n in (0, 2)}
-    assert all(f.native_threads == 2 for f in cal[2].learned.values())
+    # both calibrations compute the feature alike (eager, CPU, float32, 2 threads: `Calibration.native_threads`);
+    # only the forests fitted with it split on it - trees never split on a feature that was constant in training
+    assert cal[0].native_threads == cal[2].native_threads == 2
+    at = learned.FEATURES.index("torch_native_conv")
+
+    def splits_on_it(c: Calibration) -> bool:
+        return any(at in [f for f, left in zip(t.feature, t.left) if left != -1] for forest in c.learned.values()
+                   for t in forest.trees)
+
+    assert splits_on_it(cal[2]) and not splits_on_it(cal[0])
     with_feature, without = median_error(cal[2], held, linear=False), median_error(cal[0], held, linear=False)
     assert with_feature < 0.15 < 0.3 < without

@@ -360,9 +360,10 @@ def _note_once(text: str) -> None:
 
 
 def _pick(pool: list[Probe], models: dict[str, Any], forests: dict[str, learned.Forest], n: int,
-          have: dict[str, int] | None = None) -> list[Probe]:
-    """The next n candidates to measure: a kind without a linear model first (it needs samples); then each pick
-    goes to the kind furthest behind its share of the samples (its share of the pool - the pool draws the
+          have: dict[str, int] | None = None, native: int = 0) -> list[Probe]:
+    """The next n candidates to measure (`native`: the calibration's `learned.native_threads`, as the forests'
+    features take it): a kind without a linear model first (it needs samples); then each pick goes to the kind
+    furthest behind its share of the samples (its share of the pool - the pool draws the
     convolutions most - against `have`, the kernels of each kind measured so far, design included), and within
     a kind to the candidate the models are least sure of: the largest spread in log time, the per-tree
     predictions' standard deviation where a forest was kept, else the line's own residual spread (its 10th-90th
@@ -377,7 +378,7 @@ def _pick(pool: list[Probe], models: dict[str, Any], forests: dict[str, learned.
         elif forest is None:
             score = math.log(max(model.spread[1], 1.0) / min(model.spread[0], 1.0)) / 2.56
         else:
-            score = forest.spread(p.kernel, max(sum(model.terms(p.kernel)), 1e-9))
+            score = forest.spread(p.kernel, max(sum(model.terms(p.kernel)), 1e-9), native)
         queues.setdefault(p.kernel.kind, []).append((-score, i))
     for q in queues.values():
         q.sort(reverse=True)  # popped from the end: the largest spread first
@@ -443,7 +444,7 @@ def calibrate(settings: Settings, progress: Callable[[], Any] | None = None, bud
                 scan = rng.sample(pool, min(len(pool), SCAN))
                 changed = set()
                 have = Counter(x.kernel.kind for x in samples)
-                for probe in _pick(scan, models, forests, BATCH, have):
+                for probe in _pick(scan, models, forests, BATCH, have, native):
                     pool.remove(probe)
                     if ticks.elapsed() >= budget - reserve:
                         break

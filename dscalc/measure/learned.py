@@ -175,32 +175,29 @@ class Forest:
     residual: tuple[float, float] = (0.0, 0.0)  # LOW_Q and HIGH_Q quantiles of log(measured / predicted), OOB
     samples: int = 0
     error: float = 0.0  # median |predicted / measured - 1| out of bag
-    #: the `features` it was fitted on: torch's thread count where its calibration's runtime picks torch's CPU
-    #: convolution kernel by shape, else 0
-    native_threads: int = 0
 
     def log_ratios(self, x: Sequence[float]) -> list[float]:
         x = [_f32(v) for v in x]
         return [t(x) for t in self.trees]
 
-    def predict(self, k: Kernel, linear_s: float) -> tuple[float, float, float]:
-        """The predicted seconds and the interval (low, high) around it."""
-        per_tree = self.log_ratios(features(k, linear_s, self.native_threads))
+    def predict(self, k: Kernel, linear_s: float, native_threads: int) -> tuple[float, float, float]:
+        """The predicted seconds and the interval (low, high) around it (`native_threads`: its calibration's, as
+        `features` takes it)."""
+        per_tree = self.log_ratios(features(k, linear_s, native_threads))
         mean = sum(per_tree) / len(per_tree)
         lo = math.hypot(mean - quantile(per_tree, LOW_Q), min(self.residual[0], 0.0))
         hi = math.hypot(quantile(per_tree, HIGH_Q) - mean, max(self.residual[1], 0.0))
         return linear_s * math.exp(mean), linear_s * math.exp(mean - lo), linear_s * math.exp(mean + hi)
 
-    def spread(self, k: Kernel, linear_s: float) -> float:
+    def spread(self, k: Kernel, linear_s: float, native_threads: int) -> float:
         """The per-tree predictions' standard deviation (log): where adaptive sampling measures next."""
-        per_tree = self.log_ratios(features(k, linear_s, self.native_threads))
+        per_tree = self.log_ratios(features(k, linear_s, native_threads))
         mean = sum(per_tree) / len(per_tree)
         return math.sqrt(sum((p - mean) ** 2 for p in per_tree) / len(per_tree))
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "features": list(FEATURES), "trees": [t.to_dict() for t in self.trees],
-                "residual": list(self.residual), "samples": self.samples, "median_error": self.error,
-                "native_threads": self.native_threads}
+                "residual": list(self.residual), "samples": self.samples, "median_error": self.error}
 
     @classmethod
     def from_dict(cls, d: Any) -> Forest:
@@ -216,13 +213,10 @@ class Forest:
         samples, error = d.get("samples", 0), d.get("median_error", 0.0)
         if type(samples) is not int or samples < 0 or type(error) not in (int, float) or not 0 <= error < 1e6:
             raise BadForest("samples, median_error: expected a count and an error")
-        native_threads = d.get("native_threads", 0)
-        if type(native_threads) is not int or not 0 <= native_threads <= 1 << 16:
-            raise BadForest("native_threads: expected a thread count")
         if not isinstance(d.get("kind"), str):
             raise BadForest("kind: expected a name")
         return cls(d["kind"], tuple(tree_from_dict(t) for t in trees), (residual[0], residual[1]), samples,
-                   float(error), native_threads)
+                   float(error))
 
 
 # -------------------------------------------------------------------------------------- fitting (scikit-learn)
@@ -234,8 +228,7 @@ def available() -> bool:
     return importlib.util.find_spec("sklearn") is not None
 
 
-def export(kind: str, ensemble: Any, samples: int, residual: tuple[float, float], error: float,
-           native_threads: int = 0) -> Forest:
+def export(kind: str, ensemble: Any, samples: int, residual: tuple[float, float], error: float) -> Forest:
     """A fitted scikit-learn tree ensemble (regressor) as a Forest of plain arrays."""
     trees = []
     for est in ensemble.estimators_:
@@ -243,7 +236,7 @@ def export(kind: str, ensemble: Any, samples: int, residual: tuple[float, float]
         trees.append(Tree(tuple(int(v) for v in t.children_left), tuple(int(v) for v in t.children_right),
                           tuple(max(int(v), 0) for v in t.feature), tuple(float(v) for v in t.threshold),
                           tuple(float(v) for v in t.value[:, 0, 0])))
-    return Forest(kind, tuple(trees), residual, samples, error, native_threads)
+    return Forest(kind, tuple(trees), residual, samples, error)
 
 
 def training_set(samples: Sequence[Sample], linear: Any,
@@ -284,7 +277,7 @@ def fit_kind(kind: str, samples: Sequence[Sample], linear: Any, seed: int = SEED
         error = quantile([abs(math.exp(-r) - 1) for r in residuals], 0.5)  # |predicted / measured - 1|
     else:
         residual, error = (0.0, 0.0), 0.0
-    return export(kind, model, len(y), residual, error, native_threads)
+    return export(kind, model, len(y), residual, error)
 
 
 def fit_learned(samples: Sequence[Sample], linear: dict[str, Any], seed: int = SEED, guard: bool = True,

@@ -21,7 +21,7 @@ from typing import Any
 
 from dscalc.cost.kinds import WEIGHTED
 from dscalc.cost.records import LayerCost
-from dscalc.measure.learned import Forest, quantile
+from dscalc.measure.learned import Forest, native_threads, quantile
 
 #: the kernel kinds a calibration measures (its design covers exactly these, tested): the weighted layer kinds of
 #: the engine and the memory-bound ops a model also runs
@@ -190,6 +190,11 @@ class Calibration:
     network_overhead: float | None = None
 
     @property
+    def native_threads(self) -> int:
+        """What its forests' `torch_native_conv` feature was computed with (`learned.native_threads`)."""
+        return native_threads(self.device, self.runtime, self.dtype, self.threads)
+
+    @property
     def network(self) -> tuple[float | None, float | None]:
         """The in-network terms (bandwidth, overhead per kernel) `measure.fusion.predict` adds."""
         return self.network_bandwidth, self.network_overhead
@@ -211,7 +216,7 @@ class Calibration:
         bound = TERMS[max(range(3), key=lambda i: (fixed, compute, memory)[i])]
         forest = None if linear or not k.shaped else self.learned.get(k.kind)
         if forest is not None and total > 0:
-            seconds, low, high = forest.predict(k, total)
+            seconds, low, high = forest.predict(k, total, self.native_threads)
             scale = seconds / total  # the terms keep their shares (the bound names the same term)
             fixed, compute, memory = fixed * scale, compute * scale, memory * scale
             name = "learned"
